@@ -1,0 +1,228 @@
+"""The bodyparts data contract: the one in-memory record format every loader produces.
+
+A record is a Detectron2 dataset dict (one per image)::
+
+    {
+      "file_name": str,            # path of the image file
+      "height": int, "width": int, # image size in pixels
+      "image_id": int | str,       # unique within the split
+      "part_taxonomy": str,        # name in bodyparts.taxonomy.PART_TAXONOMIES of the part labels below
+      "annotations": [             # one dict per person
+        {
+          "bbox": [x, y, w, h],          # floats, absolute pixels
+          "bbox_mode": BoxMode.XYWH_ABS, # or XYXY_ABS
+          "category_id": 0,              # contiguous id into metadata.thing_classes ("person" = 0)
+          "iscrowd": 0,
+          "segmentation": RLE | [[x0, y0, x1, y1, ...], ...],  # silhouette (visible person pixels)
+          "keypoints": [x0, y0, v0, ...],  # optional; K*3 floats, continuous image coords
+                                           # (pixel (i, j) covers [j, j+1) x [i, i+1)), v in {0,1,2}
+          "parts": {label: RLE, ...},      # optional; per part label (1..num_parts of part_taxonomy)
+                                           # the person's pixels of that part; absent/None = no part
+                                           # annotation for this person (no part loss)
+          "parts_complete": bool,          # optional, default True; False = some parts unlabelled
+        }, ...
+      ],
+      "sem_seg_file_name": str,    # optional: image-level part map PNG (uint8, taxonomy labels, 255 ignore)
+      "pan_seg_file_name": str,    # optional: COCO-panoptic RGB PNG (id = R + 256 G + 256^2 B)
+      "segments_info": [...],      # optional, with pan_seg_file_name: {id, category_id, iscrowd, isthing}
+    }
+
+RLE is COCO's compressed RLE ``{"size": [height, width], "counts": str}`` (pycocotools).
+:func:`validate_record` checks a record and raises :class:`DataContractError` naming the source file,
+the image, the annotation and the field.
+"""
+import math
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+import pycocotools.mask as mask_util
+from detectron2.structures import BoxMode
+
+__all__ = [
+    "DataContractError",
+    "validate_record",
+    "encode_mask",
+    "decode_rle",
+    "part_label_map",
+    "PART_IGNORE",
+]
+
+PART_IGNORE = 255  # part label of pixels without part annotation
+
+
+class DataContractError(ValueError):
+    """A record does not follow the bodyparts data contract."""
+
+
+def encode_mask(mask: np.ndarray) -> Dict[str, Any]:
+    """Binary mask (H, W) -> COCO compressed RLE with a JSON-serialisable ``counts`` string."""
+    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def _as_pycoco(rle: Mapping) -> Dict[str, Any]:
+    counts = rle["counts"]
+    if isinstance(counts, list):  # uncompressed RLE
+        return mask_util.frPyObjects(dict(rle), *rle["size"])
+    return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def decode_rle(rle: Mapping) -> np.ndarray:
+    """COCO RLE (compressed or uncompressed) -> uint8 mask (H, W)."""
+    return mask_util.decode(_as_pycoco(rle))
+
+
+def part_label_map(annotation: Mapping, height: int, width: int) -> np.ndarray:
+    """The person's part label map (H, W) uint8: part labels, 0 elsewhere; all PART_IGNORE if the
+    person has no part annotation. Parts are disjoint by contract (checked by validate_record)."""
+    parts = annotation.get("parts")
+    if parts is None:
+        return np.full((height, width), PART_IGNORE, dtype=np.uint8)
+    out = np.zeros((height, width), dtype=np.uint8)
+    for label, rle in parts.items():
+        out[decode_rle(rle).astype(bool)] = int(label)
+    return out
+
+
+class _Ctx:
+    def __init__(self, source: str, record: Mapping):
+        self.where = f"{source}: " if source else ""
+        self.where += f"image {record.get('image_id', '?')!r} ({record.get('file_name', '?')})"
+
+    def fail(self, msg: str, ann: Optional[int] = None, ann_id: Any = None) -> None:
+        at = ""
+        if ann is not None:
+            at = f", annotation #{ann}" + (f" (id {ann_id})" if ann_id is not None else "")
+        raise DataContractError(f"{self.where}{at}: {msg}")
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_rle(ctx: _Ctx, rle, field: str, h: int, w: int, i: int, aid) -> None:
+    if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
+        ctx.fail(f"field {field!r} must be an RLE dict with 'size' and 'counts'", i, aid)
+    if [int(s) for s in rle["size"]] != [h, w]:
+        ctx.fail(
+            f"field {field!r}: mask size {list(rle['size'])} differs from the image size [{h}, {w}]", i, aid
+        )
+
+
+def _check_segmentation(ctx: _Ctx, seg, h: int, w: int, i: int, aid) -> None:
+    if isinstance(seg, list):
+        if not seg:
+            ctx.fail("field 'segmentation': empty polygon list", i, aid)
+        for poly in seg:
+            if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
+                ctx.fail("field 'segmentation': a polygon needs an even number >= 6 of coordinates", i, aid)
+            if not all(_is_number(c) for c in poly):
+                ctx.fail("field 'segmentation': polygon coordinates must be finite numbers", i, aid)
+    else:
+        _check_rle(ctx, seg, "segmentation", h, w, i, aid)
+
+
+def _check_keypoints(ctx, kps, h, w, num_keypoints, keypoint_names, i, aid) -> None:
+    if not isinstance(kps, (list, tuple)) or len(kps) % 3:
+        ctx.fail("field 'keypoints' must be a flat list [x0, y0, v0, x1, y1, v1, ...]", i, aid)
+    if num_keypoints is not None and len(kps) != 3 * num_keypoints:
+        ctx.fail(f"field 'keypoints' has {len(kps) // 3} keypoints, the dataset has {num_keypoints}", i, aid)
+    for k in range(len(kps) // 3):
+        x, y, v = kps[3 * k : 3 * k + 3]
+        name = keypoint_names[k] if keypoint_names and k < len(keypoint_names) else f"#{k}"
+        if not (_is_number(x) and _is_number(y)) or v not in (0, 1, 2):
+            ctx.fail(f"keypoint {name}: expected numbers x, y and visibility in {{0, 1, 2}}, got {[x, y, v]}", i, aid)
+        if v > 0 and not (0 <= x <= w and 0 <= y <= h):
+            ctx.fail(
+                f"keypoint {name} at ({x:.1f}, {y:.1f}) with visibility {v} lies outside the "
+                f"{w}x{h} image (a keypoint outside the image must have visibility 0)",
+                i,
+                aid,
+            )
+
+
+def _check_parts(ctx, parts, h, w, num_parts, i, aid) -> None:
+    if not isinstance(parts, Mapping):
+        ctx.fail("field 'parts' must be a dict {part label: RLE}", i, aid)
+    rles = []
+    for label, rle in parts.items():
+        try:
+            lab = int(label)
+        except (TypeError, ValueError):
+            ctx.fail(f"field 'parts': key {label!r} is not an integer part label", i, aid)
+        if lab < 1 or (num_parts is not None and lab > num_parts):
+            ctx.fail(f"field 'parts': unknown part label {lab} (taxonomy has labels 1..{num_parts})", i, aid)
+        _check_rle(ctx, rle, f"parts[{lab}]", h, w, i, aid)
+        rles.append(_as_pycoco(rle))
+    if len(rles) > 1:
+        union = mask_util.area(mask_util.merge(rles, intersect=False))
+        if int(union) != int(sum(mask_util.area(rles))):
+            ctx.fail("field 'parts': part masks overlap (a pixel must have one part label)", i, aid)
+
+
+def validate_record(
+    record: Mapping,
+    *,
+    source: str = "",
+    num_classes: Optional[int] = None,
+    num_parts: Optional[int] = None,
+    keypoint_names: Optional[List[str]] = None,
+) -> None:
+    """Check one record against the contract.
+
+    Args:
+        record: a dataset dict (see module docstring).
+        source: the file the record came from, quoted in errors.
+        num_classes: number of thing classes (category_id must be below it).
+        num_parts: number of parts of the record's taxonomy (part labels must be 1..num_parts).
+        keypoint_names: the dataset's keypoint names; their count is the expected K.
+
+    Raises:
+        DataContractError: naming the source, image, annotation and field.
+    """
+    ctx = _Ctx(source, record)
+    for key in ("file_name", "height", "width", "image_id"):
+        if key not in record:
+            ctx.fail(f"missing field {key!r}")
+    if not isinstance(record["file_name"], str) or not record["file_name"]:
+        ctx.fail("field 'file_name' must be a non-empty path")
+    h, w = record["height"], record["width"]
+    if not (isinstance(h, (int, np.integer)) and isinstance(w, (int, np.integer)) and h > 0 and w > 0):
+        ctx.fail(f"fields 'height'/'width' must be positive integers, got {h!r} x {w!r} (empty image?)")
+    anns = record.get("annotations", [])
+    if not isinstance(anns, list):
+        ctx.fail("field 'annotations' must be a list")
+    num_kp = len(keypoint_names) if keypoint_names else None
+    for i, ann in enumerate(anns):
+        aid = ann.get("id") if isinstance(ann, Mapping) else None
+        if not isinstance(ann, Mapping):
+            ctx.fail("annotation must be a dict", i)
+        for key in ("bbox", "bbox_mode", "category_id"):
+            if key not in ann:
+                ctx.fail(f"missing field {key!r}", i, aid)
+        box = ann["bbox"]
+        if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(_is_number(b) for b in box):
+            ctx.fail(f"field 'bbox' must be 4 finite numbers, got {box!r}", i, aid)
+        try:
+            mode = BoxMode(ann["bbox_mode"])
+        except ValueError:
+            ctx.fail(f"field 'bbox_mode': {ann['bbox_mode']!r} is not a BoxMode", i, aid)
+        if mode not in (BoxMode.XYWH_ABS, BoxMode.XYXY_ABS):
+            ctx.fail(f"field 'bbox_mode' must be XYWH_ABS or XYXY_ABS, got {mode.name}", i, aid)
+        x0, y0, x1, y1 = BoxMode.convert(list(box), mode, BoxMode.XYXY_ABS)
+        if x1 <= x0 or y1 <= y0:
+            ctx.fail(f"field 'bbox' {list(box)} has zero or negative width/height", i, aid)
+        if x0 < -1 or y0 < -1 or x1 > w + 1 or y1 > h + 1:
+            ctx.fail(f"field 'bbox' {list(box)} lies outside the {w}x{h} image", i, aid)
+        cat = ann["category_id"]
+        if not isinstance(cat, (int, np.integer)) or cat < 0 or (num_classes is not None and cat >= num_classes):
+            ctx.fail(f"field 'category_id': {cat!r} is not a class index below {num_classes}", i, aid)
+        if "segmentation" in ann:
+            _check_segmentation(ctx, ann["segmentation"], h, w, i, aid)
+        if ann.get("keypoints") is not None:
+            _check_keypoints(ctx, ann["keypoints"], h, w, num_kp, keypoint_names, i, aid)
+        if ann.get("parts") is not None:
+            _check_parts(ctx, ann["parts"], h, w, num_parts, i, aid)
+        if "parts_complete" in ann and not isinstance(ann["parts_complete"], bool):
+            ctx.fail("field 'parts_complete' must be true or false", i, aid)

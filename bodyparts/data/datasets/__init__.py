@@ -1,0 +1,8 @@
+from . import builtin  # noqa: F401  (registers the built-in datasets)
+from .generic import (  # noqa: F401
+    bodyparts_metadata,
+    load_bodyparts_json,
+    register_bodyparts_json,
+    save_bodyparts_json,
+)
+from .synthetic import datasets_root, register_synthetic_from_cfg, register_synthetic_people  # noqa: F401

@@ -1,0 +1,178 @@
+"""Dataset mappers: contract records -> model inputs.
+
+:class:`BodyPartsDatasetMapper` does what Detectron2's ``DatasetMapper`` does (image, augmentation,
+boxes, silhouettes, keypoints with their flip map) and adds each person's part label map:
+``instances.gt_part_maps`` (:class:`~bodyparts.structures.PartMaps`, (N, H, W) uint8 in the model's
+part taxonomy, 255 where a person has no part annotation). Part labels are mapped from the record's
+taxonomy to the model's with the declarative tables of :mod:`bodyparts.taxonomy`, resized with
+nearest-neighbour sampling, and swapped left <-> right on a horizontal flip.
+"""
+import copy
+import logging
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from detectron2.config import configurable
+from detectron2.data import MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+
+from ..structures import PartMaps
+from ..taxonomy import get_part_taxonomy, mapping_lut
+from .contract import PART_IGNORE, part_label_map
+
+__all__ = ["BodyPartsDatasetMapper", "part_luts_for_datasets", "count_hflips", "transform_part_map"]
+
+logger = logging.getLogger(__name__)
+
+
+def part_luts_for_datasets(dataset_names: List[str], target_taxonomy: str) -> Dict[str, np.ndarray]:
+    """For each part taxonomy used by ``dataset_names``, the LUT to ``target_taxonomy``.
+
+    Raises TaxonomyError at start-up when a dataset cannot express the target taxonomy.
+    """
+    luts = {}
+    for name in dataset_names:
+        source = MetadataCatalog.get(name).get("part_taxonomy", None)
+        if source is None:
+            continue
+        luts[source] = mapping_lut(source, target_taxonomy, dataset=name)
+    return luts
+
+
+def count_hflips(transforms: T.TransformList) -> int:
+    """Number of horizontal flips in a transform list (odd = the image is mirrored)."""
+    return sum(isinstance(t, T.HFlipTransform) for t in transforms.transforms)
+
+
+def transform_part_map(
+    part_map: np.ndarray, transforms: T.TransformList, lut: np.ndarray, flip_lut: np.ndarray
+) -> np.ndarray:
+    """Map labels to the target taxonomy, apply the geometric transforms, swap sides if mirrored.
+
+    Args:
+        part_map: uint8 (H, W) labels in the source taxonomy, PART_IGNORE = unlabelled.
+        transforms: the image's transforms (segmentation = nearest-neighbour).
+        lut: uint8 (C_src,) source -> target labels.
+        flip_lut: uint8 (C_dst,) target label -> label after a horizontal flip.
+    Returns:
+        uint8 (H', W') labels in the target taxonomy, PART_IGNORE kept.
+    """
+    full_lut = np.full(256, PART_IGNORE, dtype=np.uint8)
+    full_lut[: len(lut)] = lut
+    out = transforms.apply_segmentation(full_lut[part_map])
+    if count_hflips(transforms) % 2 == 1:
+        flip_full = np.arange(256, dtype=np.uint8)
+        flip_full[: len(flip_lut)] = flip_lut
+        out = flip_full[out]
+    return out
+
+
+class BodyPartsDatasetMapper:
+    """Map one record to ``{"image", "instances", "height", "width", "file_name", "image_id"}``.
+
+    Instances fields: ``gt_boxes``, ``gt_classes``, ``gt_masks`` (silhouettes, when
+    ``use_instance_mask``), ``gt_keypoints`` (when ``use_keypoint``), ``gt_part_maps`` (when
+    ``use_parts``).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        is_train: bool,
+        *,
+        augmentations: List,
+        image_format: str,
+        use_instance_mask: bool = False,
+        instance_mask_format: str = "bitmask",
+        use_keypoint: bool = False,
+        keypoint_hflip_indices: Optional[np.ndarray] = None,
+        use_parts: bool = True,
+        part_luts: Optional[Dict[str, np.ndarray]] = None,
+        part_flip_lut: Optional[np.ndarray] = None,
+        recompute_boxes: bool = False,
+    ):
+        if recompute_boxes and not use_instance_mask:
+            raise ValueError("recompute_boxes requires instance masks")
+        if use_parts and (part_luts is None or part_flip_lut is None):
+            raise ValueError("use_parts needs part_luts and part_flip_lut")
+        self.is_train = is_train
+        self.augmentations = T.AugmentationList(augmentations)
+        self.image_format = image_format
+        self.use_instance_mask = use_instance_mask
+        self.instance_mask_format = instance_mask_format
+        self.use_keypoint = use_keypoint
+        self.keypoint_hflip_indices = keypoint_hflip_indices
+        self.use_parts = use_parts
+        self.part_luts = part_luts or {}
+        self.part_flip_lut = part_flip_lut
+        self.recompute_boxes = recompute_boxes
+        mode = "training" if is_train else "inference"
+        logger.info(f"[BodyPartsDatasetMapper] Augmentations used in {mode}: {augmentations}")
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True):
+        datasets = list(cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST)
+        target = cfg.BODYPARTS.PART_TAXONOMY
+        ret = {
+            "is_train": is_train,
+            "augmentations": utils.build_augmentation(cfg, is_train),
+            "image_format": cfg.INPUT.FORMAT,
+            "use_instance_mask": cfg.MODEL.MASK_ON,
+            "instance_mask_format": cfg.INPUT.MASK_FORMAT,
+            "use_keypoint": cfg.MODEL.KEYPOINT_ON,
+            "recompute_boxes": False,
+            "use_parts": is_train,
+            "part_luts": part_luts_for_datasets(datasets, target),
+            "part_flip_lut": get_part_taxonomy(target).flip_lut(),
+        }
+        if cfg.MODEL.KEYPOINT_ON and is_train:
+            ret["keypoint_hflip_indices"] = utils.create_keypoint_hflip_indices(datasets)
+        return ret
+
+    def _part_map(self, record: dict, ann: dict, transforms: T.TransformList) -> np.ndarray:
+        source = record.get("part_taxonomy")
+        if source not in self.part_luts:
+            raise KeyError(
+                f"{record.get('file_name')}: record part taxonomy {source!r} has no mapping to the model's "
+                f"taxonomy (mapper knows {sorted(self.part_luts)}); is the dataset in DATASETS.TRAIN?"
+            )
+        raw = part_label_map(ann, record["height"], record["width"])
+        return transform_part_map(raw, transforms, self.part_luts[source], self.part_flip_lut)
+
+    def __call__(self, dataset_dict: dict) -> dict:
+        record = copy.deepcopy(dataset_dict)
+        image = utils.read_image(record["file_name"], format=self.image_format)
+        utils.check_image_size(record, image)
+        aug_input = T.AugInput(image)
+        transforms = self.augmentations(aug_input)
+        image = aug_input.image
+        image_shape = image.shape[:2]
+        record["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        annos_in = record.pop("annotations", None)
+        if not self.is_train or annos_in is None:
+            return record
+        annos_in = [a for a in annos_in if a.get("iscrowd", 0) == 0]
+        part_maps = [self._part_map(record, a, transforms) for a in annos_in] if self.use_parts else None
+        annos = []
+        for a in annos_in:
+            a = dict(a)
+            if not self.use_instance_mask:
+                a.pop("segmentation", None)
+            if not self.use_keypoint:
+                a.pop("keypoints", None)
+            a.pop("parts", None)
+            annos.append(
+                utils.transform_instance_annotations(
+                    a, transforms, image_shape, keypoint_hflip_indices=self.keypoint_hflip_indices
+                )
+            )
+        instances = utils.annotations_to_instances(annos, image_shape, mask_format=self.instance_mask_format)
+        if part_maps is not None:
+            tensor = torch.from_numpy(np.stack(part_maps)) if part_maps else torch.zeros((0, *image_shape), dtype=torch.uint8)
+            instances.gt_part_maps = PartMaps(tensor)
+        if self.recompute_boxes:
+            instances.gt_boxes = instances.gt_masks.get_bounding_boxes()
+        record["instances"] = utils.filter_empty_instances(instances)
+        return record

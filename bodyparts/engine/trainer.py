@@ -1,0 +1,112 @@
+"""The bodyparts Trainer: Detectron2's DefaultTrainer with mappers and evaluators chosen by metadata."""
+import logging
+import os
+from typing import Callable, Dict, List
+
+from detectron2.config import CfgNode, get_cfg
+from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators
+
+from ..compat import coco_evaluator_kwargs, ddp_without_device_ids_on_cpu
+from ..config import add_bodyparts_config
+from ..data.datasets.synthetic import register_synthetic_from_cfg
+from ..data.mappers import BodyPartsDatasetMapper
+
+__all__ = ["Trainer", "setup_cfg", "MAPPERS", "EVALUATORS", "build_coco_evaluator"]
+
+logger = logging.getLogger(__name__)
+
+# metadata "data_format" -> mapper class (records of that format). Datasets without the key use
+# Detectron2's own DatasetMapper.
+MAPPERS: Dict[str, Callable] = {"bodyparts": BodyPartsDatasetMapper}
+
+
+def build_coco_evaluator(cfg: CfgNode, dataset_name: str, output_dir: str) -> DatasetEvaluator:
+    """COCO bbox / segm (silhouettes) / keypoints AP with pycocotools, tasks from the config."""
+    tasks = ["bbox"]
+    if cfg.MODEL.MASK_ON:
+        tasks.append("segm")
+    if cfg.MODEL.KEYPOINT_ON:
+        tasks.append("keypoints")
+    sigmas = MetadataCatalog.get(dataset_name).get("keypoint_oks_sigmas", ())
+    return COCOEvaluator(
+        dataset_name,
+        tasks=tuple(tasks),
+        distributed=True,
+        output_dir=output_dir,
+        kpt_oks_sigmas=tuple(cfg.TEST.KEYPOINT_OKS_SIGMAS) or tuple(sigmas),
+        **coco_evaluator_kwargs(),
+    )
+
+
+# metadata "evaluator_type" -> builder(cfg, dataset_name, output_dir) returning evaluators
+EVALUATORS: Dict[str, Callable[[CfgNode, str, str], DatasetEvaluator]] = {
+    "bodyparts": build_coco_evaluator,
+    "coco": build_coco_evaluator,
+}
+
+
+def _data_format(dataset_names: List[str]) -> str:
+    formats = {MetadataCatalog.get(n).get("data_format", "detectron2") for n in dataset_names}
+    if len(formats) > 1:
+        raise ValueError(f"datasets {dataset_names} mix record formats {sorted(formats)}; train them separately")
+    return formats.pop()
+
+
+def _mapper(cfg: CfgNode, dataset_names: List[str], is_train: bool):
+    cls = MAPPERS.get(_data_format(dataset_names))
+    return cls(cfg, is_train) if cls is not None else None
+
+
+class Trainer(DefaultTrainer):
+    """``DefaultTrainer`` that also trains on CPU with several processes (gloo DDP), and picks the
+    dataset mapper and evaluators from each dataset's metadata (``data_format``, ``evaluator_type``).
+    Writes metrics.json, tensorboard events and checkpoints to ``cfg.OUTPUT_DIR`` like Detectron2."""
+
+    def __init__(self, cfg: CfgNode):
+        with ddp_without_device_ids_on_cpu(cfg.MODEL.DEVICE):
+            super().__init__(cfg)
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode):
+        return build_detection_train_loader(cfg, mapper=_mapper(cfg, list(cfg.DATASETS.TRAIN), True))
+
+    @classmethod
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
+        return build_detection_test_loader(cfg, dataset_name, mapper=_mapper(cfg, [dataset_name], False))
+
+    @classmethod
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str = None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
+        if evaluator_type not in EVALUATORS:
+            raise KeyError(
+                f"dataset {dataset_name!r} has evaluator_type {evaluator_type!r}; "
+                f"bodyparts knows {sorted(EVALUATORS)}"
+            )
+        evaluators = EVALUATORS[evaluator_type](cfg, dataset_name, output_folder)
+        return evaluators if isinstance(evaluators, DatasetEvaluator) else DatasetEvaluators(evaluators)
+
+
+def setup_cfg(args, *, for_launch_only: bool = False) -> CfgNode:
+    """Build the config from ``--config-file`` and trailing opts; register the synthetic splits.
+
+    Raises:
+        KeyError / ValueError naming the config file and the bad key.
+    """
+    cfg = get_cfg()
+    add_bodyparts_config(cfg)
+    try:
+        cfg.merge_from_file(args.config_file)
+    except KeyError as e:
+        raise KeyError(f"{args.config_file}: {e.args[0] if e.args else e} (typo in a config key?)") from None
+    try:
+        cfg.merge_from_list(args.opts)
+    except (KeyError, ValueError, AssertionError) as e:
+        raise type(e)(f"command-line opts {args.opts}: {e}") from None
+    cfg.freeze()
+    if not for_launch_only:
+        default_setup(cfg, args)
+        register_synthetic_from_cfg(cfg)
+    return cfg

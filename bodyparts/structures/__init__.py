@@ -1,0 +1,1 @@
+from .part_maps import PartMaps  # noqa: F401

@@ -1,0 +1,286 @@
+"""Part and keypoint taxonomies as data tables.
+
+A *part taxonomy* is an ordered list of part names; label 0 is always background, part ``k`` of the
+list has label ``k + 1``. Left/right symmetry is given by flip pairs of part names. Mapping a finer
+taxonomy to a coarser one is declared in :data:`PART_MAPPINGS` as ``{coarse_part: [fine parts]}``;
+:func:`mapping_lut` turns a declaration into a label look-up table and raises
+:class:`TaxonomyError` at start-up when the target cannot be expressed.
+
+Conventions: "left"/"right" are the person's own left and right (a person facing the camera has
+their left arm on the image's right side), as in COCO keypoints.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+__all__ = [
+    "PartTaxonomy",
+    "KeypointTaxonomy",
+    "TaxonomyError",
+    "PART_TAXONOMIES",
+    "PART_MAPPINGS",
+    "KEYPOINT_TAXONOMIES",
+    "get_part_taxonomy",
+    "get_keypoint_taxonomy",
+    "mapping_lut",
+    "can_express",
+]
+
+
+class TaxonomyError(ValueError):
+    """A taxonomy is unknown, malformed, or cannot be expressed by a dataset."""
+
+
+@dataclass(frozen=True)
+class PartTaxonomy:
+    """An ordered set of body parts. Label 0 is background; ``part_names[k]`` has label ``k + 1``."""
+
+    name: str
+    part_names: Tuple[str, ...]
+    colors: Tuple[Tuple[int, int, int], ...]  # RGB per part, same order as part_names
+    flip_pairs: Tuple[Tuple[str, str], ...] = ()  # (left part, right part)
+    description: str = ""
+
+    def __post_init__(self):
+        names = self.part_names
+        if len(set(names)) != len(names):
+            raise TaxonomyError(f"taxonomy {self.name!r}: duplicate part names in {names}")
+        if len(self.colors) != len(names):
+            raise TaxonomyError(
+                f"taxonomy {self.name!r}: {len(self.colors)} colors for {len(names)} parts"
+            )
+        seen = set()
+        for a, b in self.flip_pairs:
+            for p in (a, b):
+                if p not in names:
+                    raise TaxonomyError(f"taxonomy {self.name!r}: flip pair names unknown part {p!r}")
+                if p in seen:
+                    raise TaxonomyError(f"taxonomy {self.name!r}: part {p!r} in two flip pairs")
+                seen.add(p)
+
+    @property
+    def num_parts(self) -> int:
+        """Number of parts, background excluded."""
+        return len(self.part_names)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of labels including background (0)."""
+        return len(self.part_names) + 1
+
+    @property
+    def label_names(self) -> List[str]:
+        """Names of all labels, index = label: ``["background", *part_names]``."""
+        return ["background", *self.part_names]
+
+    def label_of(self, part_name: str) -> int:
+        try:
+            return self.part_names.index(part_name) + 1
+        except ValueError:
+            raise TaxonomyError(
+                f"taxonomy {self.name!r} has no part {part_name!r}; parts: {list(self.part_names)}"
+            ) from None
+
+    def flip_lut(self) -> np.ndarray:
+        """uint8 array (num_classes,): label -> label after a horizontal flip (left <-> right)."""
+        lut = np.arange(self.num_classes, dtype=np.uint8)
+        for a, b in self.flip_pairs:
+            la, lb = self.label_of(a), self.label_of(b)
+            lut[la], lut[lb] = lb, la
+        return lut
+
+    def palette(self) -> np.ndarray:
+        """uint8 array (num_classes, 3) RGB, background black."""
+        return np.array([(0, 0, 0), *self.colors], dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class KeypointTaxonomy:
+    """Keypoint names, left/right flip map, skeleton and COCO OKS sigmas."""
+
+    name: str
+    names: Tuple[str, ...]
+    flip_map: Tuple[Tuple[str, str], ...]
+    skeleton: Tuple[Tuple[str, str], ...]  # pairs of names joined by a line in visualizations
+    oks_sigmas: Tuple[float, ...] = field(default=())
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.names)
+
+    def connection_rules(self) -> List[Tuple[str, str, Tuple[int, int, int]]]:
+        """Detectron2's ``keypoint_connection_rules`` metadata (name, name, RGB)."""
+        return [(a, b, (102, 204, 255)) for a, b in self.skeleton]
+
+
+_SKIN, _TORSO = (255, 178, 102), (0, 128, 255)
+
+# Fine left/right set: the synthetic dataset's native taxonomy.
+FINE_LR = PartTaxonomy(
+    name="fine_lr",
+    part_names=(
+        "head",
+        "torso",
+        "left_upper_arm",
+        "right_upper_arm",
+        "left_lower_arm",
+        "right_lower_arm",
+        "left_hand",
+        "right_hand",
+        "left_upper_leg",
+        "right_upper_leg",
+        "left_lower_leg",
+        "right_lower_leg",
+        "left_foot",
+        "right_foot",
+    ),
+    colors=(
+        (220, 20, 60), (0, 128, 255), (255, 215, 0), (0, 200, 100), (255, 140, 0),
+        (60, 179, 113), (255, 99, 71), (32, 178, 170), (148, 0, 211), (0, 191, 255),
+        (218, 112, 214), (30, 144, 255), (199, 21, 133), (65, 105, 225),
+    ),
+    flip_pairs=(
+        ("left_upper_arm", "right_upper_arm"),
+        ("left_lower_arm", "right_lower_arm"),
+        ("left_hand", "right_hand"),
+        ("left_upper_leg", "right_upper_leg"),
+        ("left_lower_leg", "right_lower_leg"),
+        ("left_foot", "right_foot"),
+    ),
+    description="head, torso, left/right upper arm, lower arm, hand, upper leg, lower leg, foot",
+)
+
+# The 6-part left/right set that PASCAL-Part, LAP, ADE20K and J-HMDB can all express.
+LR6 = PartTaxonomy(
+    name="lr6",
+    part_names=("head", "torso", "left_arm", "right_arm", "left_leg", "right_leg"),
+    colors=((220, 20, 60), (0, 128, 255), (255, 215, 0), (0, 200, 100), (148, 0, 211), (0, 191, 255)),
+    flip_pairs=(("left_arm", "right_arm"), ("left_leg", "right_leg")),
+    description="head, torso, left arm, right arm, left leg, right leg (hands/feet in arms/legs)",
+)
+
+# Pascal-Person-Part's 6 parts (no left/right; hands in lower arms, feet in lower legs).
+PPP6 = PartTaxonomy(
+    name="ppp6",
+    part_names=("head", "torso", "upper_arms", "lower_arms", "upper_legs", "lower_legs"),
+    colors=((220, 20, 60), (0, 128, 255), (255, 215, 0), (255, 140, 0), (148, 0, 211), (218, 112, 214)),
+    flip_pairs=(),
+    description="Pascal-Person-Part: head, torso, upper/lower arms, upper/lower legs",
+)
+
+PART_TAXONOMIES: Dict[str, PartTaxonomy] = {t.name: t for t in (FINE_LR, LR6, PPP6)}
+
+
+def _lr(side_parts: Dict[str, Sequence[str]]) -> Dict[str, List[str]]:
+    """Expand ``{"arm": ["upper_arm", ...]}`` to both sides: ``{"left_arm": ["left_upper_arm"...]}``."""
+    out = {}
+    for coarse, fines in side_parts.items():
+        for side in ("left", "right"):
+            out[f"{side}_{coarse}"] = [f"{side}_{f}" for f in fines]
+    return out
+
+
+# (source taxonomy, target taxonomy) -> {target part: [source parts]}. Every target part must be
+# listed with at least one source part; source parts not listed map to background.
+PART_MAPPINGS: Dict[Tuple[str, str], Dict[str, List[str]]] = {
+    ("fine_lr", "lr6"): {
+        "head": ["head"],
+        "torso": ["torso"],
+        **_lr({"arm": ["upper_arm", "lower_arm", "hand"], "leg": ["upper_leg", "lower_leg", "foot"]}),
+    },
+    ("fine_lr", "ppp6"): {
+        "head": ["head"],
+        "torso": ["torso"],
+        "upper_arms": ["left_upper_arm", "right_upper_arm"],
+        "lower_arms": ["left_lower_arm", "right_lower_arm", "left_hand", "right_hand"],
+        "upper_legs": ["left_upper_leg", "right_upper_leg"],
+        "lower_legs": ["left_lower_leg", "right_lower_leg", "left_foot", "right_foot"],
+    },
+}
+
+
+COCO_PERSON_KEYPOINTS = KeypointTaxonomy(
+    name="coco17",
+    names=(
+        "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+        "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+        "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+    ),
+    flip_map=(
+        ("left_eye", "right_eye"), ("left_ear", "right_ear"), ("left_shoulder", "right_shoulder"),
+        ("left_elbow", "right_elbow"), ("left_wrist", "right_wrist"), ("left_hip", "right_hip"),
+        ("left_knee", "right_knee"), ("left_ankle", "right_ankle"),
+    ),
+    skeleton=(
+        ("left_ankle", "left_knee"), ("left_knee", "left_hip"), ("right_ankle", "right_knee"),
+        ("right_knee", "right_hip"), ("left_hip", "right_hip"), ("left_shoulder", "left_hip"),
+        ("right_shoulder", "right_hip"), ("left_shoulder", "right_shoulder"),
+        ("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow"),
+        ("left_elbow", "left_wrist"), ("right_elbow", "right_wrist"), ("left_eye", "right_eye"),
+        ("nose", "left_eye"), ("nose", "right_eye"), ("left_eye", "left_ear"),
+        ("right_eye", "right_ear"), ("left_ear", "left_shoulder"), ("right_ear", "right_shoulder"),
+    ),
+    # pycocotools' person keypoint sigmas
+    oks_sigmas=(
+        0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062,
+        0.107, 0.107, 0.087, 0.087, 0.089, 0.089,
+    ),
+)
+
+KEYPOINT_TAXONOMIES: Dict[str, KeypointTaxonomy] = {COCO_PERSON_KEYPOINTS.name: COCO_PERSON_KEYPOINTS}
+
+
+def get_part_taxonomy(name: str) -> PartTaxonomy:
+    if name not in PART_TAXONOMIES:
+        raise TaxonomyError(f"unknown part taxonomy {name!r}; known: {sorted(PART_TAXONOMIES)}")
+    return PART_TAXONOMIES[name]
+
+
+def get_keypoint_taxonomy(name: str) -> KeypointTaxonomy:
+    if name not in KEYPOINT_TAXONOMIES:
+        raise TaxonomyError(f"unknown keypoint taxonomy {name!r}; known: {sorted(KEYPOINT_TAXONOMIES)}")
+    return KEYPOINT_TAXONOMIES[name]
+
+
+def _missing_parts(source: str, target: str) -> List[str]:
+    dst = get_part_taxonomy(target)
+    if source == target:
+        return []
+    table = PART_MAPPINGS.get((source, target))
+    if table is None:
+        return list(dst.part_names)
+    return [p for p in dst.part_names if not table.get(p)]
+
+
+def can_express(source: str, target: str) -> bool:
+    """Whether labels in taxonomy ``source`` can be mapped to every part of ``target``."""
+    return not _missing_parts(source, target)
+
+
+def mapping_lut(source: str, target: str, dataset: str = "") -> np.ndarray:
+    """Label look-up table from ``source`` labels to ``target`` labels.
+
+    Returns:
+        uint8 array (num_classes of source,), ``lut[source_label] = target_label``; background and
+        source parts that the mapping does not list map to 0. An ignore label 255 is kept as 255
+        by callers (index the LUT only with values < len(lut)).
+
+    Raises:
+        TaxonomyError: naming the dataset, both taxonomies and the target parts with no source.
+    """
+    src, dst = get_part_taxonomy(source), get_part_taxonomy(target)
+    missing = _missing_parts(source, target)
+    if missing:
+        who = f"dataset {dataset!r} " if dataset else ""
+        raise TaxonomyError(
+            f"{who}with part taxonomy {source!r} cannot express taxonomy {target!r}: "
+            f"no source parts for {missing}"
+        )
+    if source == target:
+        return np.arange(src.num_classes, dtype=np.uint8)
+    lut = np.zeros(src.num_classes, dtype=np.uint8)
+    for dst_part, src_parts in PART_MAPPINGS[(source, target)].items():
+        for sp in src_parts:
+            lut[src.label_of(sp)] = dst.label_of(dst_part)
+    return lut

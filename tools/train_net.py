@@ -1,0 +1,37 @@
+#!/usr/bin/env python
+"""Train and evaluate bodyparts models with Detectron2's flags.
+
+    python tools/train_net.py --config-file configs/quick_schedules/person_rcnn_R18_FPN_synthetic_cpu.yaml
+    python tools/train_net.py --config-file CFG --num-gpus 2          # 2 GPUs, or 2 CPU processes (gloo)
+    python tools/train_net.py --config-file CFG --resume              # continue from the last checkpoint
+    python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS output/model_final.pth
+"""
+import bodyparts  # noqa: F401  (prepares Detectron2, registers datasets)
+from bodyparts.engine import Trainer, launch, setup_cfg
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import default_argument_parser
+
+
+def main(args):
+    cfg = setup_cfg(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        return Trainer.test(cfg, model)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    device = setup_cfg(args, for_launch_only=True).MODEL.DEVICE
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+        device=device,
+    )
