@@ -103,8 +103,10 @@ def setup_cfg(args, *, for_launch_only: bool = False) -> CfgNode:
         raise KeyError(f"{args.config_file}: {e.args[0] if e.args else e} (typo in a config key?)") from None
     try:
         cfg.merge_from_list(args.opts)
-    except (KeyError, ValueError, AssertionError) as e:
-        raise type(e)(f"command-line opts {args.opts}: {e}") from None
+    except (KeyError, AssertionError) as e:  # yacs asserts on unknown keys in merge_from_list
+        raise KeyError(f"command-line opts {args.opts}: {e.args[0] if e.args else e}") from None
+    except ValueError as e:
+        raise ValueError(f"command-line opts {args.opts}: {e}") from None
     cfg.freeze()
     if not for_launch_only:
         default_setup(cfg, args)

@@ -44,7 +44,9 @@ class PartMaps:
 
     def __getitem__(self, item: Union[int, slice, torch.Tensor]) -> "PartMaps":
         if isinstance(item, int):
-            return PartMaps(self.tensor[item : item + 1])
+            # tensor[item].unsqueeze(0), not tensor[item : item + 1]: the slice is empty for -1 and
+            # silently empty out of range, where an int index must raise IndexError.
+            return PartMaps(self.tensor[item].unsqueeze(0))
         return PartMaps(self.tensor[item])
 
     def has_parts(self) -> torch.Tensor:

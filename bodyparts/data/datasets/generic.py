@@ -81,7 +81,11 @@ def _read_json(json_file: str) -> Dict[str, Any]:
 
 def _convert_annotation(ann: Dict[str, Any], cat_map: Dict[int, int], json_file: str) -> Dict[str, Any]:
     if ann.get("category_id") not in cat_map:
-        _fail(json_file, f"annotation id {ann.get('id')!r}: unknown category_id {ann.get('category_id')!r}")
+        _fail(
+            json_file,
+            f"image {ann.get('image_id')!r}, annotation id {ann.get('id')!r}: "
+            f"unknown category_id {ann.get('category_id')!r}",
+        )
     out = {
         "id": ann.get("id"),
         "bbox": ann.get("bbox"),
@@ -94,7 +98,10 @@ def _convert_annotation(ann: Dict[str, Any], cat_map: Dict[int, int], json_file:
     kps = ann.get("keypoints")
     if kps is not None:
         # COCO keypoints are pixel indices; Detectron2 (and the contract) use continuous coordinates.
-        out["keypoints"] = [v + 0.5 if i % 3 != 2 else v for i, v in enumerate(kps)]
+        # Unlabelled points (v = 0) stay at (0, 0).
+        out["keypoints"] = [
+            v + 0.5 if i % 3 != 2 and kps[3 * (i // 3) + 2] > 0 else v for i, v in enumerate(kps)
+        ]
     parts = ann.get("parts")
     if parts is not None:
         if not isinstance(parts, dict):

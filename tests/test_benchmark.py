@@ -1,0 +1,104 @@
+"""tools/benchmark.py: JSON and table of an A --vs B run, and clear errors. No timing asserted."""
+import importlib.util
+import json
+import math
+import os
+import subprocess
+
+import pytest
+
+from conftest import QUICK_CONFIG, REPO, run_tool_cmd
+
+BENCHMARK = os.path.join(REPO, "tools", "benchmark.py")
+MASK_RCNN_CONFIG = os.path.join(
+    os.path.dirname(QUICK_CONFIG), "mask_rcnn_R18_FPN_synthetic_cpu.yaml"
+)
+# 4 train / 2 val synthetic images of 64 px; few ROIs and detections keep a step short on CPU.
+BENCH_OPTS = [
+    "BODYPARTS.SYNTHETIC.NUM_TRAIN", "4",
+    "BODYPARTS.SYNTHETIC.NUM_VAL", "2",
+    "BODYPARTS.SYNTHETIC.IMAGE_SIZE", "64",
+    "INPUT.MIN_SIZE_TRAIN", "(64,)",
+    "INPUT.MIN_SIZE_TEST", "64",
+    "SOLVER.IMS_PER_BATCH", "2",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",
+    "TEST.DETECTIONS_PER_IMAGE", "5",
+]
+FIGURES = {
+    "train": {"s_per_iter_mean", "s_per_iter_median", "images_per_s", "peak_memory_mb"},
+    "inference": {"s_per_image_mean", "s_per_image_median", "images_per_s", "peak_memory_mb"},
+    "data_loader": {"images_per_s"},
+}
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("bodyparts_benchmark_tool", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_vs_writes_json_and_ratio_table(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = run_tool_cmd(
+        BENCHMARK, "--config-file", QUICK_CONFIG, "--vs", MASK_RCNN_CONFIG,
+        "--iters", "2", "--warmup", "1", "--images", "2", "--json", str(out), *BENCH_OPTS,
+    )
+    # One thread: the test machine may be busy, and oversubscribed threads make CPU steps crawl.
+    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    result = json.loads(out.read_text())
+    assert set(result["configs"]) == {"A", "B"}
+    assert result["configs"]["A"]["config_file"] == QUICK_CONFIG
+    assert result["configs"]["B"]["config_file"] == MASK_RCNN_CONFIG
+    for run in result["configs"].values():
+        assert run["device"] == "cpu"
+        assert run["image_size"] == {"train": [64, 64], "test": [64, 64]}
+        for phase, keys in FIGURES.items():
+            assert set(run[phase]) == keys
+            for key, value in run[phase].items():
+                assert isinstance(value, float) and math.isfinite(value), (phase, key, value)
+                assert value > 0, (phase, key, value)
+    a, b = result["configs"]["A"], result["configs"]["B"]
+    assert set(result["ratios"]) == set(FIGURES)
+    for phase, keys in FIGURES.items():
+        assert set(result["ratios"][phase]) == keys
+        for key in keys:
+            ratio = b[phase][key] / a[phase][key]
+            assert result["ratios"][phase][key] == pytest.approx(ratio, rel=1e-9)
+    env_info = result["environment"]
+    assert {"device", "torch", "detectron2", "threads"} <= set(env_info)
+    assert env_info["threads"] == 1
+    assert result["settings"]["opts"] == BENCH_OPTS
+
+    header = next(line for line in proc.stdout.splitlines() if "B/A" in line)
+    assert os.path.basename(QUICK_CONFIG) in header
+    assert os.path.basename(MASK_RCNN_CONFIG) in header
+    assert "B slower / bigger" in header
+    table_rows = {line.split("  ")[0] for line in proc.stdout.splitlines()}
+    for label in ("train s/iter (mean)", "inference s/image (mean)", "train peak memory (MB)",
+                  "inference peak memory (MB)", "data loader images/s"):
+        assert label in table_rows
+    assert "detectron2: " in proc.stdout and "threads: 1" in proc.stdout
+
+
+def test_missing_config_file_is_a_usage_error(capsys):
+    tool = _load_tool()
+    with pytest.raises(SystemExit) as e:
+        tool.parse_args(["--config-file", QUICK_CONFIG, "--vs", "no/such/config.yaml"])
+    assert e.value.code == 2
+    assert "no/such/config.yaml" in capsys.readouterr().err
+
+
+def test_config_key_typo_exits_with_message(tmp_path):
+    tool = _load_tool()
+    bad = tmp_path / "typo.yaml"
+    bad.write_text('_BASE_: "%s"\nMODEL:\n  KEYPOINT_ONN: False\n' % QUICK_CONFIG)
+    with pytest.raises(SystemExit) as e:
+        tool.load_cfgs(tool.parse_args(["--config-file", QUICK_CONFIG, "--vs", str(bad)]))
+    assert "typo.yaml" in str(e.value.code) and "KEYPOINT_ONN" in str(e.value.code)
+    with pytest.raises(SystemExit) as e:
+        tool.load_cfgs(tool.parse_args(["--config-file", QUICK_CONFIG, "SOLVER.IMS_PER_BATX", "2"]))
+    assert "IMS_PER_BATX" in str(e.value.code)

@@ -1,0 +1,46 @@
+"""Every config file loads (catches key typos) and a typo gets an error naming the file and key."""
+import glob
+import os
+from argparse import Namespace
+
+import pytest
+from detectron2.config import get_cfg
+
+from bodyparts import add_bodyparts_config
+from bodyparts.engine import setup_cfg
+from bodyparts.taxonomy import PART_TAXONOMIES, KEYPOINT_TAXONOMIES
+
+from conftest import REPO
+
+CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True))
+
+
+def test_configs_found():
+    assert any(c.endswith("person_rcnn_R18_FPN_synthetic_cpu.yaml") for c in CONFIGS)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[os.path.relpath(c, REPO) for c in CONFIGS])
+def test_config_loads(path):
+    cfg = get_cfg()
+    add_bodyparts_config(cfg)
+    cfg.merge_from_file(path)
+    assert cfg.BODYPARTS.PART_TAXONOMY in PART_TAXONOMIES
+    assert cfg.BODYPARTS.KEYPOINT_TAXONOMY in KEYPOINT_TAXONOMIES
+    if cfg.MODEL.KEYPOINT_ON:
+        assert cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS == KEYPOINT_TAXONOMIES[cfg.BODYPARTS.KEYPOINT_TAXONOMY].num_keypoints
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1
+
+
+def test_config_typo_names_file_and_key(tmp_path):
+    bad = tmp_path / "typo.yaml"
+    bad.write_text('_BASE_: "%s"\nMODEL:\n  ROI_HEADZ:\n    NUM_CLASSES: 1\n' % os.path.join(REPO, "configs", "Base-Person-RCNN-FPN.yaml"))
+    with pytest.raises(KeyError) as e:
+        setup_cfg(Namespace(config_file=str(bad), opts=[]), for_launch_only=True)
+    assert "typo.yaml" in str(e.value) and "ROI_HEADZ" in str(e.value)
+
+
+def test_opts_typo_names_key():
+    path = os.path.join(REPO, "configs", "Base-Person-RCNN-FPN.yaml")
+    with pytest.raises(KeyError) as e:
+        setup_cfg(Namespace(config_file=path, opts=["BODYPARTS.SYNTHETIC.NUM_TRAINN", "3"]), for_launch_only=True)
+    assert "NUM_TRAINN" in str(e.value)

@@ -1,0 +1,364 @@
+"""The data contract: validate_record names source, image, annotation and problem; RLE helpers."""
+import copy
+
+import numpy as np
+import pytest
+from detectron2.structures import BoxMode
+
+from bodyparts.data.contract import (
+    PART_IGNORE,
+    DataContractError,
+    decode_rle,
+    encode_mask,
+    part_label_map,
+    validate_record,
+)
+from bodyparts.taxonomy import COCO_PERSON_KEYPOINTS, FINE_LR
+
+from _helpers import FINE_PART_MAP, keypoints, parts_from_map
+
+SOURCE = "/data/people/train.json"
+H, W = 4, 6
+KP_NAMES = list(COCO_PERSON_KEYPOINTS.names)
+
+
+def _valid_record():
+    silhouette = FINE_PART_MAP > 0
+    return {
+        "file_name": "/data/people/img_007.png",
+        "height": H,
+        "width": W,
+        "image_id": 7,
+        "part_taxonomy": "fine_lr",
+        "annotations": [
+            {
+                "id": 41,
+                "bbox": [0.0, 0.0, 4.0, 4.0],
+                "bbox_mode": BoxMode.XYWH_ABS,
+                "category_id": 0,
+                "iscrowd": 0,
+                "segmentation": encode_mask(silhouette),
+                "keypoints": keypoints({"nose": (2.5, 0.5, 2), "left_wrist": (3.5, 1.5, 1)}),
+                "parts": parts_from_map(FINE_PART_MAP),
+                "parts_complete": True,
+            },
+            {
+                "id": 42,
+                "bbox": [4.0, 0.0, 6.0, 4.0],
+                "bbox_mode": BoxMode.XYXY_ABS,
+                "category_id": 0,
+                "segmentation": [[4.0, 0.0, 6.0, 0.0, 6.0, 4.0, 4.0, 4.0]],
+                "keypoints": None,
+                "parts": None,
+            },
+        ],
+    }
+
+
+def _validate(record):
+    validate_record(
+        record, source=SOURCE, num_classes=1, num_parts=FINE_LR.num_parts, keypoint_names=KP_NAMES
+    )
+
+
+def _expect_error(record, *fragments, annotation=None):
+    with pytest.raises(DataContractError) as e:
+        _validate(record)
+    msg = str(e.value)
+    assert msg.startswith(f"{SOURCE}: image {record.get('image_id', '?')!r}"), msg
+    if annotation is not None:
+        ann_id = record["annotations"][annotation].get("id")
+        assert f"annotation #{annotation} (id {ann_id})" in msg, msg
+    for fragment in fragments:
+        assert fragment in msg, msg
+    return msg
+
+
+def _ann_error(record, *fragments, index=0):
+    """As _expect_error, for a problem in annotation ``index``."""
+    return _expect_error(record, *fragments, annotation=index)
+
+
+def test_valid_record_passes():
+    _validate(_valid_record())
+
+
+def test_valid_record_without_optional_fields_passes():
+    rec = _valid_record()
+    for ann in rec["annotations"]:
+        for key in ("segmentation", "keypoints", "parts", "parts_complete", "iscrowd"):
+            ann.pop(key, None)
+    validate_record(rec)  # no source, no class/part/keypoint counts
+    rec["annotations"] = []
+    _validate(rec)
+
+
+# ------------------------------------------------------------ record-level fields
+
+
+@pytest.mark.parametrize("key", ["file_name", "height", "width", "image_id"])
+def test_missing_record_field(key):
+    rec = _valid_record()
+    del rec[key]
+    msg = _expect_error(rec, f"missing field {key!r}")
+    assert "annotation" not in msg
+
+
+def test_missing_file_name_still_names_image():
+    rec = _valid_record()
+    del rec["file_name"]
+    assert "image 7 (?)" in _expect_error(rec, "missing field 'file_name'")
+
+
+def test_zero_height_is_an_empty_image():
+    rec = _valid_record()
+    rec["height"] = 0
+    _expect_error(rec, "'height'/'width' must be positive integers", "0 x 6", "empty image")
+
+
+def test_float_width_rejected():
+    rec = _valid_record()
+    rec["width"] = 6.0
+    _expect_error(rec, "'height'/'width' must be positive integers")
+
+
+def test_annotations_not_a_list():
+    rec = _valid_record()
+    rec["annotations"] = {"bbox": [0, 0, 1, 1]}
+    _expect_error(rec, "field 'annotations' must be a list")
+
+
+# ------------------------------------------------------------ per-annotation fields
+
+
+def _bad(mutate, index=0):
+    rec = _valid_record()
+    mutate(rec["annotations"][index])
+    return rec
+
+
+@pytest.mark.parametrize("key", ["bbox", "bbox_mode", "category_id"])
+def test_missing_annotation_field(key):
+    _ann_error(_bad(lambda a: a.pop(key)), f"missing field {key!r}")
+
+
+def test_bbox_wrong_length():
+    rec = _bad(lambda a: a.update(bbox=[0.0, 0.0, 4.0]))
+    _ann_error(rec, "field 'bbox' must be 4 finite numbers", "[0.0, 0.0, 4.0]")
+
+
+def test_bbox_not_finite():
+    _ann_error(_bad(lambda a: a.update(bbox=[0.0, 0.0, float("nan"), 4.0])), "4 finite numbers")
+
+
+def test_bbox_zero_width():
+    rec = _bad(lambda a: a.update(bbox=[1.0, 1.0, 0.0, 2.0]))
+    _ann_error(rec, "field 'bbox' [1.0, 1.0, 0.0, 2.0] has zero or negative width/height")
+
+
+def test_xyxy_bbox_negative_height():
+    # second annotation, XYXY: y1 < y0
+    rec = _bad(lambda a: a.update(bbox=[4.0, 3.0, 6.0, 1.0]), index=1)
+    _ann_error(rec, "zero or negative width/height", index=1)
+
+
+def test_bbox_outside_the_image():
+    rec = _bad(lambda a: a.update(bbox=[3.0, 0.0, 5.0, 4.0]))  # x1 = 8 > 6 + 1
+    _ann_error(rec, "field 'bbox' [3.0, 0.0, 5.0, 4.0] lies outside the 6x4 image")
+
+
+def test_bbox_one_pixel_tolerance():
+    _validate(_bad(lambda a: a.update(bbox=[-1.0, -1.0, 7.0, 5.0])))  # x1 = 6 + 1 still fine
+
+
+def test_bad_bbox_mode_value():
+    _ann_error(_bad(lambda a: a.update(bbox_mode=9)), "field 'bbox_mode': 9 is not a BoxMode")
+
+
+def test_relative_bbox_mode_rejected():
+    rec = _bad(lambda a: a.update(bbox_mode=BoxMode.XYWH_REL))
+    _ann_error(rec, "must be XYWH_ABS or XYXY_ABS, got XYWH_REL")
+
+
+@pytest.mark.parametrize("cat", [1, -1, "person"])
+def test_category_id_out_of_range(cat):
+    rec = _bad(lambda a: a.update(category_id=cat))
+    _ann_error(rec, f"field 'category_id': {cat!r} is not a class index below 1")
+
+
+def test_polygon_with_odd_coordinates():
+    rec = _bad(lambda a: a.update(segmentation=[[4.0, 0.0, 6.0, 0.0, 6.0, 4.0, 4.0]]), index=1)
+    msg = "field 'segmentation': a polygon needs an even number >= 6 of coordinates"
+    _ann_error(rec, msg, index=1)
+
+
+def test_empty_polygon_list():
+    _ann_error(_bad(lambda a: a.update(segmentation=[]), index=1), "empty polygon list", index=1)
+
+
+def test_rle_mask_of_the_wrong_size():
+    rec = _bad(lambda a: a.update(segmentation=encode_mask(np.ones((W, H), np.uint8))))
+    _ann_error(rec, "field 'segmentation': mask size [6, 4] differs from the image size [4, 6]")
+
+
+def test_segmentation_neither_polygon_nor_rle():
+    _ann_error(_bad(lambda a: a.update(segmentation={"counts": "abc"})), "must be an RLE dict")
+
+
+def test_keypoints_wrong_count():
+    rec = _bad(lambda a: a.update(keypoints=a["keypoints"][:-3]))
+    _ann_error(rec, "field 'keypoints' has 16 keypoints, the dataset has 17")
+
+
+def test_keypoints_not_a_multiple_of_three():
+    rec = _bad(lambda a: a.update(keypoints=a["keypoints"][:-1]))
+    _ann_error(rec, "field 'keypoints' must be a flat list")
+
+
+def test_keypoint_visibility_three():
+    def mutate(a):
+        a["keypoints"][3 * 5 + 2] = 3  # left_shoulder
+
+    msg = _ann_error(_bad(mutate), "keypoint left_shoulder: expected numbers x, y and visibility")
+    assert "in {0, 1, 2}, got [0.0, 0.0, 3]" in msg
+
+
+def test_visible_keypoint_outside_the_image_named():
+    def mutate(a):
+        a["keypoints"][3 * 9 : 3 * 9 + 3] = [6.5, 1.5, 2]  # left_wrist right of the 6 px wide image
+
+    msg = _ann_error(_bad(mutate), "keypoint left_wrist at (6.5, 1.5) with visibility 2")
+    assert "lies outside the 6x4 image" in msg
+
+
+def test_unlabelled_keypoint_outside_the_image_is_fine():
+    def mutate(a):
+        a["keypoints"][3 * 9 : 3 * 9 + 3] = [60.0, -3.0, 0]
+
+    _validate(_bad(mutate))
+
+
+def test_keypoint_on_the_image_border_is_inside():
+    def mutate(a):
+        # continuous coordinates: x = W and y = H are the far edges of the image
+        a["keypoints"][3 * 9 : 3 * 9 + 3] = [6.0, 4.0, 2]
+
+    _validate(_bad(mutate))
+
+
+def test_parts_unknown_label():
+    def mutate(a):
+        a["parts"][15] = encode_mask(np.zeros((H, W), np.uint8))
+
+    _ann_error(_bad(mutate), "field 'parts': unknown part label 15 (taxonomy has labels 1..14)")
+
+
+def test_parts_label_zero_is_not_a_part():
+    def mutate(a):
+        a["parts"][0] = encode_mask(np.zeros((H, W), np.uint8))
+
+    _ann_error(_bad(mutate), "unknown part label 0")
+
+
+def test_parts_non_integer_key():
+    def mutate(a):
+        a["parts"]["arm"] = a["parts"].pop(3)
+
+    _ann_error(_bad(mutate), "key 'arm' is not an integer part label")
+
+
+def test_parts_wrong_size():
+    def mutate(a):
+        a["parts"][1] = encode_mask(np.ones((H + 1, W), np.uint8))
+
+    msg = "field 'parts[1]': mask size [5, 6] differs from the image size [4, 6]"
+    _ann_error(_bad(mutate), msg)
+
+
+def test_parts_overlap():
+    def mutate(a):
+        head = FINE_PART_MAP == 1
+        head[0, 0] = True  # pixel (0, 0) is also left_upper_arm
+        a["parts"][1] = encode_mask(head)
+
+    _ann_error(_bad(mutate), "field 'parts': part masks overlap")
+
+
+def test_parts_not_a_dict():
+    _ann_error(_bad(lambda a: a.update(parts=[1, 2])), "field 'parts' must be a dict")
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_parts_complete_not_bool(value):
+    rec = _bad(lambda a: a.update(parts_complete=value))
+    _ann_error(rec, "'parts_complete' must be true or false")
+
+
+def test_annotation_without_id_named_by_index():
+    rec = _bad(lambda a: (a.pop("id"), a.update(category_id=5)), index=1)
+    with pytest.raises(DataContractError) as e:
+        _validate(rec)
+    assert "annotation #1: field 'category_id'" in str(e.value)
+
+
+def test_without_source_message_starts_with_image():
+    rec = _valid_record()
+    rec["height"] = -2
+    with pytest.raises(DataContractError, match=r"^image 7 \(/data/people/img_007\.png\): "):
+        validate_record(rec)
+
+
+def test_validate_does_not_modify_record():
+    rec = _valid_record()
+    before = copy.deepcopy(rec)
+    _validate(rec)
+    assert rec == before
+
+
+# ------------------------------------------------------------ RLE helpers
+
+
+def test_encode_decode_round_trip():
+    mask = np.zeros((5, 7), np.uint8)
+    mask[1:4, 2:6] = 1
+    mask[4, 0] = 1
+    rle = encode_mask(mask)
+    assert rle["size"] == [5, 7] and isinstance(rle["counts"], str)
+    out = decode_rle(rle)
+    assert out.dtype == np.uint8 and out.shape == (5, 7)
+    assert (out == mask).all()
+
+
+def test_encode_accepts_bool_masks():
+    mask = np.eye(4, dtype=bool)
+    assert (decode_rle(encode_mask(mask)) == np.eye(4, dtype=np.uint8)).all()
+
+
+def test_decode_uncompressed_rle():
+    # column-major runs over a 3x2 image: 2 zeros, 3 ones, 1 zero
+    # -> column 0 = [0, 0, 1], column 1 = [1, 1, 0]
+    out = decode_rle({"size": [3, 2], "counts": [2, 3, 1]})
+    assert out.tolist() == [[0, 1], [0, 1], [1, 0]]
+
+
+def test_part_label_map_composes_labels():
+    ann = {"parts": parts_from_map(FINE_PART_MAP)}
+    out = part_label_map(ann, H, W)
+    assert out.dtype == np.uint8 and out.shape == (H, W)
+    assert (out == FINE_PART_MAP).all()
+
+
+def test_part_label_map_string_keys():
+    ann = {"parts": {"2": encode_mask(np.eye(3, dtype=np.uint8))}}
+    assert part_label_map(ann, 3, 3).tolist() == [[2, 0, 0], [0, 2, 0], [0, 0, 2]]
+
+
+@pytest.mark.parametrize("ann", [{"parts": None}, {}])
+def test_part_label_map_without_parts_is_ignore(ann):
+    out = part_label_map(ann, 2, 3)
+    assert out.dtype == np.uint8 and out.shape == (2, 3)
+    assert (out == PART_IGNORE).all() and PART_IGNORE == 255
+
+
+def test_part_label_map_empty_parts_is_all_background():
+    assert (part_label_map({"parts": {}}, 2, 2) == 0).all()

@@ -1,0 +1,312 @@
+#!/usr/bin/env python
+"""Speed and memory of a config, or of two configs side by side on the same images.
+
+    python tools/benchmark.py --config-file A.yaml [--vs B.yaml] [--iters N] [--warmup W]
+                              [--images M] [--json out.json] [KEY VALUE ...]
+
+e.g. A = configs/quick_schedules/person_rcnn_R18_FPN_synthetic_cpu.yaml (the bodyparts model) and
+B = configs/quick_schedules/mask_rcnn_R18_FPN_synthetic_cpu.yaml (plain Detectron2 Mask R-CNN).
+
+For each config, in one process: the training step (forward + backward + optimizer step on
+pre-loaded batches of SOLVER.IMS_PER_BATCH; data loading excluded), inference per image (batch 1,
+no_grad), the peak memory of both, and the throughput of the config's own training data loader.
+Both configs see the same records: config A's DATASETS.TRAIN and the first --images of its first
+DATASETS.TEST, mapped by each config's own mapper with a fixed seed. Trailing opts apply to both.
+
+Peak memory is the growth above the level at the start of the phase, which builds the model: on
+CUDA from torch.cuda.max_memory_allocated; on CPU from the process RSS sampled every 2 ms (freed
+heap goes back to the OS before each phase, but allocator caching can make a later phase read low).
+Models load MODEL.WEIGHTS when set; an untrained model keeps up to TEST.DETECTIONS_PER_IMAGE boxes.
+"""
+import argparse
+import ctypes
+import gc
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from types import SimpleNamespace
+from typing import Callable, Dict, List, Optional
+
+import bodyparts  # noqa: F401  (prepares Detectron2, registers datasets: import first)
+import detectron2
+import torch
+from bodyparts.data.datasets.synthetic import register_synthetic_from_cfg
+from bodyparts.engine import MAPPERS, Trainer, setup_cfg
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import CfgNode
+from detectron2.data import (
+    DatasetMapper,
+    MetadataCatalog,
+    build_detection_test_loader,
+    get_detection_dataset_dicts,
+)
+from detectron2.utils.env import seed_all_rng
+from detectron2.utils.events import EventStorage
+from tabulate import tabulate
+from tqdm import tqdm
+
+SEED = 0  # same augmentations and initial weights for every config
+PHASES = ("train", "inference", "data_loader")
+ROWS = [  # (phase, figure, table label)
+    ("train", "s_per_iter_mean", "train s/iter (mean)"),
+    ("train", "s_per_iter_median", "train s/iter (median)"),
+    ("train", "images_per_s", "train images/s"),
+    ("train", "peak_memory_mb", "train peak memory (MB)"),
+    ("inference", "s_per_image_mean", "inference s/image (mean)"),
+    ("inference", "s_per_image_median", "inference s/image (median)"),
+    ("inference", "images_per_s", "inference images/s"),
+    ("inference", "peak_memory_mb", "inference peak memory (MB)"),
+    ("data_loader", "images_per_s", "data loader images/s"),
+]
+
+
+def _sync(device: str) -> None:
+    """Wait for queued CUDA work, so that host timers measure it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakMemory:
+    """Context manager; ``mb`` = peak memory above the level at entry, in MB (see the docstring)."""
+
+    def __init__(self, device: str, interval_s: float = 0.002):
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.interval_s = interval_s
+        self.mb = 0.0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._peak = max(self._peak, _rss_bytes())
+
+    def __enter__(self) -> "PeakMemory":
+        gc.collect()
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+            return self
+        try:  # hand freed heap back to the OS: the phase starts from what the process really holds
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+        self._start = self._peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            peak = max(self._peak, _rss_bytes())
+        self.mb = (peak - self._start) / 2**20
+
+
+def _build_model(cfg: CfgNode) -> torch.nn.Module:
+    """The Trainer's model with seeded initial weights (or MODEL.WEIGHTS when set)."""
+    seed_all_rng(SEED)
+    model = Trainer.build_model(cfg)
+    if cfg.MODEL.WEIGHTS:
+        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    return model
+
+
+def map_records(cfg: CfgNode, records: List[Dict], source: str, is_train: bool, count: int):
+    """``count`` model inputs from ``records`` (cycled) through Detectron2's test loader, mapped
+    by the mapper that the Trainer picks for dataset ``source`` (by data_format), built from cfg."""
+    fmt = MetadataCatalog.get(source).get("data_format", "detectron2")
+    mapper = MAPPERS.get(fmt, DatasetMapper)(cfg, is_train)
+    seed_all_rng(SEED)
+    cycled = [records[i % len(records)] for i in range(count)]
+    return [batch[0] for batch in build_detection_test_loader(cycled, mapper=mapper)]
+
+
+def _timed(steps: int, warmup: int, device: str, desc: str, step: Callable[[int], None]):
+    """Run ``step(i)`` for i < steps with a progress bar; seconds of each step after the warm-up."""
+    times = []
+    for i in tqdm(range(steps), desc=desc):
+        _sync(device)
+        start = time.perf_counter()
+        step(i)
+        _sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def _figures(times: List[float], unit: str, images_per_step: int, memory_mb: float) -> Dict:
+    mean = statistics.mean(times)
+    return {
+        f"s_per_{unit}_mean": mean,
+        f"s_per_{unit}_median": statistics.median(times),
+        "images_per_s": images_per_step / mean,
+        "peak_memory_mb": memory_mb,
+    }
+
+
+def bench_train(cfg: CfgNode, inputs: List[Dict], warmup: int, iters: int, desc: str) -> Dict:
+    """Seconds per training iteration (forward + backward + optimizer step) and peak memory."""
+    batch_size, device = cfg.SOLVER.IMS_PER_BATCH, cfg.MODEL.DEVICE
+    with PeakMemory(device) as mem, EventStorage(0) as storage:
+        model = _build_model(cfg).train()
+        optimizer = Trainer.build_optimizer(cfg, model)
+
+        def step(i: int) -> None:
+            storage.iter = i
+            losses = sum(model(inputs[i * batch_size : (i + 1) * batch_size]).values())
+            optimizer.zero_grad()
+            losses.backward()
+            optimizer.step()
+
+        times = _timed(warmup + iters, warmup, device, desc, step)
+    return _figures(times, "iter", batch_size, mem.mb)
+
+
+def bench_inference(cfg: CfgNode, inputs: List[Dict], warmup: int, desc: str) -> Dict:
+    """Seconds per image at batch size 1 over ``inputs`` (after ``warmup`` images), peak memory."""
+    device = cfg.MODEL.DEVICE
+    with PeakMemory(device) as mem, torch.no_grad():
+        model = _build_model(cfg).eval()
+        order = [inputs[i % len(inputs)] for i in range(warmup)] + inputs
+        times = _timed(len(order), warmup, device, desc, lambda i: model([order[i]]))
+    return _figures(times, "image", 1, mem.mb)
+
+
+def bench_data_loader(cfg: CfgNode, warmup: int, iters: int, desc: str) -> Dict:
+    """Images/s of ``Trainer.build_train_loader(cfg)`` (its own datasets and workers) over ``iters``
+    batches after ``warmup`` batches (worker start-up falls in the warm-up)."""
+    loader = iter(Trainer.build_train_loader(cfg))
+    num_images, start = 0, time.perf_counter()
+    for i in tqdm(range(warmup + iters), desc=desc, unit="batch"):
+        if i == warmup:
+            num_images, start = 0, time.perf_counter()
+        num_images += len(next(loader))
+    seconds = time.perf_counter() - start
+    del loader  # stops the workers
+    return {"images_per_s": num_images / seconds}
+
+
+def benchmark(cfg: CfgNode, config_file: str, records, sources, args, label: str) -> Dict:
+    """All phases of one config on ``records`` (train, test) of the datasets ``sources``."""
+    register_synthetic_from_cfg(cfg)  # this config's own splits, for its data loader
+    num_train = (args.warmup + args.iters) * cfg.SOLVER.IMS_PER_BATCH
+    train_inputs = map_records(cfg, records[0], sources[0], True, num_train)
+    test_inputs = map_records(cfg, records[1], sources[1], False, len(records[1]))
+    size = {  # mean (height, width) of the model inputs, in pixels
+        split: [round(statistics.mean(x["image"].shape[d] for x in inputs)) for d in (1, 2)]
+        for split, inputs in (("train", train_inputs), ("test", test_inputs))
+    }
+    return {
+        "config_file": config_file,
+        "device": cfg.MODEL.DEVICE,
+        "image_size": size,
+        "data_loader": bench_data_loader(cfg, max(args.warmup, 1), args.iters, f"{label} loader"),
+        "train": bench_train(cfg, train_inputs, args.warmup, args.iters, f"{label} train"),
+        "inference": bench_inference(cfg, test_inputs, args.warmup, f"{label} inference"),
+    }
+
+
+def environment(device: str) -> Dict:
+    cuda = torch.device(device).type == "cuda"
+    return {
+        "device": torch.cuda.get_device_name(device) if cuda else f"cpu ({os.cpu_count()} cores)",
+        "torch": torch.__version__,
+        "detectron2": detectron2.__version__,
+        "bodyparts": bodyparts.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def report(results: Dict, ratios: Optional[Dict], env: Dict) -> str:
+    """The environment line and the table: one column per config, and B/A when there are two."""
+    headers = [""] + [f"{k}: {os.path.basename(r['config_file'])}" for k, r in results.items()]
+    runs = list(results.values())
+    sizes = [" / ".join("x".join(map(str, hw)) for hw in r["image_size"].values()) for r in runs]
+    rows = [["image size train / test (HxW)", *sizes]]
+    rows += [[label] + [f"{r[phase][key]:.4g}" for r in runs] for phase, key, label in ROWS]
+    if ratios is not None:
+        headers.append("B/A (>1: B slower / bigger; for images/s: B faster)")
+        rows[0].append("")
+        for row, (phase, key, _) in zip(rows[1:], ROWS):
+            row.append(f"{ratios[phase][key]:.3f}")
+    env_line = ", ".join(f"{k}: {v}" for k, v in env.items())
+    return env_line + "\n" + tabulate(rows, headers, disable_numparse=True)
+
+
+def load_cfgs(args: argparse.Namespace) -> Dict[str, CfgNode]:
+    """Configs A (and B) with the trailing opts: ``setup_cfg`` without ``default_setup`` (no logs,
+    no files in OUTPUT_DIR). Exits with the message of a bad key before anything is measured."""
+    files = {"A": args.config_file, "B": args.vs} if args.vs else {"A": args.config_file}
+    try:
+        return {
+            k: setup_cfg(SimpleNamespace(config_file=f, opts=args.opts), for_launch_only=True)
+            for k, f in files.items()
+        }
+    except (KeyError, ValueError, AssertionError) as e:
+        sys.exit(f"benchmark.py: error: {e.args[0] if e.args else e}")
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--config-file", required=True, metavar="A.yaml", help="config to measure")
+    p.add_argument("--vs", metavar="B.yaml", help="second config, measured on the same images")
+    p.add_argument("--iters", type=int, default=20, help="timed training iterations (and batches)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations (and images) first")
+    p.add_argument("--images", type=int, default=20, help="number of images timed in inference")
+    p.add_argument("--json", metavar="OUT.json", help="write all figures to this file")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, for both configs")
+    args = p.parse_args(argv)
+    for f in filter(None, (args.config_file, args.vs)):
+        if not os.path.isfile(f):
+            p.error(f"config file {f!r} does not exist")
+    if args.iters < 1 or args.images < 1 or args.warmup < 0:
+        p.error("--iters and --images must be >= 1, --warmup >= 0")
+    return args
+
+
+def main(args: argparse.Namespace) -> Dict:
+    cfgs = load_cfgs(args)
+    cfg_a, files = cfgs["A"], {"A": args.config_file, "B": args.vs}
+    if not cfg_a.DATASETS.TRAIN or not cfg_a.DATASETS.TEST:
+        sys.exit(f"benchmark.py: error: {args.config_file} needs DATASETS.TRAIN and DATASETS.TEST")
+    torch.backends.cudnn.benchmark = cfg_a.CUDNN_BENCHMARK
+    register_synthetic_from_cfg(cfg_a)
+    sources = (cfg_a.DATASETS.TRAIN[0], cfg_a.DATASETS.TEST[0])
+    filter_empty = cfg_a.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+    records = (  # loaded before B registers its own splits, so both configs get A's records
+        get_detection_dataset_dicts(list(cfg_a.DATASETS.TRAIN), filter_empty=filter_empty),
+        get_detection_dataset_dicts([sources[1]], filter_empty=False)[: args.images],
+    )
+    results = {k: benchmark(cfg, files[k], records, sources, args, k) for k, cfg in cfgs.items()}
+    ratios = None
+    if "B" in results:  # B / A of every figure
+        a, b = results["A"], results["B"]
+        ratios = {p: {k: b[p][k] / a[p][k] for k in a[p]} for p in PHASES}
+    env = environment(cfg_a.MODEL.DEVICE)
+    print(report(results, ratios, env))
+    out = {"environment": env, "settings": {k: v for k, v in vars(args).items() if k != "json"}}
+    out.update(configs=results, ratios=ratios)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return out
+
+
+if __name__ == "__main__":
+    main(parse_args())
