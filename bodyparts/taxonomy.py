@@ -181,8 +181,9 @@ def _lr(side_parts: Dict[str, Sequence[str]]) -> Dict[str, List[str]]:
     return out
 
 
-# (source taxonomy, target taxonomy) -> {target part: [source parts]}. Every target part must be
-# listed with at least one source part; source parts not listed map to background.
+# (source taxonomy, target taxonomy) -> {target part: [source parts]}. A target part not listed
+# takes the source part of the same name, if any; a target part with no source makes the target
+# inexpressible for that source. Source parts not listed map to background.
 PART_MAPPINGS: Dict[Tuple[str, str], Dict[str, List[str]]] = {
     ("fine_lr", "lr6"): {
         "head": ["head"],
@@ -243,14 +244,19 @@ def get_keypoint_taxonomy(name: str) -> KeypointTaxonomy:
     return KEYPOINT_TAXONOMIES[name]
 
 
+def _sources(source: str, target: str) -> Dict[str, List[str]]:
+    """``{target part: [source parts]}``: the declared table, plus parts of the same name."""
+    src, dst = get_part_taxonomy(source), get_part_taxonomy(target)
+    table = dict(PART_MAPPINGS.get((source, target), {}))
+    for part in dst.part_names:
+        if not table.get(part) and part in src.part_names:
+            table[part] = [part]
+    return table
+
+
 def _missing_parts(source: str, target: str) -> List[str]:
-    dst = get_part_taxonomy(target)
-    if source == target:
-        return []
-    table = PART_MAPPINGS.get((source, target))
-    if table is None:
-        return list(dst.part_names)
-    return [p for p in dst.part_names if not table.get(p)]
+    table = _sources(source, target)
+    return [p for p in get_part_taxonomy(target).part_names if not table.get(p)]
 
 
 def can_express(source: str, target: str) -> bool:
@@ -280,7 +286,7 @@ def mapping_lut(source: str, target: str, dataset: str = "") -> np.ndarray:
     if source == target:
         return np.arange(src.num_classes, dtype=np.uint8)
     lut = np.zeros(src.num_classes, dtype=np.uint8)
-    for dst_part, src_parts in PART_MAPPINGS[(source, target)].items():
+    for dst_part, src_parts in _sources(source, target).items():
         for sp in src_parts:
             lut[src.label_of(sp)] = dst.label_of(dst_part)
     return lut

@@ -362,3 +362,15 @@ def test_part_label_map_without_parts_is_ignore(ann):
 
 def test_part_label_map_empty_parts_is_all_background():
     assert (part_label_map({"parts": {}}, 2, 2) == 0).all()
+
+
+def test_rle_size_not_a_list_is_named():
+    from bodyparts.data.contract import DataContractError, validate_record
+
+    rec = {
+        "file_name": "x.jpg", "height": 4, "width": 4, "image_id": 9,
+        "annotations": [{"bbox": [0, 0, 2, 2], "bbox_mode": 1, "category_id": 0,
+                         "segmentation": {"size": 4, "counts": "abc"}}],
+    }
+    with pytest.raises(DataContractError, match=r"image 9.*annotation #0.*'size' must be \[height, width\]"):
+        validate_record(rec, source="f.json")

@@ -394,3 +394,16 @@ def test_registered_person_id_must_match_file(saved, dataset_name):  # noqa: F81
     )
     with pytest.raises(DataContractError, match="person category id 1 differs"):
         DatasetCatalog.get(dataset_name)
+
+
+def test_image_entry_not_an_object(tmp_path):
+    import json as _json
+
+    from bodyparts.data.contract import DataContractError
+    from bodyparts.data.datasets.generic import load_bodyparts_json
+
+    path = tmp_path / "bad.json"
+    path.write_text(_json.dumps({"info": {"part_taxonomy": "fine_lr"}, "images": ["oops"], "annotations": [],
+                                 "categories": [{"id": 1, "name": "person"}]}))
+    with pytest.raises(DataContractError, match=r"bad.json: images\[0\] must be an object"):
+        load_bodyparts_json(str(path), str(tmp_path))

@@ -202,3 +202,17 @@ def test_keypoint_sigmas_are_pycocotools():
 def test_unknown_keypoint_taxonomy():
     with pytest.raises(TaxonomyError, match="unknown keypoint taxonomy 'mpii16'"):
         get_keypoint_taxonomy("mpii16")
+
+
+def test_same_name_parts_map_implicitly_and_missing_parts_are_exact():
+    from bodyparts.taxonomy import TaxonomyError, can_express, mapping_lut
+
+    # lr6 has head and torso, so only the arm/leg segments of ppp6 are missing
+    with pytest.raises(TaxonomyError) as e:
+        mapping_lut("lr6", "ppp6", dataset="some_set")
+    msg = str(e.value)
+    assert "some_set" in msg
+    for part in ("upper_arms", "lower_arms", "upper_legs", "lower_legs"):
+        assert part in msg
+    assert "'head'" not in msg and "'torso'" not in msg
+    assert not can_express("lr6", "ppp6")

@@ -104,7 +104,10 @@ def _is_number(x) -> bool:
 def _check_rle(ctx: _Ctx, rle, field: str, h: int, w: int, i: int, aid) -> None:
     if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
         ctx.fail(f"field {field!r} must be an RLE dict with 'size' and 'counts'", i, aid)
-    if [int(s) for s in rle["size"]] != [h, w]:
+    size = rle["size"]
+    if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(isinstance(v, (int, np.integer)) for v in size):
+        ctx.fail(f"field {field!r}: RLE 'size' must be [height, width], got {size!r}", i, aid)
+    if [int(s) for s in size] != [h, w]:
         ctx.fail(
             f"field {field!r}: mask size {list(rle['size'])} differs from the image size [{h}, {w}]", i, aid
         )

@@ -168,6 +168,9 @@ def load_bodyparts_json(
         if not isinstance(ann, dict) or "image_id" not in ann:
             _fail(json_file, f"annotation {str(ann)[:80]} has no image_id")
         anns_by_image.setdefault(ann["image_id"], []).append(ann)
+    for k, img in enumerate(data["images"]):
+        if not isinstance(img, dict):
+            _fail(json_file, f"images[{k}] must be an object, got {str(img)[:80]}")
     image_ids = [img.get("id") for img in data["images"]]
     if len(set(image_ids)) != len(image_ids):
         _fail(json_file, "duplicate image ids in 'images'")
