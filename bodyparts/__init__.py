@@ -12,5 +12,6 @@ from . import compat  # noqa: E402,F401
 from .config import add_bodyparts_config  # noqa: E402,F401
 from .taxonomy import get_keypoint_taxonomy, get_part_taxonomy  # noqa: E402,F401
 from . import data  # noqa: E402,F401  (registers the built-in datasets)
+from . import modeling  # noqa: E402,F401  (registers BodyPartROIHeads and the part heads)
 
 __version__ = "0.1.0"

@@ -38,7 +38,45 @@ def add_synthetic_config(cfg: CN) -> None:
     _C.BODYPARTS.SYNTHETIC.MAX_PERSONS = 5
 
 
+def add_part_head_config(cfg: CN) -> None:
+    _C = cfg
+    # Enable the per-person part branch (BodyPartROIHeads or any ROI heads with BodyPartHeadsMixin).
+    _C.MODEL.BODYPART_ON = False
+    _C.MODEL.ROI_BODYPART_HEAD = CN()
+    # Part head in ROI_BODYPART_HEAD_REGISTRY: PartRCNNConvDeconvHead or PartDilatedContextHead.
+    _C.MODEL.ROI_BODYPART_HEAD.NAME = "PartRCNNConvDeconvHead"
+    # Feature maps pooled for the part head (Parsing R-CNN: P2 only).
+    _C.MODEL.ROI_BODYPART_HEAD.IN_FEATURES = ["p2"]
+    # ROI pooling: output side P, sampling points per bin (0 = adaptive), pooler type.
+    _C.MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION = 32
+    _C.MODEL.ROI_BODYPART_HEAD.POOLER_SAMPLING_RATIO = 2
+    _C.MODEL.ROI_BODYPART_HEAD.POOLER_TYPE = "ROIAlignV2"
+    # Output channels of the head's 3x3 convs (their number = number of convs).
+    _C.MODEL.ROI_BODYPART_HEAD.CONV_DIMS = [512, 512, 512, 512]
+    # Dilation of each conv, for PartDilatedContextHead (same length as CONV_DIMS).
+    _C.MODEL.ROI_BODYPART_HEAD.DILATIONS = [1, 2, 4, 8]
+    # Normalization of the convs: "" (none), "GN", "BN", "SyncBN".
+    _C.MODEL.ROI_BODYPART_HEAD.NORM = ""
+    # Bilinear upsampling of the logits after the stride-2 deconv: output side M = P * 2 * UP_SCALE.
+    _C.MODEL.ROI_BODYPART_HEAD.UP_SCALE = 2
+    # Weight of the part loss (Parsing R-CNN: 2).
+    _C.MODEL.ROI_BODYPART_HEAD.LOSS_WEIGHT = 2.0
+    # At most this many foreground ROIs per image train the part branch (0 = all).
+    _C.MODEL.ROI_BODYPART_HEAD.MAX_FG_PER_IMAGE = 16
+    # Class balancing of the part loss: "none", "inverse" (1 / frequency), "exponential".
+    # Weights are computed once from the training set's pixel counts (METRICS.md section 8).
+    _C.MODEL.ROI_BODYPART_HEAD.CLASS_BALANCE = "none"
+    # Explicit class weights (background first, one per label); overrides CLASS_BALANCE.
+    _C.MODEL.ROI_BODYPART_HEAD.CLASS_WEIGHTS = []
+    # Silhouette (pred_masks) = 1 - P(background) of the part branch instead of the mask head.
+    _C.MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS = False
+    # Post-processing (META_ARCHITECTURE BodyPartsRCNN): also paste each person's part map into the
+    # output image as pred_part_labels (R, H, W) uint8.
+    _C.MODEL.ROI_BODYPART_HEAD.PASTE_IN_IMAGE = False
+
+
 def add_bodyparts_config(cfg: CN) -> None:
     """Add all bodyparts config nodes to a Detectron2 config (call once, before merge_from_file)."""
     add_taxonomy_config(cfg)
     add_synthetic_config(cfg)
+    add_part_head_config(cfg)

@@ -60,10 +60,25 @@ def test_index_index_tensor():
     assert len(_maps()[torch.zeros(0, dtype=torch.long)]) == 0
 
 
-def test_slice_is_a_view():
+def test_indexing_never_copies_the_maps():
     pm = _maps()
-    sub = pm[1:2]
-    assert sub.tensor.data_ptr() == pm.tensor[1:2].data_ptr()  # a view, like Boxes
+    for item in (slice(1, 2), torch.tensor([0, 0, 1, 1, 1]), 1):
+        sub = pm[item]
+        assert sub.base.data_ptr() == pm.base.data_ptr()
+    many = pm[torch.zeros(500, dtype=torch.long)]  # 500 proposals matched to person 0
+    assert len(many) == 500 and many.base.shape[0] == pm.base.shape[0]
+
+
+def test_crop_and_resize_nearest_hand_computed():
+    base = torch.arange(16, dtype=torch.uint8).reshape(1, 4, 4)  # label = 4 * row + col
+    pm = PartMaps(base)[torch.tensor([0, 0])]
+    boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0], [1.0, 2.0, 3.0, 6.0]])
+    out = pm.crop_and_resize(boxes, 2)
+    # box 0, 2x2 grid: sample points x, y in {1.0, 3.0} -> pixels (1, 1), (1, 3), (3, 1), (3, 3)
+    assert out[0].tolist() == [[5, 7], [13, 15]]
+    # box 1: x in {1.5, 2.5} -> cols 1, 2; y in {3.0, 5.0} -> row 3, row 5 is outside -> 255
+    assert out[1].tolist() == [[13, 14], [255, 255]]
+    assert out.dtype == torch.long
 
 
 def test_to_device():

@@ -1,0 +1,412 @@
+"""Pure numpy metrics of human parsing, as defined in docs ``METRICS.md`` (quirks included on purpose).
+
+Shapes and letters:
+
+* ``C``: number of part labels **including background 0**; labels ``>= C`` in a ground-truth map
+  (e.g. 255) are ignored, a predicted map must only hold labels ``< C``.
+* ``H x W``: image size in pixels; ``P`` predicted persons and ``G`` ground-truth persons of one
+  image, each as a full-image label map (part labels inside the person, 0 elsewhere).
+* ``N``: predicted persons pooled over a split; ``Q``: predicted part regions pooled over a split
+  (one region = the pixels of one part class in one predicted person's map).
+* ``T``: IoU thresholds.
+
+Conventions: ``hist[g, p]`` counts pixels with ground truth ``g`` and prediction ``p``. IoU is
+``hist[c, c] / (row_c + col_c - hist[c, c])``, NaN when the union is empty, and NaN classes are
+skipped by every mean. All matching thresholds are **strict** (``IoU > t``).
+"""
+from typing import Dict, Sequence, Tuple
+
+import numpy as np
+
+__all__ = [
+    "VOL_THRESHOLDS",
+    "confusion_matrix",
+    "semantic_metrics",
+    "label_areas",
+    "instance_iou_matrix",
+    "voc_ap",
+    "parsing_true_positives",
+    "ap_parsing",
+    "pcp",
+    "ap_region_per_class",
+    "ap_region",
+    "image_level_map",
+]
+
+# IoU thresholds whose mean AP is the "vol" variant (AP^p_vol, AP^r_vol): 0.1, 0.2, ..., 0.9.
+VOL_THRESHOLDS: Tuple[float, ...] = tuple(k / 10 for k in range(1, 10))
+
+
+def _nanmean(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """nanmean without the all-NaN RuntimeWarning: NaN where every entry is NaN."""
+    valid = ~np.isnan(x)
+    count = valid.sum(axis=axis)
+    total = np.where(valid, x, 0.0).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` as float, NaN where ``den == 0``."""
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Confusion counts of one pair of label maps.
+
+    Args:
+        gt: integer array of any shape (e.g. (H, W)), ground-truth labels; pixels outside
+            ``[0, C)`` (e.g. 255) are ignored.
+        pred: integer array of the same shape, predicted labels in ``[0, C)``.
+        num_classes: C.
+    Returns:
+        int64 (C, C) ``hist[g, p]``.
+    Raises:
+        ValueError: shapes differ, or a prediction at a non-ignored pixel is outside ``[0, C)``.
+    """
+    gt = np.asarray(gt)
+    pred = np.asarray(pred)
+    if gt.shape != pred.shape:
+        raise ValueError(f"confusion_matrix: gt shape {gt.shape} != pred shape {pred.shape}")
+    gt = gt.ravel().astype(np.int64)
+    pred = pred.ravel().astype(np.int64)
+    valid = (gt >= 0) & (gt < num_classes)
+    gt, pred = gt[valid], pred[valid]
+    if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
+        raise ValueError(f"confusion_matrix: predicted labels must lie in [0, {num_classes})")
+    counts = np.bincount(gt * num_classes + pred, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
+
+
+def semantic_metrics(hist: np.ndarray) -> Dict[str, object]:
+    """Image-level part segmentation metrics of a confusion matrix accumulated over a split.
+
+    Args:
+        hist: (C, C) counts ``hist[g, p]``.
+    Returns:
+        dict with fractions in [0, 1] (NaN where undefined):
+
+        * ``"IoU"``: float (C,) per-class IoU, NaN where the union is empty;
+          ``"mIoU"``: nanmean over all C classes, background included.
+        * ``"pixel_acc"``: trace / total; ``"mean_acc"``: nanmean_c hist[c, c] / row_c.
+        * ``"fwIoU"``: sum_c (row_c / total) IoU_c over classes present in the ground truth.
+        * ``"F1"``: float (C,) 2 TP / (2 TP + FP + FN), NaN where the denominator is 0;
+          ``"mean_F1"``: its nanmean.
+    """
+    hist = np.asarray(hist, dtype=np.float64)
+    tp = np.diag(hist)
+    row = hist.sum(axis=1)  # ground-truth pixels per class (TP + FN)
+    col = hist.sum(axis=0)  # predicted pixels per class (TP + FP)
+    total = hist.sum()
+    iou = _safe_div(tp, row + col - tp)
+    f1 = _safe_div(2 * tp, row + col)
+    acc = _safe_div(tp, row)
+    present = row > 0
+    fwiou = float((row[present] / total * iou[present]).sum()) if total > 0 else float("nan")
+    return {
+        "mIoU": float(_nanmean(iou)),
+        "IoU": iou,
+        "pixel_acc": float(_safe_div(tp.sum(), total)),
+        "mean_acc": float(_nanmean(acc)),
+        "fwIoU": fwiou,
+        "F1": f1,
+        "mean_F1": float(_nanmean(f1)),
+    }
+
+
+def label_areas(label_maps: np.ndarray, num_classes: int) -> np.ndarray:
+    """Pixel count of every label in every map.
+
+    Args:
+        label_maps: integer (K, H, W) maps; labels ``>= C`` are not counted.
+        num_classes: C.
+    Returns:
+        int64 (K, C): ``areas[k, c]`` = pixels of map k with label c.
+    """
+    k = label_maps.shape[0]
+    flat = label_maps.reshape(k, -1).astype(np.int64)
+    rows = np.broadcast_to(np.arange(k)[:, None], flat.shape)
+    valid = flat < num_classes
+    idx = rows[valid] * num_classes + flat[valid]
+    return np.bincount(idx, minlength=k * num_classes).reshape(k, num_classes)
+
+
+def instance_iou_matrix(
+    pred_maps: np.ndarray, gt_maps: np.ndarray, num_classes: int
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-instance parsing IoU of every (predicted, ground-truth) person pair of one image.
+
+    ``IoU_c(p, g)`` is the class-c IoU of ``hist(gt_maps[g], pred_maps[p])`` over the **whole image**
+    (background included, ground-truth pixels ``>= C`` ignored), and ``mIoU_inst(p, g)`` its
+    nanmean over the C classes (classes absent from both maps are NaN and skipped).
+
+    Equal to the naive ``confusion_matrix`` per pair (P x G passes over H x W pixels), but only the
+    pixels where both maps are non-zero are joined, and all pairs' counts come from one
+    ``np.bincount``: pixels outside the union of the two persons only add to the background
+    intersection, which follows from the areas.
+
+    Args:
+        pred_maps: integer (P, H, W) predicted person maps, labels in ``[0, C)``.
+        gt_maps: integer (G, H, W) ground-truth person maps, labels in ``[0, C)`` or ignored (>= C).
+        num_classes: C.
+    Returns:
+        miou: float64 (P, G) mIoU_inst.
+        iou: float64 (P, G, C) per-class IoU, NaN where class c is absent from both maps.
+    """
+    num_p, height, width = pred_maps.shape
+    num_g = gt_maps.shape[0]
+    if gt_maps.shape[1:] != (height, width):
+        raise ValueError(f"instance_iou_matrix: pred maps {pred_maps.shape} vs gt maps {gt_maps.shape}")
+    c = num_classes
+    if num_p == 0 or num_g == 0:
+        return np.zeros((num_p, num_g)), np.zeros((num_p, num_g, c))
+    npix = height * width
+    pred = pred_maps.reshape(num_p, npix)
+    if pred.max() >= c or pred.min() < 0:
+        raise ValueError(f"instance_iou_matrix: predicted labels must lie in [0, {c})")
+    gt = gt_maps.reshape(num_g, npix)
+    if gt.dtype == np.uint8 and c <= 255:
+        gt = np.minimum(gt, np.uint8(c))  # every ignored label becomes c
+    else:
+        gt = gt.astype(np.int64)
+        gt = np.where((gt < 0) | (gt >= c), c, gt)
+
+    # Non-zero entries; the ground truth's listed pixel-major so that each pixel's entries are contiguous.
+    pred_p, pred_x = np.nonzero(pred)
+    pred_l = pred[pred_p, pred_x].astype(np.int64)
+    gt_x, gt_g = np.nonzero(gt.T)
+    gt_l = gt[gt_g, gt_x].astype(np.int64)
+
+    area_p = np.bincount(pred_p * c + pred_l, minlength=num_p * c).reshape(num_p, c)
+    area_g = np.bincount(gt_g * (c + 1) + gt_l, minlength=num_g * (c + 1)).reshape(num_g, c + 1)
+
+    # Join: every (pred entry, gt entry) on the same pixel.
+    per_pixel = np.bincount(gt_x, minlength=npix)
+    first = np.cumsum(per_pixel) - per_pixel
+    k = per_pixel[pred_x]
+    src = np.repeat(np.arange(pred_x.size), k)
+    gt_entry = np.repeat(first[pred_x], k) + (np.arange(k.sum()) - np.repeat(np.cumsum(k) - k, k))
+    jp, jl = pred_p[src], pred_l[src]
+    jg, jgl = gt_g[gt_entry], gt_l[gt_entry]
+    # kind 0: same label (intersection of class jl); 1: gt ignored; 2: other (different labels)
+    kind = np.where(jgl == jl, 0, np.where(jgl == c, 1, 2))
+    joint = np.bincount(((jp * num_g + jg) * 3 + kind) * c + jl, minlength=num_p * num_g * 3 * c)
+    joint = joint.reshape(num_p, num_g, 3, c)
+
+    inter = joint[:, :, 0, :].astype(np.float64)  # (P, G, C); class 0 filled below
+    under_ignore = joint[:, :, 1, :]  # predicted pixels under ignored ground truth
+    both_nonzero = joint.sum(axis=(2, 3))  # (P, G) pixels where both maps are non-zero
+    ignored = area_g[:, c]  # (G,)
+    gt_fg = area_g[:, 1:c].sum(axis=1)  # (G,) valid non-zero ground-truth pixels
+    pred_fg = area_p.sum(axis=1)  # (P,)
+
+    row = np.broadcast_to(area_g[None, :, :c], (num_p, num_g, c)).astype(np.float64)
+    row[:, :, 0] = (npix - ignored - gt_fg)[None, :]
+    col = (area_p[:, None, :] - under_ignore).astype(np.float64)
+    col[:, :, 0] = (npix - ignored)[None, :] - (pred_fg[:, None] - under_ignore.sum(axis=2))
+    inter[:, :, 0] = (npix - ignored - gt_fg)[None, :] - (pred_fg[:, None] - both_nonzero)
+    iou = _safe_div(inter, row + col - inter)
+    return _nanmean(iou), iou
+
+
+def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
+    """Pascal VOC all-point AP: area under the monotone precision envelope.
+
+    Args:
+        recall: float (K,) recall after each of K ranked detections (non-decreasing; may exceed 1
+            with the AP^r quirk, like the reference code).
+        precision: float (K,) precision after each detection.
+    Returns:
+        AP (0.0 when K = 0).
+    """
+    mrec = np.concatenate(([0.0], np.asarray(recall, dtype=np.float64), [1.0]))
+    mpre = np.concatenate(([0.0], np.asarray(precision, dtype=np.float64), [0.0]))
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    steps = np.nonzero(mrec[1:] != mrec[:-1])[0]
+    return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
+
+
+def parsing_true_positives(
+    scores: np.ndarray,
+    best_iou: np.ndarray,
+    best_gt: np.ndarray,
+    thresholds: Sequence[float],
+    score_threshold: float = 0.0,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """AP^p matching: predictions ranked by score, each compared with its best ground truth only.
+
+    A prediction is a TP at t iff ``best_iou > t`` and its best ground truth was not matched at t by
+    a higher-ranked prediction; otherwise an FP (no fallback to the second-best ground truth).
+    Predictions with ``score < score_threshold`` are dropped (neither TP nor FP).
+
+    Args:
+        scores: float (N,) person scores.
+        best_iou: float (N,) mIoU_inst with the best ground truth (NaN if the image has none).
+        best_gt: int (N,) split-wide id of that ground truth (-1 if the image has none).
+        thresholds: T IoU thresholds.
+        score_threshold: smallest score kept.
+    Returns:
+        order: int (N',) indices of the kept predictions, by descending score (stable).
+        tp: bool (T, N') whether the ranked prediction is a TP at each threshold.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    keep = np.nonzero(scores >= score_threshold)[0]
+    order = keep[np.argsort(-scores[keep], kind="stable")]
+    ious = np.asarray(best_iou, dtype=np.float64)[order]
+    gts = np.asarray(best_gt, dtype=np.int64)[order]
+    tp = np.zeros((len(thresholds), order.size), dtype=bool)
+    for i, t in enumerate(thresholds):
+        candidates = np.nonzero((ious > t) & (gts >= 0))[0]
+        _, first = np.unique(gts[candidates], return_index=True)  # first claim of each ground truth
+        tp[i, candidates[first]] = True
+    return order, tp
+
+
+def _ap_from_tp(tp: np.ndarray, num_gt: int) -> float:
+    """VOC AP of ranked TP flags (K,) with ``num_gt`` positives (NaN if num_gt == 0)."""
+    if num_gt <= 0:
+        return float("nan")
+    ctp = np.cumsum(tp)
+    cfp = np.cumsum(~tp)
+    return voc_ap(ctp / float(num_gt), ctp / np.maximum(ctp + cfp, 1))
+
+
+def ap_parsing(
+    scores: np.ndarray,
+    best_iou: np.ndarray,
+    best_gt: np.ndarray,
+    num_gt: int,
+    thresholds: Sequence[float] = VOL_THRESHOLDS,
+    score_threshold: float = 0.0,
+) -> Dict[float, float]:
+    """AP^p (MHP-v2 ``eval_mhp.py``) per IoU threshold.
+
+    Args:
+        scores, best_iou, best_gt: (N,) per predicted person of the split, see
+            :func:`parsing_true_positives`.
+        num_gt: ground-truth persons of the split (with a non-empty part map).
+        thresholds: T IoU thresholds (strict ``>``).
+        score_threshold: predictions below it are skipped entirely.
+    Returns:
+        ``{t: AP}`` in [0, 1]; NaN if ``num_gt == 0``, 0.0 if there are no kept predictions.
+    """
+    _, tp = parsing_true_positives(scores, best_iou, best_gt, thresholds, score_threshold)
+    return {float(t): _ap_from_tp(tp[i], num_gt) for i, t in enumerate(thresholds)}
+
+
+def pcp(
+    scores: np.ndarray,
+    best_iou: np.ndarray,
+    best_gt: np.ndarray,
+    part_ious: np.ndarray,
+    gt_present: np.ndarray,
+    num_gt: int,
+    threshold: float = 0.5,
+    score_threshold: float = 0.0,
+) -> float:
+    """PCP_t: for each TP of AP^p at t, the fraction of the ground truth's part classes (c >= 1)
+    whose IoU_c > t; unmatched ground truths count 0; mean over all ``num_gt`` ground truths.
+
+    Args:
+        scores, best_iou, best_gt: (N,) as in :func:`ap_parsing`.
+        part_ious: float (N, C) per-class IoU of each prediction with its best ground truth.
+        gt_present: bool (N, C) part classes present in that ground truth (column 0 is ignored).
+        num_gt: ground-truth persons of the split.
+        threshold: t (strict ``>``, for the match and for the parts).
+        score_threshold: predictions below it are skipped.
+    Returns:
+        PCP in [0, 1]; NaN if ``num_gt == 0``.
+    """
+    if num_gt <= 0:
+        return float("nan")
+    order, tp = parsing_true_positives(scores, best_iou, best_gt, [threshold], score_threshold)
+    matched = order[tp[0]]
+    present = np.asarray(gt_present, dtype=bool)[matched, 1:]
+    ious = np.asarray(part_ious, dtype=np.float64)[matched, 1:]
+    correct = (np.nan_to_num(ious, nan=0.0) > threshold) & present
+    denom = present.sum(axis=1)
+    frac = np.where(denom > 0, correct.sum(axis=1) / np.maximum(denom, 1), 0.0)
+    return float(frac.sum() / num_gt)
+
+
+def ap_region_per_class(
+    region_classes: np.ndarray,
+    region_scores: np.ndarray,
+    region_ious: np.ndarray,
+    num_gt_regions: np.ndarray,
+    thresholds: Sequence[float] = VOL_THRESHOLDS,
+    score_threshold: float = 0.0,
+) -> np.ndarray:
+    """AP^r per part class and threshold (CIHP/PGN ``test_inst_part_ap.py``).
+
+    A predicted region of class c is a TP at t iff its max IoU with the ground-truth regions of
+    class c in its image is > t. Ground-truth regions are **not** marked as used (the reference
+    code's quirk: two predictions on one ground truth are both TPs, recall may exceed 1).
+
+    Args:
+        region_classes: int (Q,) part class (1..C-1) of each predicted region.
+        region_scores: float (Q,) its score (the person's score).
+        region_ious: float (Q,) its max IoU with the image's ground-truth regions of its class
+            (0 if there are none).
+        num_gt_regions: int (C,) ground-truth regions per class over the split (entry 0 unused).
+        thresholds: T IoU thresholds.
+        score_threshold: regions with a lower score are skipped.
+    Returns:
+        float (C, T): AP per class and threshold; NaN for class 0 and classes without ground truth.
+    """
+    classes = np.asarray(region_classes, dtype=np.int64)
+    scores = np.asarray(region_scores, dtype=np.float64)
+    ious = np.asarray(region_ious, dtype=np.float64)
+    num_gt_regions = np.asarray(num_gt_regions, dtype=np.int64)
+    out = np.full((num_gt_regions.size, len(thresholds)), np.nan)
+    kept = scores >= score_threshold
+    for c in range(1, num_gt_regions.size):
+        idx = np.nonzero(kept & (classes == c))[0]
+        idx = idx[np.argsort(-scores[idx], kind="stable")]
+        for i, t in enumerate(thresholds):
+            out[c, i] = _ap_from_tp(ious[idx] > t, int(num_gt_regions[c]))
+    return out
+
+
+def ap_region(
+    region_classes: np.ndarray,
+    region_scores: np.ndarray,
+    region_ious: np.ndarray,
+    num_gt_regions: np.ndarray,
+    thresholds: Sequence[float] = VOL_THRESHOLDS,
+    score_threshold: float = 0.0,
+) -> Dict[float, float]:
+    """AP^r_t = mean over part classes with ground truth of :func:`ap_region_per_class`.
+
+    Returns:
+        ``{t: AP^r_t}`` in [0, 1] (NaN if no class has ground-truth regions). AP^r_vol is the
+        mean over :data:`VOL_THRESHOLDS`.
+    """
+    per_class = ap_region_per_class(
+        region_classes, region_scores, region_ious, num_gt_regions, thresholds, score_threshold
+    )
+    mean = _nanmean(per_class.T)  # (T,)
+    return {float(t): float(mean[i]) for i, t in enumerate(thresholds)}
+
+
+def image_level_map(pred_maps: np.ndarray, scores: np.ndarray, score_threshold: float) -> np.ndarray:
+    """Image-level part map of an instance model: persons with ``score >= score_threshold`` pasted
+    in ascending score order, the non-zero labels of a higher-scored person overwriting.
+
+    Args:
+        pred_maps: integer (P, H, W) person maps (0 outside the person).
+        scores: float (P,) person scores.
+        score_threshold: smallest score pasted.
+    Returns:
+        uint8 (H, W) labels, 0 where no kept person has a part.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    out = np.zeros(pred_maps.shape[1:], dtype=np.uint8)
+    keep = np.nonzero(scores >= score_threshold)[0]
+    for i in keep[np.argsort(scores[keep], kind="stable")]:
+        person = pred_maps[i]
+        np.copyto(out, person, where=person != 0, casting="unsafe")
+    return out

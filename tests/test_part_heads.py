@@ -1,0 +1,191 @@
+"""Part branch: head shapes, pure loss / target / inference functions, ROI heads, plug-in mixin."""
+import math
+import os
+from argparse import Namespace
+
+import numpy as np
+import pytest
+import torch
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import build_model
+from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, CascadeROIHeads
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+from bodyparts.engine import Trainer, setup_cfg
+from bodyparts.modeling import (
+    BodyPartHeadsMixin,
+    PartDilatedContextHead,
+    PartRCNNConvDeconvHead,
+    class_balance_weights,
+    paste_part_masks,
+    part_loss,
+    part_targets,
+)
+from bodyparts.structures import PartMaps
+
+from conftest import QUICK_CONFIG, TINY_OPTS
+
+
+def test_head_output_shapes():
+    x = torch.randn(3, 8, 7, 7)
+    head = PartRCNNConvDeconvHead(ShapeSpec(channels=8), num_classes=15, conv_dims=[16, 16], up_scale=2)
+    assert head(x).shape == (3, 15, 28, 28)  # M = P * 2 * up_scale
+    assert head.trunk(x).shape == (3, 16, 7, 7)
+    dil = PartDilatedContextHead(ShapeSpec(channels=8), num_classes=7, conv_dims=[16] * 3, dilations=[1, 2, 4], up_scale=1)
+    assert dil(x).shape == (3, 7, 14, 14)
+    assert [c.dilation for c in dil.convs] == [(1, 1), (2, 2), (4, 4)]
+    with pytest.raises(ValueError, match="DILATIONS"):
+        PartDilatedContextHead(ShapeSpec(channels=8), num_classes=7, conv_dims=[16, 16], dilations=[1])
+
+
+def test_part_loss_hand_computed():
+    logits = torch.zeros(1, 2, 2, 2, requires_grad=True)  # uniform: -log softmax = log 2 everywhere
+    targets = torch.tensor([[[0, 1], [255, 1]]])
+    assert part_loss(logits, targets).item() == pytest.approx(math.log(2))
+    # outer weighting: (1 * log2 + 3 * log2 + 3 * log2) / 3 labelled pixels
+    w = torch.tensor([1.0, 3.0])
+    assert part_loss(logits, targets, w).item() == pytest.approx(7 * math.log(2) / 3)
+
+
+def test_part_loss_without_labels_is_zero_and_connected():
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    for targets in (torch.full((2, 4, 4), 255), torch.zeros((0, 4, 4), dtype=torch.long)):
+        loss = part_loss(logits, targets)
+        assert loss.item() == 0 and loss.requires_grad
+        loss.backward()
+        assert torch.count_nonzero(logits.grad) == 0
+    empty = torch.zeros(0, 3, 4, 4, requires_grad=True)
+    assert part_loss(empty, torch.zeros((0, 4, 4), dtype=torch.long)).requires_grad
+
+
+def test_part_targets_mixes_persons_with_and_without_parts():
+    maps = torch.zeros(2, 8, 8, dtype=torch.uint8)
+    maps[0, :4, :] = 1
+    maps[1] = 255  # a person without part labels
+    with_parts = Instances((8, 8), proposal_boxes=Boxes(torch.tensor([[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 8.0, 8.0]])),
+                           gt_part_maps=PartMaps(maps)[torch.tensor([0, 1])])
+    no_parts = Instances((8, 8), proposal_boxes=Boxes(torch.tensor([[0.0, 0.0, 4.0, 4.0]])))  # dataset without parts
+    t = part_targets([with_parts, no_parts], 2)
+    assert t.shape == (3, 2, 2)
+    assert t[0].tolist() == [[1, 1], [0, 0]]
+    assert (t[1] == 255).all() and (t[2] == 255).all()
+    # the normaliser counts only the 4 labelled pixels
+    logits = torch.zeros(3, 2, 2, 2)
+    assert part_loss(logits, t).item() == pytest.approx(math.log(2))
+
+
+def test_class_balance_weights_hand_computed():
+    counts = [6.0, 3.0, 1.0]
+    # inverse: f = (.6, .3, .1), 1/f = (5/3, 10/3, 10), mean 5 -> (1/3, 2/3, 2)
+    np.testing.assert_allclose(class_balance_weights(counts, "inverse"), [1 / 3, 2 / 3, 2], rtol=1e-6)
+    # exponential: B = (1, 2, 6), mean 3, std sqrt(14/3)
+    b, std = np.array([1.0, 2.0, 6.0]), math.sqrt(14 / 3)
+    np.testing.assert_allclose(class_balance_weights(counts, "exponential"), b * np.exp(-(b - 3) / (4 * std)), rtol=1e-6)
+    np.testing.assert_allclose(class_balance_weights(counts, "none"), [1, 1, 1])
+    assert class_balance_weights([4.0, 0.0, 4.0], "inverse")[1] == 0  # absent class
+    with pytest.raises(ValueError, match="unknown class balance"):
+        class_balance_weights(counts, "sqrt")
+
+
+def test_paste_part_masks_exact_on_pixel_aligned_box():
+    probs = torch.zeros(1, 3, 2, 2)
+    labels = torch.tensor([[1, 2], [0, 2]])
+    probs[0].scatter_(0, labels[None], 1.0)  # one-hot
+    out = paste_part_masks(probs, torch.tensor([[2.0, 1.0, 6.0, 5.0]]), (6, 8))
+    expected = torch.zeros(6, 8, dtype=torch.uint8)
+    expected[1:3, 2:4], expected[1:3, 4:6], expected[3:5, 4:6] = 1, 2, 2
+    assert torch.equal(out[0], expected)
+    assert paste_part_masks(torch.zeros(0, 3, 2, 2), torch.zeros(0, 4), (6, 8)).shape == (0, 6, 8)
+
+
+PART_OPTS = [
+    "MODEL.META_ARCHITECTURE", "BodyPartsRCNN", "MODEL.ROI_HEADS.NAME", "BodyPartROIHeads", "MODEL.BODYPART_ON", "True",
+    "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION", "8", "MODEL.ROI_BODYPART_HEAD.CONV_DIMS", "[32, 32]",
+    "MODEL.ROI_BODYPART_HEAD.UP_SCALE", "1", "MODEL.ROI_BODYPART_HEAD.MAX_FG_PER_IMAGE", "4",
+]
+
+
+def _train_cfg(tmp_path, *opts):
+    return setup_cfg(Namespace(config_file=QUICK_CONFIG, opts=[*TINY_OPTS, "OUTPUT_DIR", str(tmp_path), *PART_OPTS, *opts],
+                               eval_only=False, resume=False, num_gpus=1), for_launch_only=True)
+
+
+def _batch(cfg):
+    from bodyparts.data.datasets import register_synthetic_from_cfg
+
+    register_synthetic_from_cfg(cfg)
+    return next(iter(Trainer.build_train_loader(cfg)))
+
+
+def test_bodypart_roi_heads_train_step_and_inference(datasets_root, tmp_path):
+    cfg = _train_cfg(tmp_path, "MODEL.ROI_BODYPART_HEAD.PASTE_IN_IMAGE", "True")
+    model = build_model(cfg)
+    batch = _batch(cfg)
+    assert batch[0]["instances"].has("gt_part_maps")
+    with EventStorage():
+        losses = model(batch)
+    assert {"loss_part", "loss_mask", "loss_keypoint", "loss_cls"} <= set(losses)
+    # uniform initial prediction over 15 labels: loss_part ~ 2 * log(15)
+    assert losses["loss_part"].item() == pytest.approx(2 * math.log(15), rel=0.05)
+    sum(losses.values()).backward()
+    head_grad = model.roi_heads.part_branch.head.predictor.weight.grad
+    assert head_grad is not None and head_grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        out = model([{"image": batch[0]["image"], "height": 50, "width": 60}])[0]["instances"]
+    r = len(out)
+    assert out.pred_part_masks.shape == (r, 15, 16, 16)
+    assert torch.allclose(out.pred_part_masks.sum(dim=1), torch.ones(r, 16, 16), atol=1e-5)
+    assert out.has("pred_masks") and out.has("pred_keypoints")
+    # pasted at the requested output size, with the boxes rescaled to it
+    assert out.pred_part_labels.dtype == torch.uint8 and out.pred_part_labels.shape == (r, 50, 60)
+    if r:
+        x0, y0, x1, y1 = out.pred_boxes.tensor[0].tolist()
+        outside = torch.ones(50, 60, dtype=torch.bool)
+        outside[max(int(y0), 0):int(math.ceil(y1)), max(int(x0), 0):int(math.ceil(x1))] = False
+        assert (out.pred_part_labels[0][outside] == 0).all()
+
+
+def test_silhouette_from_parts(datasets_root, tmp_path):
+    cfg = _train_cfg(tmp_path, "MODEL.MASK_ON", "False", "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS", "True")
+    model = build_model(cfg).eval()
+    batch = _batch(cfg)
+    with torch.no_grad():
+        out = model([{"image": batch[0]["image"]}])[0]["instances"]
+    assert out.has("pred_masks") and out.pred_masks.dtype == torch.bool  # pasted by detector_postprocess
+    cfg_bad = _train_cfg(tmp_path, "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS", "True")
+    with pytest.raises(ValueError, match="choose one source"):
+        build_model(cfg_bad)
+
+
+@ROI_HEADS_REGISTRY.register()
+class CascadeBodyPartROIHeadsForTest(BodyPartHeadsMixin, CascadeROIHeads):
+    """What docs/plug_in.md shows: the part branch added to Detectron2's CascadeROIHeads."""
+
+
+def test_mixin_adds_parts_to_cascade_roi_heads(datasets_root, tmp_path):
+    cfg = _train_cfg(
+        tmp_path,
+        "MODEL.ROI_HEADS.NAME", "CascadeBodyPartROIHeadsForTest",
+        "MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG", "True",
+    )
+    model = build_model(cfg)
+    assert isinstance(model.roi_heads, CascadeROIHeads) and model.roi_heads.part_on
+    batch = _batch(cfg)
+    with EventStorage():
+        losses = model(batch)
+    assert "loss_part" in losses and "loss_cls_stage2" in losses
+    model.eval()
+    with torch.no_grad():
+        out = model([{"image": batch[0]["image"]}])[0]["instances"]
+    assert out.has("pred_part_masks") and out.pred_part_masks.shape[1:] == (15, 16, 16)
+
+
+def test_part_branch_off_changes_nothing(datasets_root, tmp_path):
+    cfg = _train_cfg(tmp_path, "MODEL.BODYPART_ON", "False")
+    model = build_model(cfg)
+    assert not model.roi_heads.part_on
+    with EventStorage():
+        losses = model(_batch(cfg))
+    assert "loss_part" not in losses
