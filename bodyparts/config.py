@@ -68,6 +68,9 @@ def add_part_head_config(cfg: CN) -> None:
     _C.MODEL.ROI_BODYPART_HEAD.CLASS_BALANCE = "none"
     # Explicit class weights (background first, one per label); overrides CLASS_BALANCE.
     _C.MODEL.ROI_BODYPART_HEAD.CLASS_WEIGHTS = []
+    # Keypoints from the part head's conv features (shared trunk, one pooling) instead of
+    # Detectron2's keypoint head; needs MODEL.KEYPOINT_ON False.
+    _C.MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS = False
     # Silhouette (pred_masks) = 1 - P(background) of the part branch instead of the mask head.
     _C.MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS = False
     # Post-processing (META_ARCHITECTURE BodyPartsRCNN): also paste each person's part map into the

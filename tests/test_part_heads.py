@@ -189,3 +189,38 @@ def test_part_branch_off_changes_nothing(datasets_root, tmp_path):
     with EventStorage():
         losses = model(_batch(cfg))
     assert "loss_part" not in losses
+
+
+def test_keypoints_from_part_features(datasets_root, tmp_path):
+    cfg = _train_cfg(tmp_path, "MODEL.KEYPOINT_ON", "False", "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS", "True")
+    model = build_model(cfg)
+    assert model.roi_heads.keypoint_on is False and model.roi_heads.part_branch.keypoint_predictor is not None
+    batch = _batch(cfg)
+    assert batch[0]["instances"].has("gt_keypoints")
+    with EventStorage():
+        losses = model(batch)
+    assert "loss_keypoint" in losses and losses["loss_keypoint"].item() > 0
+    sum(losses.values()).backward()
+    assert model.roi_heads.part_branch.keypoint_predictor.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        out = model([{"image": batch[0]["image"]}])[0]["instances"]
+    assert out.pred_keypoints.shape == (len(out), 17, 3)
+    with pytest.raises(ValueError, match="choose one keypoint head"):
+        build_model(_train_cfg(tmp_path, "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS", "True"))
+
+
+def test_class_weights_from_training_set(datasets_root, tmp_path):
+    from bodyparts.modeling.roi_heads.class_weights import class_weights_from_cfg
+
+    cfg = _train_cfg(tmp_path, "MODEL.ROI_BODYPART_HEAD.CLASS_BALANCE", "inverse")
+    _batch(cfg)  # registers the synthetic splits of this config
+    w = class_weights_from_cfg(cfg)
+    assert w.shape == (15,) and torch.isclose(w[w > 0].mean(), torch.tensor(1.0))
+    # hands and feet are the rarest parts: they get larger weights than the torso and background
+    tax = __import__("bodyparts").taxonomy.FINE_LR
+    for small in ("left_hand", "right_foot"):
+        assert w[tax.label_of(small)] > w[tax.label_of("torso")] > w[0]
+    explicit = _train_cfg(tmp_path, "MODEL.ROI_BODYPART_HEAD.CLASS_WEIGHTS", "[1.0, 2.0]")
+    with pytest.raises(ValueError, match="has 2 values"):
+        class_weights_from_cfg(explicit)

@@ -69,6 +69,11 @@ def transform_part_map(
     return out
 
 
+def _keypoints_on(cfg) -> bool:
+    """Keypoints are trained by Detectron2's keypoint head or by the part branch."""
+    return bool(cfg.MODEL.KEYPOINT_ON or cfg.MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS)
+
+
 class BodyPartsDatasetMapper:
     """Map one record to ``{"image", "instances", "height", "width", "file_name", "image_id"}``.
 
@@ -121,13 +126,13 @@ class BodyPartsDatasetMapper:
             "image_format": cfg.INPUT.FORMAT,
             "use_instance_mask": cfg.MODEL.MASK_ON,
             "instance_mask_format": cfg.INPUT.MASK_FORMAT,
-            "use_keypoint": cfg.MODEL.KEYPOINT_ON,
+            "use_keypoint": _keypoints_on(cfg),
             "recompute_boxes": False,
             "use_parts": is_train,
             "part_luts": part_luts_for_datasets(datasets, target),
             "part_flip_lut": get_part_taxonomy(target).flip_lut(),
         }
-        if cfg.MODEL.KEYPOINT_ON and is_train:
+        if _keypoints_on(cfg) and is_train:
             ret["keypoint_hflip_indices"] = utils.create_keypoint_hflip_indices(datasets)
         return ret
 

@@ -19,7 +19,9 @@ from typing import Dict, List, Optional, Union
 import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
+from detectron2.layers import ConvTranspose2d, interpolate
 from detectron2.modeling.poolers import ROIPooler
+from detectron2.modeling.roi_heads.keypoint_head import keypoint_rcnn_inference, keypoint_rcnn_loss
 from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
 from detectron2.structures import Instances
 from torch import nn
@@ -68,7 +70,15 @@ class BodyPartBranch(nn.Module):
         max_fg_per_image: int = 16,
         class_weights: Optional[torch.Tensor] = None,
         silhouette_from_parts: bool = False,
+        num_keypoints: int = 0,
     ):
+        """
+        Args:
+            num_keypoints: > 0 to predict keypoints from the part head's conv features (shared
+                trunk, one pooling) instead of Detectron2's keypoint head: a stride-2 deconv to
+                K heatmaps, upsampled to the part output size, trained with
+                ``keypoint_rcnn_loss`` (normalised by visible keypoints).
+        """
         super().__init__()
         self.in_features = in_features
         self.pooler = pooler
@@ -82,6 +92,12 @@ class BodyPartBranch(nn.Module):
                 raise ValueError(f"class_weights has shape {tuple(class_weights.shape)}, expected ({num_classes},)")
         self.register_buffer("class_weights", class_weights, persistent=False)
         self.silhouette_from_parts = silhouette_from_parts
+        self.keypoint_predictor = None
+        if num_keypoints > 0:
+            dim = head.out_channels
+            self.keypoint_predictor = ConvTranspose2d(dim, num_keypoints, 4, stride=2, padding=1)
+            nn.init.kaiming_normal_(self.keypoint_predictor.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.constant_(self.keypoint_predictor.bias, 0)
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
@@ -107,6 +123,10 @@ class BodyPartBranch(nn.Module):
             raise ValueError(
                 "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS and MODEL.MASK_ON both set: choose one source of pred_masks"
             )
+        if node.KEYPOINTS_FROM_PARTS and cfg.MODEL.KEYPOINT_ON:
+            raise ValueError(
+                "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS and MODEL.KEYPOINT_ON both set: choose one keypoint head"
+            )
         return {
             "in_features": in_features,
             "pooler": pooler,
@@ -116,6 +136,7 @@ class BodyPartBranch(nn.Module):
             "max_fg_per_image": node.MAX_FG_PER_IMAGE,
             "class_weights": class_weights_from_cfg(cfg),
             "silhouette_from_parts": node.SILHOUETTE_FROM_PARTS,
+            "num_keypoints": cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS if node.KEYPOINTS_FROM_PARTS else 0,
         }
 
     def forward(
@@ -127,15 +148,35 @@ class BodyPartBranch(nn.Module):
         if self.training:
             fg, _ = select_foreground_proposals(instances, num_classes if num_classes is not None else 1)
             fg = subsample_foreground(fg, self.max_fg_per_image)
-            logits = self.head(self.pooler(feats, [x.proposal_boxes for x in fg]))
+            trunk = self.head.trunk(self.pooler(feats, [x.proposal_boxes for x in fg]))
+            logits = self.head.predict(trunk)
             targets = part_targets(fg, logits.shape[-1])
-            return {"loss_part": self.loss_weight * part_loss(logits, targets, self.class_weights)}
-        logits = self.head(self.pooler(feats, [x.pred_boxes for x in instances]))
+            losses = {"loss_part": self.loss_weight * part_loss(logits, targets, self.class_weights)}
+            if self.keypoint_predictor is not None:
+                losses["loss_keypoint"] = self._keypoint_loss(self._keypoint_heatmaps(trunk, logits.shape[-1]), fg)
+            return losses
+        trunk = self.head.trunk(self.pooler(feats, [x.pred_boxes for x in instances]))
+        logits = self.head.predict(trunk)
         part_inference(logits, instances)
+        if self.keypoint_predictor is not None:
+            keypoint_rcnn_inference(self._keypoint_heatmaps(trunk, logits.shape[-1]), instances)
         if self.silhouette_from_parts:
             for inst in instances:
                 inst.pred_masks = 1.0 - inst.pred_part_masks[:, :1]
         return instances
+
+    def _keypoint_heatmaps(self, trunk: torch.Tensor, size: int) -> torch.Tensor:
+        """(R, D, P, P) trunk features -> (R, K, size, size) keypoint logits."""
+        x = self.keypoint_predictor(trunk)
+        return interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+    @staticmethod
+    def _keypoint_loss(heatmaps: torch.Tensor, instances: List[Instances]) -> torch.Tensor:
+        with_kps = [i for i in instances if i.has("gt_keypoints")]
+        if len(with_kps) != len(instances) or heatmaps.shape[0] == 0:
+            # a batch without keypoint ground truth: zero, connected to the graph (DDP-safe)
+            return heatmaps.sum() * 0
+        return keypoint_rcnn_loss(heatmaps, instances, normalizer=None)
 
 
 class BodyPartHeadsMixin:

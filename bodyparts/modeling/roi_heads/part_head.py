@@ -89,13 +89,16 @@ class PartRCNNConvDeconvHead(nn.Module):
             x = conv(x)
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(R, D, P, P) ROI features -> (R, C, M, M) part logits, M = P * 2 * up_scale."""
-        x = F.relu(self.deconv(self.trunk(x)))
-        x = self.predictor(x)
+    def predict(self, trunk: torch.Tensor) -> torch.Tensor:
+        """(R, conv_dims[-1], P, P) trunk features -> (R, C, M, M) part logits."""
+        x = self.predictor(F.relu(self.deconv(trunk)))
         if self.up_scale != 1:
             x = F.interpolate(x, scale_factor=self.up_scale, mode="bilinear", align_corners=False)
         return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(R, D, P, P) ROI features -> (R, C, M, M) part logits, M = P * 2 * up_scale."""
+        return self.predict(self.trunk(x))
 
 
 ROI_BODYPART_HEAD_REGISTRY.register(PartRCNNConvDeconvHead)

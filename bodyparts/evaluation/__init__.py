@@ -1,0 +1,16 @@
+"""Evaluators (Detectron2 ``DatasetEvaluator`` subclasses) and the pure metric functions they use."""
+from .parsing_evaluation import BodyPartParsingEvaluator, build_parsing_evaluator  # noqa: F401
+from .parsing_metrics import (  # noqa: F401
+    VOL_THRESHOLDS,
+    ap_parsing,
+    ap_region,
+    ap_region_per_class,
+    confusion_matrix,
+    image_level_map,
+    instance_iou_matrix,
+    label_areas,
+    parsing_true_positives,
+    pcp,
+    semantic_metrics,
+    voc_ap,
+)
