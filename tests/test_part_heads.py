@@ -224,3 +224,33 @@ def test_class_weights_from_training_set(datasets_root, tmp_path):
     explicit = _train_cfg(tmp_path, "MODEL.ROI_BODYPART_HEAD.CLASS_WEIGHTS", "[1.0, 2.0]")
     with pytest.raises(ValueError, match="has 2 values"):
         class_weights_from_cfg(explicit)
+
+
+def test_unflip_part_probs_swaps_sides_and_columns():
+    from bodyparts.modeling.test_time_augmentation import unflip_part_probs
+    from bodyparts.taxonomy import LR6
+
+    lut = LR6.flip_lut()  # 3 <-> 4 (arms), 5 <-> 6 (legs)
+    probs = torch.zeros(1, 7, 1, 2)
+    probs[0, 3, 0, 0] = 1.0  # "left_arm" at column 0 of the mirrored view
+    out = unflip_part_probs(probs, lut)
+    assert out[0, 4, 0, 1] == 1.0 and out.sum() == 1.0  # right_arm at the last column
+
+
+def test_flip_tta_averages_both_views(datasets_root, tmp_path):
+    from bodyparts.modeling.test_time_augmentation import PartFlipTTA, unflip_part_probs
+    from bodyparts.taxonomy import FINE_LR
+
+    cfg = _train_cfg(tmp_path, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0")
+    model = build_model(cfg).eval()
+    image = _batch(cfg)[0]["image"]
+    inputs = [{"image": image}]
+    with torch.no_grad():
+        plain = model.inference(inputs, do_postprocess=False)[0]
+        mirrored = model.inference([{"image": image.flip(-1)}], detected_instances=[
+            __import__("bodyparts.modeling.test_time_augmentation", fromlist=["_mirror_boxes"])._mirror_boxes(plain)
+        ], do_postprocess=False)[0]
+    out = PartFlipTTA(model, FINE_LR.flip_lut())(inputs)[0]["instances"]
+    expected = 0.5 * (plain.pred_part_masks + unflip_part_probs(mirrored.pred_part_masks, FINE_LR.flip_lut()))
+    assert len(out) == len(plain) > 0
+    assert torch.allclose(out.pred_part_masks, expected, atol=1e-6)
