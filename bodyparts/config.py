@@ -47,9 +47,11 @@ def add_part_head_config(cfg: CN) -> None:
     _C.MODEL.ROI_BODYPART_HEAD.NAME = "PartRCNNConvDeconvHead"
     # Feature maps pooled for the part head (Parsing R-CNN: P2 only).
     _C.MODEL.ROI_BODYPART_HEAD.IN_FEATURES = ["p2"]
-    # ROI pooling: output side P, sampling points per bin (0 = adaptive), pooler type.
+    # Side P of the pooled ROI features.
     _C.MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION = 32
+    # Sampling points per pooling bin (0 = adaptive, as Detectron2).
     _C.MODEL.ROI_BODYPART_HEAD.POOLER_SAMPLING_RATIO = 2
+    # Pooler type (Detectron2's ROIPooler: ROIAlignV2, ROIAlign, ROIPool).
     _C.MODEL.ROI_BODYPART_HEAD.POOLER_TYPE = "ROIAlignV2"
     # Output channels of the head's 3x3 convs (their number = number of convs).
     _C.MODEL.ROI_BODYPART_HEAD.CONV_DIMS = [512, 512, 512, 512]

@@ -1,0 +1,297 @@
+"""Pure parsing metrics against hand-computed values (the arithmetic is in the comments)."""
+import math
+
+import numpy as np
+import pytest
+
+from bodyparts.evaluation.parsing_metrics import (
+    VOL_THRESHOLDS,
+    ap_parsing,
+    ap_region,
+    ap_region_per_class,
+    confusion_matrix,
+    image_level_map,
+    instance_iou_matrix,
+    label_areas,
+    parsing_true_positives,
+    pcp,
+    semantic_metrics,
+    voc_ap,
+)
+
+NAN = float("nan")
+
+
+# --------------------------------------------------------------------------- semantic metrics
+
+
+def test_confusion_and_metrics_two_classes():
+    gt = np.array([[0, 0, 1], [1, 1, 255]])
+    pred = np.array([[0, 1, 1], [0, 1, 0]])
+    hist = confusion_matrix(gt, pred, 2)
+    # pixels (gt, pred), 255 dropped: (0,0) (0,1) (1,1) (1,0) (1,1)
+    np.testing.assert_array_equal(hist, [[1, 1], [1, 2]])
+    m = semantic_metrics(hist)
+    # rows (gt) 2, 3; cols (pred) 2, 3; total 5
+    # IoU0 = 1 / (2 + 2 - 1) = 1/3; IoU1 = 2 / (3 + 3 - 2) = 1/2
+    np.testing.assert_allclose(m["IoU"], [1 / 3, 1 / 2])
+    assert m["mIoU"] == pytest.approx((1 / 3 + 1 / 2) / 2)  # 5/12
+    assert m["pixel_acc"] == pytest.approx(3 / 5)
+    assert m["mean_acc"] == pytest.approx((1 / 2 + 2 / 3) / 2)  # 7/12
+    assert m["fwIoU"] == pytest.approx(2 / 5 * 1 / 3 + 3 / 5 * 1 / 2)  # 13/30
+    # F1 = 2TP / (2TP + FP + FN) = 2TP / (row + col): 2/4, 4/6
+    np.testing.assert_allclose(m["F1"], [1 / 2, 2 / 3])
+    assert m["mean_F1"] == pytest.approx(7 / 12)
+
+
+def test_confusion_and_metrics_three_classes():
+    gt = np.array([0, 0, 1, 1, 2, 2])
+    pred = np.array([0, 1, 1, 2, 2, 2])
+    hist = confusion_matrix(gt, pred, 3)
+    np.testing.assert_array_equal(hist, [[1, 1, 0], [0, 1, 1], [0, 0, 2]])
+    m = semantic_metrics(hist)
+    # rows 2, 2, 2; cols 1, 2, 3
+    # IoU = 1/(2+1-1), 1/(2+2-1), 2/(2+3-2) = 1/2, 1/3, 2/3
+    np.testing.assert_allclose(m["IoU"], [1 / 2, 1 / 3, 2 / 3])
+    assert m["mIoU"] == pytest.approx(1 / 2)  # (1/2 + 1/3 + 2/3) / 3
+    assert m["pixel_acc"] == pytest.approx(4 / 6)
+    assert m["mean_acc"] == pytest.approx((1 / 2 + 1 / 2 + 1) / 3)
+    assert m["fwIoU"] == pytest.approx(1 / 3 * (1 / 2 + 1 / 3 + 2 / 3))  # every row is 1/3
+    # F1 = 2/(2+1), 2/(2+2), 4/(2+3)
+    np.testing.assert_allclose(m["F1"], [2 / 3, 1 / 2, 4 / 5])
+    assert m["mean_F1"] == pytest.approx((2 / 3 + 1 / 2 + 4 / 5) / 3)  # 59/90
+
+
+def test_semantic_metrics_skip_absent_class():
+    # class 2 is in neither map: IoU and F1 NaN, left out of every mean
+    m = semantic_metrics(confusion_matrix(np.array([0, 0, 1]), np.array([0, 1, 1]), 3))
+    # IoU0 = 1/(2+1-1), IoU1 = 1/(1+2-1)
+    assert m["IoU"][:2] == pytest.approx([1 / 2, 1 / 2]) and math.isnan(m["IoU"][2])
+    assert m["mIoU"] == pytest.approx(1 / 2)  # not (1/2 + 1/2 + 0) / 3
+    assert m["mean_acc"] == pytest.approx((1 / 2 + 1) / 2)
+    assert math.isnan(m["F1"][2]) and m["mean_F1"] == pytest.approx(2 / 3)  # F1 = 2/3, 2/3
+
+
+def test_semantic_metrics_empty_hist():
+    m = semantic_metrics(np.zeros((3, 3), dtype=np.int64))
+    assert all(math.isnan(m[k]) for k in ("mIoU", "pixel_acc", "mean_acc", "fwIoU", "mean_F1"))
+
+
+def test_confusion_rejects_prediction_out_of_range():
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        confusion_matrix(np.array([0, 1]), np.array([0, 2]), 2)
+    with pytest.raises(ValueError, match="shape"):
+        confusion_matrix(np.zeros((2, 2)), np.zeros((4,)), 2)
+
+
+# --------------------------------------------------------------------------- per-instance IoU
+
+
+def test_instance_iou_matrix_hand_computed():
+    # 1 x 6 image, C = 3
+    pred = np.array([[[0, 1, 1, 2, 0, 0]], [[0, 0, 0, 0, 1, 1]]], dtype=np.uint8)
+    gt = np.array([[[0, 1, 2, 2, 0, 0]], [[0, 0, 0, 0, 1, 1]]], dtype=np.uint8)
+    miou, iou = instance_iou_matrix(pred, gt, 3)
+    assert miou.shape == (2, 2) and iou.shape == (2, 2, 3)
+    # pred0 vs gt0: (0,0) x3, (1,1), (2,1), (2,2): rows 3, 1, 2; cols 3, 2, 1
+    #   IoU = 3/3, 1/(1+2-1), 1/(2+1-1) -> mIoU 2/3
+    np.testing.assert_allclose(iou[0, 0], [1, 1 / 2, 1 / 2])
+    # pred0 vs gt1: (0,0), (0,1) x2, (0,2), (1,0) x2: rows 4, 2, 0; cols 3, 2, 1
+    #   IoU0 = 1/(4+3-1) = 1/6, IoU1 = 0/4, IoU2 = 0/1 -> mIoU 1/18
+    np.testing.assert_allclose(iou[0, 1], [1 / 6, 0, 0])
+    # pred1 vs gt0: rows 3, 1, 2; cols 4, 2, 0; IoU0 = 1/(3+4-1) = 1/6 -> 1/18
+    np.testing.assert_allclose(iou[1, 0], [1 / 6, 0, 0])
+    # pred1 vs gt1: identical, class 2 absent from both: NaN, skipped (mIoU 1, not 2/3)
+    assert iou[1, 1][:2] == pytest.approx([1, 1]) and math.isnan(iou[1, 1][2])
+    np.testing.assert_allclose(miou, [[2 / 3, 1 / 18], [1 / 18, 1]])
+
+
+def test_instance_iou_ignores_gt_pixels():
+    # gt pixel 0 is ignored (255): the prediction there counts nowhere -> perfect match
+    pred = np.array([[[1, 1, 2, 2, 0, 0]]], dtype=np.uint8)
+    gt = np.array([[[255, 1, 2, 2, 0, 0]]], dtype=np.uint8)
+    miou, iou = instance_iou_matrix(pred, gt, 3)
+    np.testing.assert_allclose(iou[0, 0], [1, 1, 1])
+    assert miou[0, 0] == pytest.approx(1.0)
+
+
+def test_instance_iou_matrix_empty_sets():
+    maps = np.zeros((2, 3, 4), dtype=np.uint8)
+    miou, iou = instance_iou_matrix(maps[:0], maps, 5)
+    assert miou.shape == (0, 2) and iou.shape == (0, 2, 5)
+    miou, iou = instance_iou_matrix(maps, maps[:0], 5)
+    assert miou.shape == (2, 0) and iou.shape == (2, 0, 5)
+
+
+def _naive_instance_iou(pred, gt, num_classes):
+    """Reference: one full-image confusion matrix per pair."""
+    miou = np.zeros((len(pred), len(gt)))
+    iou = np.zeros((len(pred), len(gt), num_classes))
+    for p in range(len(pred)):
+        for g in range(len(gt)):
+            m = semantic_metrics(confusion_matrix(gt[g], pred[p], num_classes))
+            miou[p, g], iou[p, g] = m["mIoU"], m["IoU"]
+    return miou, iou
+
+
+def _random_persons(rng, num, height, width, num_classes, with_ignore=False):
+    maps = np.zeros((num, height, width), dtype=np.uint8)
+    for k in range(num):
+        y0, x0 = rng.integers(0, height - 4), rng.integers(0, width - 4)
+        h, w = rng.integers(2, height // 2 + 2), rng.integers(2, width // 2 + 2)
+        region = maps[k, y0 : y0 + h, x0 : x0 + w]
+        region[...] = rng.integers(0, num_classes, size=region.shape)
+        if with_ignore and k % 2:
+            region[0, :] = 255
+    return maps
+
+
+def test_instance_iou_matrix_equals_naive_reference():
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        height, width, c = rng.integers(8, 24), rng.integers(8, 24), int(rng.integers(2, 7))
+        pred = _random_persons(rng, int(rng.integers(0, 5)), height, width, c)
+        gt = _random_persons(rng, int(rng.integers(0, 5)), height, width, c, with_ignore=True)
+        miou, iou = instance_iou_matrix(pred, gt, c)
+        ref_miou, ref_iou = _naive_instance_iou(pred, gt, c)
+        np.testing.assert_allclose(miou, ref_miou)
+        np.testing.assert_allclose(iou, ref_iou)  # NaN at the same places
+
+
+def test_label_areas():
+    maps = np.array([[[0, 1, 1, 255]], [[2, 2, 2, 0]]], dtype=np.uint8)
+    np.testing.assert_array_equal(label_areas(maps, 3), [[1, 2, 0], [1, 0, 3]])
+
+
+# --------------------------------------------------------------------------- VOC AP
+
+
+def test_voc_ap_known_sequence():
+    # ranked TP flags 1, 0, 1, 0 with 4 positives
+    recall = np.array([1, 1, 2, 2]) / 4
+    precision = np.array([1 / 1, 1 / 2, 2 / 3, 2 / 4])
+    # envelope: 1, 2/3, 2/3, 1/2; recall steps 0 -> 1/4 at precision 1, 1/4 -> 1/2 at 2/3
+    assert voc_ap(recall, precision) == pytest.approx(1 / 4 * 1 + 1 / 4 * 2 / 3)  # 5/12
+    assert voc_ap(np.zeros(0), np.zeros(0)) == 0.0
+
+
+# --------------------------------------------------------------------------- AP^p and PCP
+
+
+def test_ap_parsing_strict_threshold():
+    # one prediction with mIoU exactly 0.5 against the only ground truth
+    ap = ap_parsing([0.9], [0.5], [0], num_gt=1, thresholds=[0.4, 0.5])
+    assert ap[0.4] == pytest.approx(1.0)
+    assert ap[0.5] == 0.0  # 0.5 > 0.5 is false: an FP
+
+
+def test_ap_parsing_no_fallback():
+    # A and B both have GT 0 as best; B also overlaps GT 1 (0.6) but only its best GT counts
+    scores, best_iou, best_gt = [0.9, 0.8], [0.8, 0.7], [0, 0]
+    ap = ap_parsing(scores, best_iou, best_gt, num_gt=2, thresholds=[0.5])
+    # TP, FP: recall 1/2, 1/2; precision 1, 1/2 -> AP = 1/2 * 1 (a fallback would give 1.0)
+    assert ap[0.5] == pytest.approx(0.5)
+    order, tp = parsing_true_positives(scores, best_iou, best_gt, [0.5])
+    np.testing.assert_array_equal(order, [0, 1])
+    np.testing.assert_array_equal(tp, [[True, False]])
+
+
+def test_ap_parsing_score_threshold_skips():
+    # A (0.9) TP on GT 0, B (0.8) duplicate FP, C (0.05) TP on GT 1
+    scores, best_iou, best_gt = [0.05, 0.9, 0.8], [0.9, 0.8, 0.7], [1, 0, 0]
+    kept = ap_parsing(scores, best_iou, best_gt, 2, [0.5], score_threshold=0.0)
+    # TP, FP, TP: recall 1/2, 1/2, 1; precision 1, 1/2, 2/3 -> 1/2 * 1 + 1/2 * 2/3 = 5/6
+    assert kept[0.5] == pytest.approx(5 / 6)
+    # C skipped entirely (not an FP, not a TP): TP, FP -> 1/2
+    skipped = ap_parsing(scores, best_iou, best_gt, 2, [0.5], score_threshold=0.1)
+    assert skipped[0.5] == pytest.approx(1 / 2)
+    # a score equal to the threshold is kept
+    assert ap_parsing(scores, best_iou, best_gt, 2, [0.5], score_threshold=0.05)[0.5] == pytest.approx(5 / 6)
+
+
+def test_ap_parsing_image_without_gt_and_empty():
+    # D (0.95) lies in an image without ground truth (best_gt -1, mIoU NaN): an FP ranked first
+    ap = ap_parsing([0.95, 0.9], [NAN, 0.8], [-1, 0], num_gt=1, thresholds=[0.5])
+    # FP, TP: recall 0, 1; precision 0, 1/2 -> AP = 1 * 1/2
+    assert ap[0.5] == pytest.approx(0.5)
+    # ground truth but no prediction: 0; no ground truth at all: undefined (NaN)
+    assert ap_parsing([], [], [], num_gt=2, thresholds=[0.5])[0.5] == 0.0
+    assert math.isnan(ap_parsing([], [], [], num_gt=0, thresholds=[0.5])[0.5])
+    assert math.isnan(ap_parsing([0.9], [NAN], [-1], num_gt=0, thresholds=[0.5])[0.5])
+
+
+def test_ap_parsing_default_thresholds():
+    ap = ap_parsing([0.9], [0.55], [0], num_gt=1)
+    assert list(ap) == list(VOL_THRESHOLDS)
+    # 0.55 > t for t = 0.1 .. 0.5 only
+    assert [ap[t] for t in VOL_THRESHOLDS] == [1.0] * 5 + [0.0] * 4
+
+
+def test_pcp_with_unmatched_gt():
+    # C = 5. A: TP on GT 0; B: duplicate of GT 0 (FP); GT 1 never matched (counts 0)
+    scores, best_iou, best_gt = [0.9, 0.8], [0.8, 0.7], [0, 0]
+    part_ious = np.array([[1.0, 0.9, 0.5, 0.6, 0.0], [1.0, 1.0, 1.0, 1.0, NAN]])
+    gt_present = np.array([[True, True, True, True, False], [True, True, True, True, False]])
+    # A: present parts 1, 2, 3 (column 0 ignored); IoU > 0.5 for parts 1 (0.9) and 3 (0.6),
+    #    not part 2 (0.5, strict) -> 2/3. PCP = (2/3 + 0) / 2 GT persons
+    value = pcp(scores, best_iou, best_gt, part_ious, gt_present, num_gt=2, threshold=0.5)
+    assert value == pytest.approx(1 / 3)
+    # B would score 3/3 but is an FP; skipping A by score makes B the TP: (3/3 + 0) / 2
+    value = pcp(scores, best_iou, best_gt, part_ious, gt_present, 2, 0.5, score_threshold=0.85)
+    assert value == pytest.approx(0.0)  # A skipped, B (0.8) skipped too
+    value = pcp([0.7, 0.8], best_iou, best_gt, part_ious, gt_present, 2, 0.5)
+    assert value == pytest.approx(1 / 2)
+    assert math.isnan(pcp([], [], [], np.zeros((0, 5)), np.zeros((0, 5), bool), 0))
+
+
+# --------------------------------------------------------------------------- AP^r
+
+
+def test_ap_region_does_not_mark_gt():
+    # C = 4. Class 1: 2 GT regions; regions P1 (0.9, IoU 0.7) and P2 (0.8, IoU 0.6) both overlap
+    # the same GT region, P3 (0.7, IoU 0.2) none. Class 2: 1 GT region, no prediction.
+    # Class 3: no GT region, one prediction (NaN class, skipped).
+    classes = [1, 1, 1, 3]
+    scores = [0.9, 0.8, 0.7, 0.5]
+    ious = [0.7, 0.6, 0.2, 0.0]
+    num_gt = [0, 2, 1, 0]
+    per_class = ap_region_per_class(classes, scores, ious, num_gt, thresholds=[0.5, 0.65])
+    # class 1 at 0.5: TP, TP, FP (both TPs: GT regions are not marked);
+    #   recall 1/2, 1, 1; precision 1, 1, 2/3 -> 1/2 * 1 + 1/2 * 1 = 1 (marking would give 1/2)
+    # class 1 at 0.65: TP, FP, FP -> recall 1/2 ... -> 1/2
+    np.testing.assert_allclose(per_class[1], [1.0, 0.5])
+    np.testing.assert_allclose(per_class[2], [0.0, 0.0])
+    assert np.isnan(per_class[0]).all() and np.isnan(per_class[3]).all()
+    ap = ap_region(classes, scores, ious, num_gt, thresholds=[0.5, 0.65])
+    assert ap[0.5] == pytest.approx((1.0 + 0.0) / 2)
+    assert ap[0.65] == pytest.approx((0.5 + 0.0) / 2)
+
+
+def test_ap_region_quirk_recall_above_one():
+    # the reference code's quirk in full: 2 predictions on the single GT region of class 1
+    # recall 1, 2; precision 1, 1; VOC sum: (1 - 0) * 1 + (2 - 1) * 1 + (1 - 2) * 0 = 2
+    per_class = ap_region_per_class([1, 1], [0.9, 0.8], [0.9, 0.8], [0, 1], thresholds=[0.5])
+    assert per_class[1, 0] == pytest.approx(2.0)
+
+
+def test_ap_region_score_threshold_and_empty():
+    ap = ap_region([1, 1], [0.9, 0.3], [0.9, 0.0], [0, 1], thresholds=[0.5], score_threshold=0.5)
+    assert ap[0.5] == pytest.approx(1.0)  # the 0.3 FP is skipped
+    assert math.isnan(ap_region([], [], [], [0, 0, 0], thresholds=[0.5])[0.5])
+
+
+# --------------------------------------------------------------------------- image-level map
+
+
+def test_image_level_map_ascending_score():
+    maps = np.array([[[1, 1, 1, 0]], [[0, 2, 2, 0]], [[0, 0, 3, 3]]], dtype=np.uint8)
+    scores = [0.6, 0.9, 0.7]
+    # pasted 0 (0.6), then 2 (0.7), then 1 (0.9); zeros never overwrite:
+    # [1,1,1,0] -> [1,1,3,3] -> [1,2,2,3]
+    np.testing.assert_array_equal(image_level_map(maps, scores, 0.5), [[1, 2, 2, 3]])
+    # person 0 (0.6) dropped: [0,0,3,3] -> [0,2,2,3]
+    np.testing.assert_array_equal(image_level_map(maps, scores, 0.65), [[0, 2, 2, 3]])
+    # a score equal to the threshold is kept
+    np.testing.assert_array_equal(image_level_map(maps, scores, 0.6), [[1, 2, 2, 3]])
+    out = image_level_map(maps[:0], [], 0.5)
+    assert out.shape == (1, 4) and out.dtype == np.uint8 and not out.any()
