@@ -47,6 +47,26 @@ def test_train_then_evaluate(datasets_root, tmp_path):
     assert os.path.isfile(os.path.join(tmp_path, "inference", "bodyparts_synthetic_val", "coco_instances_results.json"))
 
 
+PARTS_CONFIG = os.path.join(REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml")
+
+
+def test_parts_model_train_then_evaluate(datasets_root, tmp_path):
+    """The part model trains and is evaluated with COCO AP and the parsing metrics."""
+    args = Namespace(config_file=PARTS_CONFIG, opts=[*TINY_OPTS, "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "4",
+                                                     "SOLVER.CHECKPOINT_PERIOD", "100"],
+                     eval_only=False, resume=False, num_gpus=1)
+    cfg = setup_cfg(args)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    rows = _metrics(tmp_path)
+    assert any("loss_part" in m for m in rows)
+    evals = [m for m in rows if "bbox/AP" in m]
+    assert len(evals) == 1
+    for key in ("parsing/mIoU", "parsing/APp50", "parsing/APp_vol", "parsing/PCP50", "parsing/APr50", "segm/AP", "keypoints/AP"):
+        assert key in evals[0] and np.isfinite(evals[0][key]), key
+
+
 def test_tiny_model_overfits_two_images(datasets_root, tmp_path):
     """On 2 images the losses must fall far below their starting values."""
     cfg = _cfg(

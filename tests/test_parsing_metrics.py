@@ -206,7 +206,8 @@ def test_ap_parsing_score_threshold_skips():
     skipped = ap_parsing(scores, best_iou, best_gt, 2, [0.5], score_threshold=0.1)
     assert skipped[0.5] == pytest.approx(1 / 2)
     # a score equal to the threshold is kept
-    assert ap_parsing(scores, best_iou, best_gt, 2, [0.5], score_threshold=0.05)[0.5] == pytest.approx(5 / 6)
+    at_threshold = ap_parsing(scores, best_iou, best_gt, 2, [0.5], score_threshold=0.05)
+    assert at_threshold[0.5] == pytest.approx(5 / 6)
 
 
 def test_ap_parsing_image_without_gt_and_empty():
@@ -236,11 +237,16 @@ def test_pcp_with_unmatched_gt():
     #    not part 2 (0.5, strict) -> 2/3. PCP = (2/3 + 0) / 2 GT persons
     value = pcp(scores, best_iou, best_gt, part_ious, gt_present, num_gt=2, threshold=0.5)
     assert value == pytest.approx(1 / 3)
-    # B would score 3/3 but is an FP; skipping A by score makes B the TP: (3/3 + 0) / 2
-    value = pcp(scores, best_iou, best_gt, part_ious, gt_present, 2, 0.5, score_threshold=0.85)
-    assert value == pytest.approx(0.0)  # A skipped, B (0.8) skipped too
+    # ranked first, B (parts 1, 2, 3 all IoU 1.0 > 0.5) is the TP: (3/3 + 0) / 2; A is then an FP
     value = pcp([0.7, 0.8], best_iou, best_gt, part_ious, gt_present, 2, 0.5)
     assert value == pytest.approx(1 / 2)
+    # score threshold: B (0.8) skipped -> A is the TP (1/3); A (0.7) skipped -> B is (1/2); all: 0
+    value = pcp(scores, best_iou, best_gt, part_ious, gt_present, 2, 0.5, score_threshold=0.85)
+    assert value == pytest.approx(1 / 3)
+    value = pcp([0.7, 0.8], best_iou, best_gt, part_ious, gt_present, 2, 0.5, score_threshold=0.75)
+    assert value == pytest.approx(1 / 2)
+    value = pcp(scores, best_iou, best_gt, part_ious, gt_present, 2, 0.5, score_threshold=0.95)
+    assert value == 0.0
     assert math.isnan(pcp([], [], [], np.zeros((0, 5)), np.zeros((0, 5), bool), 0))
 
 

@@ -1,7 +1,7 @@
 """The bodyparts Trainer: Detectron2's DefaultTrainer with mappers and evaluators chosen by metadata."""
 import logging
 import os
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Union
 
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
@@ -40,9 +40,19 @@ def build_coco_evaluator(cfg: CfgNode, dataset_name: str, output_dir: str) -> Da
     )
 
 
-# metadata "evaluator_type" -> builder(cfg, dataset_name, output_dir) returning evaluators
-EVALUATORS: Dict[str, Callable[[CfgNode, str, str], DatasetEvaluator]] = {
-    "bodyparts": build_coco_evaluator,
+def build_bodyparts_evaluators(cfg: CfgNode, dataset_name: str, output_dir: str) -> List[DatasetEvaluator]:
+    """COCO AP (boxes, silhouettes, keypoints) and, with the part branch, the parsing metrics."""
+    from ..evaluation import build_parsing_evaluator
+
+    evaluators = [build_coco_evaluator(cfg, dataset_name, output_dir)]
+    if cfg.MODEL.BODYPART_ON:
+        evaluators.append(build_parsing_evaluator(cfg, dataset_name, output_dir))
+    return evaluators
+
+
+# metadata "evaluator_type" -> builder(cfg, dataset_name, output_dir) returning evaluator(s)
+EVALUATORS: Dict[str, Callable[[CfgNode, str, str], Union[DatasetEvaluator, List[DatasetEvaluator]]]] = {
+    "bodyparts": build_bodyparts_evaluators,
     "coco": build_coco_evaluator,
 }
 

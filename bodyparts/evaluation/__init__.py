@@ -1,5 +1,9 @@
-"""Evaluators (Detectron2 ``DatasetEvaluator`` subclasses) and the pure metric functions they use."""
-from .parsing_evaluation import BodyPartParsingEvaluator, build_parsing_evaluator  # noqa: F401
+"""Evaluators (Detectron2 ``DatasetEvaluator`` subclasses) and the pure metrics they use."""
+from .parsing_evaluation import (  # noqa: F401
+    BodyPartParsingEvaluator,
+    build_parsing_evaluator,
+    ground_truth_maps,
+)
 from .parsing_metrics import (  # noqa: F401
     VOL_THRESHOLDS,
     ap_parsing,

@@ -1,13 +1,14 @@
-"""Human-parsing evaluator: image-level part segmentation, AP^p, PCP and AP^r (docs ``METRICS.md``).
+"""Human-parsing evaluator: image-level part segmentation, AP^p, PCP and AP^r (``METRICS.md``).
 
 Each image is reduced in :meth:`BodyPartParsingEvaluator.process` to small statistics (a C x C
-confusion matrix and per-prediction / per-region numbers); no full-image map of the split is kept.
-:meth:`~BodyPartParsingEvaluator.evaluate` gathers them on the main process and computes the metrics
-with :mod:`.parsing_metrics`.
+confusion matrix, per-prediction and per-region numbers); no full-image map of the split is kept.
+:meth:`~BodyPartParsingEvaluator.evaluate` gathers them on the main process and computes the
+metrics with :mod:`.parsing_metrics`.
 """
 import itertools
 import json
 import logging
+import math
 import os
 from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -40,7 +41,7 @@ from .parsing_metrics import (
     semantic_metrics,
 )
 
-__all__ = ["BodyPartParsingEvaluator", "build_parsing_evaluator", "gt_person_maps", "gt_semantic_map"]
+__all__ = ["BodyPartParsingEvaluator", "build_parsing_evaluator", "ground_truth_maps"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +57,13 @@ def _silhouette(ann: Mapping, height: int, width: int) -> np.ndarray:
     """bool (H, W) visible pixels of a person: its segmentation (RLE or polygons), else its box."""
     seg = ann.get("segmentation")
     if isinstance(seg, list) and seg:
-        return mask_util.decode(mask_util.merge(mask_util.frPyObjects(seg, height, width))).astype(bool)
+        rle = mask_util.merge(mask_util.frPyObjects(seg, height, width))
+        return mask_util.decode(rle).astype(bool)
     if isinstance(seg, Mapping):
         return decode_rle(seg).astype(bool)
     x0, y0, x1, y1 = BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYXY_ABS)
     out = np.zeros((height, width), dtype=bool)
-    out[max(int(y0), 0) : max(int(np.ceil(y1)), 0), max(int(x0), 0) : max(int(np.ceil(x1)), 0)] = True
+    out[max(int(y0), 0) : max(math.ceil(y1), 0), max(int(x0), 0) : max(math.ceil(x1), 0)] = True
     return out
 
 
@@ -69,71 +71,69 @@ def _has_parts(ann: Mapping) -> bool:
     return ann.get("parts") is not None and not ann.get("iscrowd", 0)
 
 
-def gt_person_maps(annotations: Sequence[Mapping], height: int, width: int, lut: np.ndarray) -> np.ndarray:
-    """Ground-truth person maps of one image, in the model's taxonomy.
+def ground_truth_maps(
+    annotations: Sequence[Mapping],
+    height: int,
+    width: int,
+    lut: np.ndarray,
+    sem_seg_file: Optional[str] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Ground truth of one image in the model's taxonomy: person maps and the image-level map.
 
-    Persons without part annotation (``parts`` absent/None), crowd regions, and persons whose
-    mapped map has no part pixel are left out: they count neither as ground truth nor for N_gt.
+    Person maps: persons without part annotation (``parts`` absent/None), crowd regions and persons
+    whose mapped map has no part pixel are left out (no ground truth, not in N_gt).
+
+    Image-level map: read from ``sem_seg_file`` (the record's ``sem_seg_file_name``) when given.
+    Otherwise built from the persons: the silhouettes of persons without part annotation, of crowd
+    regions and of persons with ``parts_complete: False`` are ignored (255), then every annotated
+    part label is written over them; all other pixels are background 0.
 
     Args:
         annotations: the record's person annotations (data contract).
         height, width: image size H x W.
         lut: the record's label look-up table (``mapping_lut(record taxonomy, model taxonomy)``).
+        sem_seg_file: optional image-level part map PNG in the record's taxonomy (255 ignored).
     Returns:
-        uint8 (G, H, W) maps: model part labels inside the person, 0 elsewhere.
+        person_maps: uint8 (G, H, W) model part labels inside the person, 0 elsewhere.
+        semantic: uint8 (H, W) model part labels, 255 = ignored.
     """
     full = _full_lut(lut)
-    maps = []
+    persons = []
+    semantic = np.zeros((height, width), dtype=np.uint8)
     for ann in annotations:
-        if not _has_parts(ann):
-            continue
-        person = full[part_label_map(ann, height, width)]
-        if ((person > 0) & (person < PART_IGNORE)).any():
-            maps.append(person)
-    return np.stack(maps) if maps else np.zeros((0, height, width), dtype=np.uint8)
-
-
-def gt_semantic_map(
-    annotations: Sequence[Mapping], height: int, width: int, lut: np.ndarray, sem_seg_file: Optional[str] = None
-) -> np.ndarray:
-    """Image-level ground-truth part map in the model's taxonomy.
-
-    From ``sem_seg_file`` (the record's ``sem_seg_file_name``) when given. Otherwise from the persons:
-    the silhouettes of persons without part annotation and of crowd regions are ignored (255), as
-    the unlabelled silhouette pixels of persons with ``parts_complete: False``; part labels are then
-    written over them; every other pixel is background 0.
-
-    Returns:
-        uint8 (H, W) labels, 255 = ignored.
-    """
-    full = _full_lut(lut)
+        if not _has_parts(ann) or not ann.get("parts_complete", True):
+            semantic[_silhouette(ann, height, width)] = PART_IGNORE
+    for ann in annotations:
+        if _has_parts(ann):
+            person = full[part_label_map(ann, height, width)]
+            np.copyto(semantic, person, where=person != 0)
+            if person.any():
+                persons.append(person)
     if sem_seg_file:
         with PathManager.open(sem_seg_file, "rb") as f:
             labels = np.asarray(Image.open(f), dtype=np.uint8)
         if labels.shape != (height, width):
-            raise ValueError(f"{sem_seg_file}: part map of size {labels.shape}, the image is {(height, width)}")
-        return full[labels]
-    out = np.zeros((height, width), dtype=np.uint8)
-    for ann in annotations:
-        if not _has_parts(ann) or not ann.get("parts_complete", True):
-            out[_silhouette(ann, height, width)] = PART_IGNORE
-    for ann in annotations:
-        if _has_parts(ann):
-            person = full[part_label_map(ann, height, width)]
-            np.copyto(out, person, where=person != 0)
-    return out
+            raise ValueError(
+                f"{sem_seg_file}: part map of size {labels.shape}, the image is {(height, width)}"
+            )
+        semantic = full[labels]
+    if not persons:
+        return np.zeros((0, height, width), dtype=np.uint8), semantic
+    return np.stack(persons), semantic
 
 
 class BodyPartParsingEvaluator(DatasetEvaluator):
     """Parsing metrics of an instance part model (``instances.pred_part_masks``) or, image level
     only, of a semantic part model (``sem_seg``).
 
-    Results (``evaluate()["parsing"]``, percentages): ``mIoU``, ``pixel_acc``, ``mean_acc``, ``fwIoU``,
-    ``mean_F1``, ``IoU-<label>`` and ``F1-<label>`` for every label (background included) and, when
-    the model predicts instances, ``APp50``, ``APp_vol``, ``PCP50``, ``APr50``, ``APr_vol``.
+    Results (``evaluate()["parsing"]``, percentages): ``mIoU``, ``pixel_acc``, ``mean_acc``,
+    ``fwIoU``, ``mean_F1``, ``IoU-<label>`` and ``F1-<label>`` for every label (background
+    included) and, when the model predicts instances, ``APp50``, ``APp_vol``, ``PCP50``,
+    ``APr50``, ``APr_vol``. NaN where undefined (e.g. AP without any ground-truth person).
 
-    Ground truth: the dataset's records (``DatasetCatalog``) with their part labels mapped to the
-    model's taxonomy (``mapping_lut``); records without ``part_taxonomy`` use the dataset metadata's.
+    Ground truth: the dataset's records (``DatasetCatalog``, loaded once) with their part labels
+    mapped to the model's taxonomy (``mapping_lut``); records without ``part_taxonomy`` use the
+    dataset metadata's. See :func:`ground_truth_maps` for persons left out and ignored pixels.
     """
 
     @configurable
@@ -153,16 +153,19 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
             part_taxonomy: the model's part taxonomy (name or object).
             distributed: gather the statistics of all processes in ``evaluate``; otherwise only
                 this process's images are evaluated.
-            output_dir: if set, ``parsing_instances.json`` (per-prediction statistics) is written there.
+            output_dir: if set, per-prediction statistics are written there
+                (``parsing_instances.json``).
             score_threshold: persons with a lower score are not pasted into the image-level map
-                (mIoU etc.). Default 0.5: low-score duplicates would otherwise paint false parts
-                wherever they are not overwritten.
+                (mIoU, accuracies, F1). Default 0.5: low-score duplicates would otherwise paint
+                false parts wherever no higher-scored person overwrites them.
             eval_score_threshold: predictions (and their part regions) with a lower score are
                 skipped by AP^p, PCP and AP^r. Default 0.0 keeps all, as the reference code does.
         """
+        if not isinstance(part_taxonomy, PartTaxonomy):
+            part_taxonomy = get_part_taxonomy(part_taxonomy)
         self._dataset_name = dataset_name
-        self._taxonomy = part_taxonomy if isinstance(part_taxonomy, PartTaxonomy) else get_part_taxonomy(part_taxonomy)
-        self._num_classes = self._taxonomy.num_classes
+        self._taxonomy = part_taxonomy
+        self._num_classes = part_taxonomy.num_classes
         self._distributed = distributed
         self._output_dir = output_dir
         self._score_threshold = float(score_threshold)
@@ -172,30 +175,35 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
         self.reset()
 
     @classmethod
-    def from_config(cls, cfg: CfgNode, dataset_name: str, output_dir: Optional[str] = None) -> Dict[str, Any]:
-        return {"dataset_name": dataset_name, "part_taxonomy": cfg.BODYPARTS.PART_TAXONOMY, "output_dir": output_dir}
+    def from_config(cls, cfg: CfgNode, dataset_name: str, output_dir: Optional[str] = None):
+        return {
+            "dataset_name": dataset_name,
+            "part_taxonomy": cfg.BODYPARTS.PART_TAXONOMY,
+            "output_dir": output_dir,
+        }
 
     def _load_gt(self, dataset_name: str) -> Dict[Any, Dict[str, Any]]:
-        """image_id -> the few record fields needed (annotations, size, look-up table)."""
+        """image_id -> the few record fields needed (size, look-up table, annotations)."""
         default_taxonomy = MetadataCatalog.get(dataset_name).get("part_taxonomy", None)
+        keys = ("parts", "parts_complete", "iscrowd", "segmentation", "bbox", "bbox_mode")
         luts: Dict[str, np.ndarray] = {}
         index = {}
         for record in DatasetCatalog.get(dataset_name):
             source = record.get("part_taxonomy", default_taxonomy)
             if source is None:
                 raise ValueError(
-                    f"dataset {dataset_name!r}, image {record.get('image_id')!r}: no 'part_taxonomy' in the "
-                    "record nor in the dataset metadata; the part labels cannot be interpreted"
+                    f"dataset {dataset_name!r}, image {record.get('image_id')!r}: no "
+                    "'part_taxonomy' in the record nor in the dataset metadata"
                 )
             if source not in luts:
                 luts[source] = mapping_lut(source, self._taxonomy.name, dataset=dataset_name)
-            keys = ("parts", "parts_complete", "iscrowd", "segmentation", "bbox", "bbox_mode")
+            anns = record.get("annotations", [])
             index[record["image_id"]] = {
                 "height": int(record["height"]),
                 "width": int(record["width"]),
                 "lut": luts[source],
                 "sem_seg_file_name": record.get("sem_seg_file_name"),
-                "annotations": [{k: a[k] for k in keys if k in a} for a in record.get("annotations", [])],
+                "annotations": [{k: a[k] for k in keys if k in a} for a in anns],
             }
         return index
 
@@ -203,12 +211,13 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
         self._stats: List[Dict[str, Any]] = []
 
     def process(self, inputs: List[Dict[str, Any]], outputs: List[Dict[str, Any]]) -> None:
-        """Reduce each image to statistics.
+        """Reduce each image to small statistics (no full-image map is kept).
 
         Args:
             inputs: dataset dicts with ``image_id``.
-            outputs: model outputs with ``instances`` (``pred_boxes``, ``scores``, ``pred_part_masks``,
-                in the original image size) or, image-level only, ``sem_seg`` (C, H, W) scores.
+            outputs: model outputs with ``instances`` (``pred_boxes``, ``scores`` and
+                ``pred_part_masks``, in the original image size) or, image level only,
+                ``sem_seg`` (C, H, W) scores.
         """
         for inp, out in zip(inputs, outputs):
             image_id = inp["image_id"]
@@ -217,43 +226,59 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
             self._stats.append(self._image_stats(image_id, self._gt[image_id], out))
 
     def _image_stats(self, image_id, gt: Mapping, output: Mapping) -> Dict[str, Any]:
-        height, width, lut, c = gt["height"], gt["width"], gt["lut"], self._num_classes
-        gt_sem = gt_semantic_map(gt["annotations"], height, width, lut, gt.get("sem_seg_file_name"))
+        height, width, c = gt["height"], gt["width"], self._num_classes
+        gt_maps, gt_sem = ground_truth_maps(
+            gt["annotations"], height, width, gt["lut"], gt["sem_seg_file_name"]
+        )
         stats: Dict[str, Any] = {"image_id": image_id, "has_instances": "instances" in output}
         if "instances" in output:
             pred_maps, scores = self._paste(output["instances"], height, width)
             sem_pred = image_level_map(pred_maps, scores, self._score_threshold)
-            stats.update(self._instance_stats(pred_maps, scores, gt_person_maps(gt["annotations"], height, width, lut)))
+            stats.update(self._instance_stats(pred_maps, scores, gt_maps))
         elif "sem_seg" in output:
             sem_seg = output["sem_seg"]
-            if sem_seg.shape[0] != c or tuple(sem_seg.shape[1:]) != (height, width):
+            if tuple(sem_seg.shape) != (c, height, width):
                 raise ValueError(
-                    f"image {image_id!r}: sem_seg of shape {tuple(sem_seg.shape)}, expected ({c}, {height}, {width})"
+                    f"image {image_id!r}: sem_seg of shape {tuple(sem_seg.shape)}, "
+                    f"expected ({c}, {height}, {width})"
                 )
             sem_pred = sem_seg.argmax(dim=0).to(self._cpu_device).numpy().astype(np.uint8)
         else:
             raise KeyError(
-                f"image {image_id!r}: the model output has neither 'instances' (with 'pred_part_masks') nor "
-                f"'sem_seg'; keys: {sorted(output)}"
+                f"image {image_id!r}: the model output has neither 'instances' (with "
+                f"'pred_part_masks') nor 'sem_seg'; keys: {sorted(output)}"
             )
         stats["hist"] = confusion_matrix(gt_sem, sem_pred, c)
         return stats
 
     def _paste(self, instances, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
-        """uint8 (R, H, W) person maps and float (R,) scores of the detections."""
-        if len(instances) == 0:
+        """uint8 (R, H, W) person maps in image space and float (R,) scores of the detections."""
+        fields = instances.get_fields()
+        if not fields or len(instances) == 0:
             return np.zeros((0, height, width), dtype=np.uint8), np.zeros((0,))
-        if not instances.has("pred_part_masks"):
+        if "pred_part_masks" not in fields:
             raise KeyError(
-                "instances have no 'pred_part_masks' (fields: "
-                f"{sorted(instances.get_fields())}); the parsing evaluator needs a model with the part "
-                "branch (MODEL.BODYPART_ON: True)"
+                f"instances have no 'pred_part_masks' (fields: {sorted(fields)}); the parsing "
+                "evaluator needs a model with the part branch (MODEL.BODYPART_ON: True)"
             )
-        maps = paste_part_masks(instances.pred_part_masks, instances.pred_boxes.tensor, (height, width))
-        return maps.to(self._cpu_device).numpy(), instances.scores.to(self._cpu_device).double().numpy()
+        boxes = instances.pred_boxes.tensor
+        maps = paste_part_masks(instances.pred_part_masks, boxes, (height, width))
+        scores = instances.scores.to(self._cpu_device).double().numpy()
+        return maps.to(self._cpu_device).numpy(), scores
 
-    def _instance_stats(self, pred_maps: np.ndarray, scores: np.ndarray, gt_maps: np.ndarray) -> Dict[str, Any]:
-        """Per-prediction and per-region statistics of one image (G ground truths, P predictions)."""
+    def _instance_stats(
+        self, pred_maps: np.ndarray, scores: np.ndarray, gt_maps: np.ndarray
+    ) -> Dict[str, Any]:
+        """Statistics of one image's P predictions against its G ground-truth persons.
+
+        Returns:
+            dict of small arrays: ``num_gt``; per prediction (P,): ``scores``, ``best_gt`` (index
+            into this image's ground truths, -1 if none; made split-wide in ``evaluate``),
+            ``best_iou`` (mIoU_inst, NaN if none), ``part_ious`` (P, C) per-class IoU with it,
+            ``gt_present`` (P, C) its part classes; per predicted part region (Q,):
+            ``region_classes``, ``region_scores``, ``region_ious`` (max IoU with the image's
+            ground-truth regions of the class); ``gt_region_counts`` (C,).
+        """
         c, num_p, num_g = self._num_classes, pred_maps.shape[0], gt_maps.shape[0]
         miou, iou = instance_iou_matrix(pred_maps, gt_maps, c)  # (P, G), (P, G, C)
         gt_present = label_areas(gt_maps, c) > 0  # (G, C)
@@ -261,16 +286,17 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
         pred_present = label_areas(pred_maps, c) > 0  # (P, C)
         pred_present[:, 0] = False
         if num_g:
-            best_gt = np.argmax(np.nan_to_num(miou, nan=-np.inf), axis=1)
+            best_gt = np.argmax(np.nan_to_num(miou, nan=-np.inf), axis=1)  # first best on ties
             rows = np.arange(num_p)
             best_iou, part_ious = miou[rows, best_gt], iou[rows, best_gt]
             present = gt_present[best_gt]
-            region_iou_all = np.nan_to_num(iou, nan=0.0).max(axis=1)  # (P, C) max over ground truths
+            # for c >= 1, IoU_c of a pair is the IoU of the two persons' class-c regions
+            region_iou = np.nan_to_num(iou, nan=0.0).max(axis=1)  # (P, C)
         else:
             best_gt = np.full(num_p, -1, dtype=np.int64)
             best_iou, part_ious = np.full(num_p, np.nan), np.full((num_p, c), np.nan)
             present = np.zeros((num_p, c), dtype=bool)
-            region_iou_all = np.zeros((num_p, c))
+            region_iou = np.zeros((num_p, c))
         person, cls = np.nonzero(pred_present)
         return {
             "num_gt": num_g,
@@ -281,7 +307,7 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
             "gt_present": present,
             "region_classes": cls.astype(np.int64),
             "region_scores": scores[person],
-            "region_ious": region_iou_all[person, cls],
+            "region_ious": region_iou[person, cls],
             "gt_region_counts": gt_present.sum(axis=0).astype(np.int64),
         }
 
@@ -299,8 +325,9 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
         if self._output_dir:
             self._dump(stats)
         results = self._semantic_results(stats)
-        if any(s["has_instances"] for s in stats):
-            results.update(self._instance_results([s for s in stats if s["has_instances"]]))
+        with_instances = [s for s in stats if s["has_instances"]]
+        if with_instances:
+            results.update(self._instance_results(with_instances))
         self._log(results)
         return OrderedDict(parsing=results)
 
@@ -323,12 +350,12 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
             return np.concatenate([s[key] for s in stats])
 
         scores, best_iou, thr = cat("scores"), cat("best_iou"), self._eval_score_threshold
-        app = ap_parsing(scores, best_iou, best_gt, num_gt, VOL_THRESHOLDS, score_threshold=thr)
-        pcp50 = pcp(scores, best_iou, best_gt, cat("part_ious"), cat("gt_present"), num_gt, 0.5, thr)
+        app = ap_parsing(scores, best_iou, best_gt, num_gt, VOL_THRESHOLDS, thr)
+        part_ious, gt_present = cat("part_ious"), cat("gt_present")
+        pcp50 = pcp(scores, best_iou, best_gt, part_ious, gt_present, num_gt, 0.5, thr)
         gt_regions = np.sum([s["gt_region_counts"] for s in stats], axis=0)
-        apr = ap_region(
-            cat("region_classes"), cat("region_scores"), cat("region_ious"), gt_regions, VOL_THRESHOLDS, thr
-        )
+        regions = (cat("region_classes"), cat("region_scores"), cat("region_ious"))
+        apr = ap_region(*regions, gt_regions, VOL_THRESHOLDS, thr)
         return {
             "APp50": 100 * app[0.5],
             "APp_vol": 100 * float(np.mean(list(app.values()))),
@@ -339,40 +366,45 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
 
     def _log(self, results: Dict[str, float]) -> None:
         summary = {k: v for k, v in results.items() if not k.startswith(("IoU-", "F1-"))}
-        logger.info(f"Human parsing evaluation of {self._dataset_name}:\n" + create_small_table(summary))
-        rows = [
-            (n, results[f"IoU-{n}"], results[f"F1-{n}"]) for n in self._taxonomy.label_names
-        ]
+        logger.info(
+            f"Human parsing evaluation of {self._dataset_name}:\n" + create_small_table(summary)
+        )
+        names = self._taxonomy.label_names
+        rows = [(n, results[f"IoU-{n}"], results[f"F1-{n}"]) for n in names]
         table = tabulate(rows, headers=["label", "IoU", "F1"], tablefmt="pipe", floatfmt=".3f")
         logger.info("Per-label image-level results:\n" + table)
 
     def _dump(self, stats: List[Dict[str, Any]]) -> None:
-        """Write the per-prediction statistics (JSON, NaN as null) to ``output_dir``."""
+        """Write the per-prediction statistics to ``output_dir`` (JSON, NaN as null)."""
 
-        def clean(x: np.ndarray) -> list:
-            return [None if isinstance(v, float) and np.isnan(v) else v for v in np.asarray(x).tolist()]
+        def clean(values) -> list:
+            return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
 
         out = []
         for s in stats:
-            entry = {"image_id": s["image_id"]}
+            entry: Dict[str, Any] = {"image_id": s["image_id"]}
             if s["has_instances"]:
                 entry["num_gt"] = int(s["num_gt"])
                 entry["predictions"] = [
                     {
-                        "score": float(s["scores"][i]),
-                        "best_gt": int(s["best_gt"][i]),
-                        "best_iou": clean(s["best_iou"][i : i + 1])[0],
-                        "part_ious": clean(s["part_ious"][i]),
+                        "score": float(score),
+                        "best_gt": int(gt),
+                        "best_iou": clean([float(iou)])[0],
+                        "part_ious": clean(part_ious.tolist()),
                     }
-                    for i in range(len(s["scores"]))
+                    for score, gt, iou, part_ious in zip(
+                        s["scores"], s["best_gt"], s["best_iou"], s["part_ious"]
+                    )
                 ]
             out.append(entry)
         PathManager.mkdirs(self._output_dir)
-        path = os.path.join(self._output_dir, "parsing_instances.json")
-        with PathManager.open(path, "w") as f:
+        with PathManager.open(os.path.join(self._output_dir, "parsing_instances.json"), "w") as f:
             json.dump(out, f)
 
 
-def build_parsing_evaluator(cfg: CfgNode, dataset_name: str, output_dir: Optional[str]) -> DatasetEvaluator:
-    """``EVALUATORS`` builder: the parsing evaluator in the model's taxonomy (``BODYPARTS.PART_TAXONOMY``)."""
+def build_parsing_evaluator(
+    cfg: CfgNode, dataset_name: str, output_dir: Optional[str]
+) -> DatasetEvaluator:
+    """``EVALUATORS`` builder: the parsing evaluator in the model's part taxonomy
+    (``cfg.BODYPARTS.PART_TAXONOMY``), gathering over processes."""
     return BodyPartParsingEvaluator(cfg, dataset_name, output_dir)

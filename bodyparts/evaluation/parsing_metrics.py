@@ -1,4 +1,4 @@
-"""Pure numpy metrics of human parsing, as defined in docs ``METRICS.md`` (quirks included on purpose).
+"""Pure numpy metrics of human parsing as defined in ``METRICS.md`` (quirks reproduced on purpose).
 
 Shapes and letters:
 
@@ -52,6 +52,13 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     den = np.asarray(den, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _nonzero_entries(flat: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Non-zero entries of a (K, N) array, row-major: (rows, cols, values as int64)."""
+    idx = np.flatnonzero(flat != 0)  # much faster than np.nonzero on a 2-D integer array
+    rows, cols = np.divmod(idx, flat.shape[1])
+    return rows, cols, flat.reshape(-1)[idx].astype(np.int64)
 
 
 def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -127,11 +134,13 @@ def label_areas(label_maps: np.ndarray, num_classes: int) -> np.ndarray:
         int64 (K, C): ``areas[k, c]`` = pixels of map k with label c.
     """
     k = label_maps.shape[0]
-    flat = label_maps.reshape(k, -1).astype(np.int64)
-    rows = np.broadcast_to(np.arange(k)[:, None], flat.shape)
-    valid = flat < num_classes
-    idx = rows[valid] * num_classes + flat[valid]
-    return np.bincount(idx, minlength=k * num_classes).reshape(k, num_classes)
+    npix = int(np.prod(label_maps.shape[1:]))
+    rows, _, labels = _nonzero_entries(label_maps.reshape(k, npix))
+    valid = (labels >= 0) & (labels < num_classes)
+    idx = rows[valid] * num_classes + labels[valid]
+    areas = np.bincount(idx, minlength=k * num_classes).reshape(k, num_classes)
+    areas[:, 0] = npix - np.bincount(rows, minlength=k)
+    return areas
 
 
 def instance_iou_matrix(
@@ -139,8 +148,8 @@ def instance_iou_matrix(
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Per-instance parsing IoU of every (predicted, ground-truth) person pair of one image.
 
-    ``IoU_c(p, g)`` is the class-c IoU of ``hist(gt_maps[g], pred_maps[p])`` over the **whole image**
-    (background included, ground-truth pixels ``>= C`` ignored), and ``mIoU_inst(p, g)`` its
+    ``IoU_c(p, g)`` is the class-c IoU of ``hist(gt_maps[g], pred_maps[p])`` over the **whole
+    image** (background included, ground-truth pixels ``>= C`` ignored), and ``mIoU_inst(p, g)`` its
     nanmean over the C classes (classes absent from both maps are NaN and skipped).
 
     Equal to the naive ``confusion_matrix`` per pair (P x G passes over H x W pixels), but only the
@@ -159,7 +168,7 @@ def instance_iou_matrix(
     num_p, height, width = pred_maps.shape
     num_g = gt_maps.shape[0]
     if gt_maps.shape[1:] != (height, width):
-        raise ValueError(f"instance_iou_matrix: pred maps {pred_maps.shape} vs gt maps {gt_maps.shape}")
+        raise ValueError(f"instance_iou_matrix: pred {pred_maps.shape} vs gt {gt_maps.shape}")
     c = num_classes
     if num_p == 0 or num_g == 0:
         return np.zeros((num_p, num_g)), np.zeros((num_p, num_g, c))
@@ -174,11 +183,11 @@ def instance_iou_matrix(
         gt = gt.astype(np.int64)
         gt = np.where((gt < 0) | (gt >= c), c, gt)
 
-    # Non-zero entries; the ground truth's listed pixel-major so that each pixel's entries are contiguous.
-    pred_p, pred_x = np.nonzero(pred)
-    pred_l = pred[pred_p, pred_x].astype(np.int64)
-    gt_x, gt_g = np.nonzero(gt.T)
-    gt_l = gt[gt_g, gt_x].astype(np.int64)
+    # Non-zero entries; the ground truth's sorted by pixel (each pixel's entries contiguous).
+    pred_p, pred_x, pred_l = _nonzero_entries(pred)
+    gt_g, gt_x, gt_l = _nonzero_entries(gt)
+    by_pixel = np.argsort(gt_x, kind="stable")
+    gt_g, gt_x, gt_l = gt_g[by_pixel], gt_x[by_pixel], gt_l[by_pixel]
 
     area_p = np.bincount(pred_p * c + pred_l, minlength=num_p * c).reshape(num_p, c)
     area_g = np.bincount(gt_g * (c + 1) + gt_l, minlength=num_g * (c + 1)).reshape(num_g, c + 1)
@@ -203,11 +212,15 @@ def instance_iou_matrix(
     gt_fg = area_g[:, 1:c].sum(axis=1)  # (G,) valid non-zero ground-truth pixels
     pred_fg = area_p.sum(axis=1)  # (P,)
 
+    # row_c: ground-truth pixels of c (valid); col_c: predicted pixels of c on valid ground truth.
+    # Background: gt-0 pixels = valid - gt_fg; pred-0 on valid = valid - (pred_fg - under ignore);
+    # both 0 = gt-0 pixels - predicted non-zero pixels on gt 0 (= pred_fg - both_nonzero).
+    valid = npix - ignored  # (G,)
     row = np.broadcast_to(area_g[None, :, :c], (num_p, num_g, c)).astype(np.float64)
-    row[:, :, 0] = (npix - ignored - gt_fg)[None, :]
+    row[:, :, 0] = (valid - gt_fg)[None, :]
     col = (area_p[:, None, :] - under_ignore).astype(np.float64)
-    col[:, :, 0] = (npix - ignored)[None, :] - (pred_fg[:, None] - under_ignore.sum(axis=2))
-    inter[:, :, 0] = (npix - ignored - gt_fg)[None, :] - (pred_fg[:, None] - both_nonzero)
+    col[:, :, 0] = valid[None, :] - (pred_fg[:, None] - under_ignore.sum(axis=2))
+    inter[:, :, 0] = (valid - gt_fg)[None, :] - (pred_fg[:, None] - both_nonzero)
     iou = _safe_div(inter, row + col - inter)
     return _nanmean(iou), iou
 
@@ -356,6 +369,8 @@ def ap_region_per_class(
         score_threshold: regions with a lower score are skipped.
     Returns:
         float (C, T): AP per class and threshold; NaN for class 0 and classes without ground truth.
+        Like the reference code, a class's AP exceeds 1 when more predictions pass than it has
+        ground-truth regions (recall > 1).
     """
     classes = np.asarray(region_classes, dtype=np.int64)
     scores = np.asarray(region_scores, dtype=np.float64)
@@ -392,7 +407,9 @@ def ap_region(
     return {float(t): float(mean[i]) for i, t in enumerate(thresholds)}
 
 
-def image_level_map(pred_maps: np.ndarray, scores: np.ndarray, score_threshold: float) -> np.ndarray:
+def image_level_map(
+    pred_maps: np.ndarray, scores: np.ndarray, score_threshold: float
+) -> np.ndarray:
     """Image-level part map of an instance model: persons with ``score >= score_threshold`` pasted
     in ascending score order, the non-zero labels of a higher-scored person overwriting.
 

@@ -1,0 +1,490 @@
+"""Visualization of body-part predictions and ground truth.
+
+Shapes: H x W = image size in pixels, C = number of part labels including background (label 0),
+R = persons (detections or annotations), K = keypoints per person.
+
+Pure numpy helpers (:func:`part_overlay`, :func:`paste_part_maps`, :func:`part_legend`) build the
+raster layers; :func:`draw_predictions` and :func:`draw_ground_truth` draw boxes, scores,
+silhouette contours and keypoints on top with Detectron2's :class:`Visualizer` primitives, so they
+look like Detectron2's own visualizations. Label 255 (``PART_IGNORE``) means "no part annotation"
+and is never coloured.
+"""
+import math
+from dataclasses import dataclass
+from typing import Any, List, Mapping, Optional, Sequence, Union
+
+import cv2
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from detectron2.data.catalog import Metadata
+from detectron2.data.detection_utils import read_image
+from detectron2.structures import BoxMode, Instances
+from detectron2.utils.colormap import colormap
+from detectron2.utils.visualizer import GenericMask, Visualizer
+
+from ..data.contract import PART_IGNORE, decode_rle, part_label_map
+from ..data.datasets.generic import bodyparts_metadata
+from ..modeling.inference import part_label_maps_in_image
+from ..taxonomy import KeypointTaxonomy, PartTaxonomy, get_keypoint_taxonomy, get_part_taxonomy
+
+__all__ = [
+    "part_overlay",
+    "paste_part_maps",
+    "image_level_part_map",
+    "person_part_maps",
+    "part_legend",
+    "add_part_legend",
+    "draw_predictions",
+    "draw_ground_truth",
+    "metadata_for",
+]
+
+MetadataLike = Union[Metadata, Mapping[str, Any], PartTaxonomy]
+
+_LEGEND_ROW_PX = 14  # height of one legend entry
+_LEGEND_FONT_SCALE = 0.4  # cv2 Hershey font scale of legend text (about 9 px high)
+_LEGEND_BG = (32, 32, 32)  # RGB background of the legend strip
+_LEGEND_FG = (235, 235, 235)  # RGB text colour
+# Keypoints with a score (or COCO visibility) above it are drawn, as in Detectron2.
+KEYPOINT_THRESHOLD = 0.05
+
+
+# ----------------------------------------------------------------------------------------------
+# pure numpy layers
+
+
+def part_overlay(
+    image_rgb: np.ndarray, label_map: np.ndarray, palette: np.ndarray, alpha: float = 0.6
+) -> np.ndarray:
+    """Blend part colours into an image.
+
+    Args:
+        image_rgb: uint8 (H, W, 3) RGB image.
+        label_map: uint8 (H, W) part labels; 0 (background) and 255 (ignore) keep the image.
+        palette: uint8 (C, 3) RGB colour of each label (row 0, background, is not used).
+        alpha: opacity of the part colours, in [0, 1].
+    Returns:
+        uint8 (H, W, 3): ``floor((1 - alpha) * image + alpha * palette[label] + 0.5)`` where
+        ``1 <= label < C``, the image unchanged elsewhere.
+
+    Raises:
+        ValueError: on mismatched shapes, or a label >= C other than 255.
+    """
+    image_rgb = np.asarray(image_rgb)
+    label_map = np.asarray(label_map)
+    palette = np.asarray(palette)
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+        raise ValueError(f"image_rgb must be (H, W, 3), got {image_rgb.shape}")
+    if label_map.shape != image_rgb.shape[:2]:
+        raise ValueError(
+            f"label_map {label_map.shape} does not match the image {image_rgb.shape[:2]}"
+        )
+    if palette.ndim != 2 or palette.shape[1] != 3:
+        raise ValueError(f"palette must be (C, 3), got {palette.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    num_classes = palette.shape[0]
+    unknown = np.setdiff1d(np.unique(label_map), [*range(num_classes), PART_IGNORE])
+    if unknown.size:
+        raise ValueError(
+            f"label_map has labels {unknown.tolist()} outside the palette's 0..{num_classes - 1}"
+        )
+    painted = (label_map > 0) & (label_map < num_classes) & (label_map != PART_IGNORE)
+    out = image_rgb.astype(np.uint8, copy=True)
+    colors = palette.astype(np.float64)[label_map[painted]]
+    blended = (1.0 - alpha) * image_rgb[painted].astype(np.float64) + alpha * colors
+    out[painted] = np.floor(blended + 0.5).clip(0, 255).astype(np.uint8)
+    return out
+
+
+def paste_part_maps(
+    part_maps: np.ndarray, order: Optional[Sequence[int]] = None, image_size=None
+) -> np.ndarray:
+    """Merge per-person part maps into one image-level map.
+
+    Args:
+        part_maps: uint8 (R, H, W) per-person label maps (0 outside the person's parts).
+        order: indices of the persons to paste, first pasted first (later ones overwrite);
+            default all, 0..R-1.
+        image_size: (H, W), needed only when R = 0.
+    Returns:
+        uint8 (H, W): for each pixel, the label of the last person in ``order`` whose map has a
+        label in 1..254 there; 0 where none has. Labels 0 and 255 never overwrite.
+    """
+    part_maps = np.asarray(part_maps)
+    if part_maps.ndim != 3:
+        raise ValueError(f"part_maps must be (R, H, W), got {part_maps.shape}")
+    height, width = part_maps.shape[1:] if part_maps.shape[0] or image_size is None else image_size
+    out = np.zeros((int(height), int(width)), dtype=np.uint8)
+    for i in range(len(part_maps)) if order is None else order:
+        labels = part_maps[int(i)]
+        fg = (labels > 0) & (labels != PART_IGNORE)
+        out[fg] = labels[fg]
+    return out
+
+
+def person_part_maps(instances: Instances) -> Optional[np.ndarray]:
+    """uint8 (R, H, W) per-person part maps in image space: ``pred_part_labels`` when present
+    (``BodyPartsRCNN`` with ``PASTE_IN_IMAGE``), else pasted from ``pred_part_masks``; None when the
+    instances have neither."""
+    if instances.has("pred_part_labels"):
+        maps = instances.pred_part_labels
+    elif instances.has("pred_part_masks"):
+        maps = part_label_maps_in_image(instances)
+    else:
+        return None
+    return _numpy(maps).astype(np.uint8)
+
+
+def image_level_part_map(instances: Instances, score_threshold: float) -> np.ndarray:
+    """The image-level part map of one image's predictions (METRICS.md section 1).
+
+    Persons with ``scores >= score_threshold`` are pasted in ascending score order, so a higher
+    score overwrites a lower one (ties: the later index overwrites); only part labels overwrite,
+    a person's background never erases another person's parts.
+
+    Args:
+        instances: Instances of one image with ``image_size`` (H, W), ``scores`` (R,) and either
+            ``pred_part_labels`` uint8 (R, H, W) or ``pred_part_masks`` (R, C, M, M) with
+            ``pred_boxes``.
+    Returns:
+        uint8 (H, W) part labels, 0 = background.
+    """
+    maps = person_part_maps(instances)
+    if maps is None:
+        raise ValueError(
+            "instances have neither pred_part_labels nor pred_part_masks (no part branch?)"
+        )
+    scores = _numpy(instances.scores) if instances.has("scores") else np.ones(len(instances))
+    order = [int(i) for i in np.argsort(scores, kind="stable") if scores[i] >= score_threshold]
+    return paste_part_maps(maps, order, instances.image_size)
+
+
+def part_legend(
+    label_names: Sequence[str], palette: np.ndarray, labels: Sequence[int], height: int
+) -> np.ndarray:
+    """A legend strip: a colour swatch and the name of each label, in columns of ``height`` px.
+
+    Args:
+        label_names: name of each label (C,).
+        palette: uint8 (C, 3) RGB colours.
+        labels: the labels to list, in this order.
+        height: height of the strip in pixels (entries wrap into further columns).
+    Returns:
+        uint8 (height, L, 3) RGB strip; L = 0 when ``labels`` is empty.
+    """
+    labels = [int(k) for k in labels]
+    if not labels:
+        return np.zeros((height, 0, 3), dtype=np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    text_w = max(cv2.getTextSize(label_names[k], font, _LEGEND_FONT_SCALE, 1)[0][0] for k in labels)
+    col_w = 4 + 10 + 4 + text_w + 6
+    rows = max(1, (height - 4) // _LEGEND_ROW_PX)
+    cols = math.ceil(len(labels) / rows)
+    strip = np.empty((height, cols * col_w, 3), dtype=np.uint8)
+    strip[:] = _LEGEND_BG
+    for n, k in enumerate(labels):
+        x = (n // rows) * col_w + 4
+        y = 2 + (n % rows) * _LEGEND_ROW_PX
+        color = tuple(int(c) for c in np.asarray(palette)[k])
+        cv2.rectangle(strip, (x, y + 2), (x + 9, y + 11), color, thickness=-1)
+        cv2.putText(
+            strip, label_names[k], (x + 14, y + 10), font, _LEGEND_FONT_SCALE, _LEGEND_FG,
+            thickness=1, lineType=cv2.LINE_AA,
+        )
+    return strip
+
+
+def add_part_legend(
+    vis_rgb: np.ndarray,
+    label_names: Sequence[str],
+    palette: np.ndarray,
+    labels: Optional[Sequence[int]] = None,
+) -> np.ndarray:
+    """uint8 (H, W + L, 3): ``vis_rgb`` (H, W, 3) with :func:`part_legend` appended on its right.
+    ``labels`` default: all part labels 1..C-1."""
+    labels = range(1, len(label_names)) if labels is None else labels
+    strip = part_legend(label_names, palette, labels, vis_rgb.shape[0])
+    return np.concatenate([vis_rgb, strip], axis=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# drawing
+
+
+@dataclass
+class _Person:
+    """One person to draw: XYXY box (pixels), label text, RGB colour in [0, 1], silhouette
+    (H, W) bool or None, keypoints (K, 3) [x, y, score or visibility] or None."""
+
+    box: Sequence[float]
+    text: str
+    color: tuple
+    mask: Optional[np.ndarray] = None
+    keypoints: Optional[np.ndarray] = None
+
+
+@dataclass
+class _Style:
+    """What the drawing needs from metadata: label names, palette, class names, keypoint rules."""
+
+    part_taxonomy: Optional[str]
+    label_names: List[str]
+    palette: np.ndarray
+    thing_classes: List[str]
+    keypoints: Metadata  # keypoint_names / keypoint_connection_rules for Visualizer
+
+
+def _style(
+    source: Optional[MetadataLike], keypoint_taxonomy: Optional[KeypointTaxonomy] = None
+) -> _Style:
+    if isinstance(source, PartTaxonomy):
+        taxonomy, meta = source, {}
+    elif source is not None and source.get("part_names"):
+        taxonomy, meta = None, source
+    elif source is not None and source.get("part_taxonomy"):
+        taxonomy, meta = get_part_taxonomy(source.get("part_taxonomy")), source
+    else:
+        raise ValueError(
+            "need a PartTaxonomy or metadata with 'part_names' / 'part_taxonomy' "
+            "(e.g. bodyparts.data.datasets.generic.bodyparts_metadata(...))"
+        )
+    if taxonomy is not None:
+        name, label_names, palette = taxonomy.name, taxonomy.label_names, taxonomy.palette()
+    else:
+        name = meta.get("part_taxonomy")
+        label_names = ["background", *meta.get("part_names")]
+        palette = np.array([(0, 0, 0), *meta.get("part_colors")], dtype=np.uint8)
+    kp = Metadata(name="bodyparts_visualizer")
+    if keypoint_taxonomy is not None:
+        kp.keypoint_names = list(keypoint_taxonomy.names)
+        kp.keypoint_connection_rules = keypoint_taxonomy.connection_rules()
+    elif meta.get("keypoint_names"):
+        kp.keypoint_names = list(meta.get("keypoint_names"))
+        kp.keypoint_connection_rules = list(meta.get("keypoint_connection_rules") or [])
+    thing_classes = list(meta.get("thing_classes") or ["person"])
+    return _Style(name, list(label_names), palette, thing_classes, kp)
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _person_color(i: int) -> tuple:
+    colors = colormap(rgb=True, maximum=1)
+    return tuple(float(c) for c in colors[i % len(colors)])
+
+
+def _draw_keypoints(
+    vis: Visualizer, keypoints: np.ndarray, meta: Metadata, radius: float, line_width: float
+) -> None:
+    """Keypoints (K, 3) [x, y, score or visibility] with score > ``KEYPOINT_THRESHOLD`` as dots,
+    joined by the skeleton lines of ``meta.keypoint_connection_rules`` (name, name, RGB 0..255).
+    Thinner than ``Visualizer.draw_and_connect_keypoints`` so that the part colours stay visible."""
+    names = meta.get("keypoint_names") or []
+    visible = {}
+    for k, (x, y, score) in enumerate(np.asarray(keypoints, dtype=np.float64)):
+        if score > KEYPOINT_THRESHOLD:
+            visible[names[k] if k < len(names) else k] = (x, y)
+    for a, b, color in meta.get("keypoint_connection_rules") or []:
+        if a in visible and b in visible:
+            (x0, y0), (x1, y1) = visible[a], visible[b]
+            rgb = tuple(c / 255.0 for c in color)
+            vis.draw_line([x0, x1], [y0, y1], color=rgb, linewidth=line_width)
+    for x, y in visible.values():
+        vis.draw_circle((x, y), color=(1.0, 0.0, 0.0), radius=radius)
+
+
+def _render(
+    image_rgb: np.ndarray,
+    label_map: Optional[np.ndarray],
+    persons: List[_Person],
+    style: _Style,
+    alpha: float,
+    legend: bool,
+) -> np.ndarray:
+    """Part overlay, then per person: silhouette contour, box, label text, keypoints + skeleton."""
+    base = image_rgb
+    if label_map is not None:
+        base = part_overlay(image_rgb, label_map, style.palette, alpha)
+    height, width = base.shape[:2]
+    vis = Visualizer(base, metadata=style.keypoints)
+    font_size = max(6.0, min(10.0, math.sqrt(height * width) / 20))
+    for p in persons:
+        if p.mask is not None and p.mask.any():
+            for segment in GenericMask(p.mask.astype(np.uint8), height, width).polygons:
+                segment = segment.reshape(-1, 2)
+                vis.draw_polygon(segment, color=p.color, edge_color=p.color, alpha=0.0)
+        vis.draw_box(p.box, alpha=0.9, edge_color=p.color)
+        # the label sits just above the box (inside it at the top edge of the image); font size is
+        # in points, the figure has 1 px per 1/dpi inch
+        text_height = 1.6 * font_size * vis.output.dpi / 72
+        text_y = p.box[1] - text_height if p.box[1] >= text_height else p.box[1]
+        vis.draw_text(
+            p.text,
+            (p.box[0], text_y),
+            font_size=font_size,
+            color=p.color,
+            horizontal_alignment="left",
+        )
+    for p in persons:  # keypoints on top of every box and contour
+        if p.keypoints is not None and len(p.keypoints):
+            _draw_keypoints(
+                vis, p.keypoints, style.keypoints, radius=font_size / 6, line_width=font_size / 10
+            )
+    out = vis.get_output().get_image()
+    if legend and label_map is not None:
+        present = [k for k in np.unique(label_map) if 0 < k < len(style.label_names)]
+        out = add_part_legend(out, style.label_names, style.palette, present)
+    return out
+
+
+def draw_predictions(
+    image_rgb: np.ndarray,
+    instances: Instances,
+    metadata_or_taxonomy: MetadataLike,
+    score_threshold: float = 0.5,
+    *,
+    keypoint_taxonomy: Optional[KeypointTaxonomy] = None,
+    alpha: float = 0.6,
+    legend: bool = False,
+) -> np.ndarray:
+    """Draw one image's predictions (persons with ``scores >= score_threshold``).
+
+    Args:
+        image_rgb: uint8 (H, W, 3) RGB image, the size of ``instances.image_size``.
+        instances: model output for the image (after post-processing, boxes in image pixels).
+            Uses whichever is present of ``pred_part_labels`` / ``pred_part_masks`` (part overlay,
+            :func:`image_level_part_map`), ``pred_boxes``, ``scores``, ``pred_classes``,
+            ``pred_masks`` (R, H, W) silhouettes (contours), ``pred_keypoints`` (R, K, 3).
+        metadata_or_taxonomy: dataset Metadata / dict (``part_names`` + ``part_colors`` or
+            ``part_taxonomy``; ``keypoint_names`` and ``keypoint_connection_rules`` for the
+            skeleton; ``thing_classes``), or a PartTaxonomy.
+        score_threshold: persons below it are not drawn.
+        keypoint_taxonomy: skeleton to draw (overrides the metadata's); without one (and without
+            keypoint metadata) keypoints are drawn without skeleton.
+        alpha: opacity of the part colours.
+        legend: append a legend of the part labels present on the right edge.
+    Returns:
+        uint8 (H, W, 3) RGB visualization; (H, W + L, 3) with ``legend``.
+    """
+    style = _style(metadata_or_taxonomy, keypoint_taxonomy)
+    image_rgb = np.asarray(image_rgb)
+    height, width = image_rgb.shape[:2]
+    if tuple(instances.image_size) != (height, width):
+        raise ValueError(
+            f"instances are for an image of {tuple(instances.image_size)}, "
+            f"the image is {(height, width)}"
+        )
+    instances = instances.to("cpu")
+    has_parts = instances.has("pred_part_labels") or instances.has("pred_part_masks")
+    label_map = image_level_part_map(instances, score_threshold) if has_parts else None
+    if instances.has("scores"):
+        instances = instances[instances.scores >= score_threshold]
+    persons = []
+    for i in range(len(instances)):
+        inst = instances[i]
+        cls = int(inst.pred_classes[0]) if inst.has("pred_classes") else 0
+        name = style.thing_classes[cls] if cls < len(style.thing_classes) else str(cls)
+        text = f"{name} {100 * float(inst.scores[0]):.0f}%" if inst.has("scores") else name
+        mask = _numpy(inst.pred_masks[0]) if inst.has("pred_masks") else None
+        if mask is not None and mask.shape != (height, width):
+            mask = None  # ROI-space masks (not post-processed): no contour
+        persons.append(
+            _Person(
+                box=_numpy(inst.pred_boxes.tensor[0]).tolist(),
+                text=text,
+                color=_person_color(i),
+                mask=None if mask is None else mask >= 0.5,
+                keypoints=_numpy(inst.pred_keypoints[0]) if inst.has("pred_keypoints") else None,
+            )
+        )
+    return _render(image_rgb, label_map, persons, style, alpha, legend)
+
+
+def _silhouette(segmentation, height: int, width: int) -> Optional[np.ndarray]:
+    if segmentation is None:
+        return None
+    if isinstance(segmentation, list):  # polygons
+        if not segmentation:
+            return None
+        rles = mask_util.frPyObjects(segmentation, height, width)
+        return mask_util.decode(mask_util.merge(rles)).astype(bool)
+    return decode_rle(segmentation).astype(bool)
+
+
+def draw_ground_truth(
+    record: Mapping[str, Any],
+    metadata: Optional[MetadataLike] = None,
+    *,
+    image_rgb: Optional[np.ndarray] = None,
+    alpha: float = 0.6,
+    legend: bool = False,
+) -> np.ndarray:
+    """Draw a data-contract record (:mod:`bodyparts.data.contract`) like :func:`draw_predictions`.
+
+    Args:
+        record: dataset dict with ``file_name``, ``height``, ``width``, ``annotations``.
+        metadata: as for :func:`draw_predictions`; default: the record's ``part_taxonomy`` and the
+            COCO-17 keypoint skeleton. Must use the record's part taxonomy.
+        image_rgb: uint8 (H, W, 3) image to draw on; default: read ``record["file_name"]``.
+        alpha, legend: as for :func:`draw_predictions`.
+    Returns:
+        uint8 (H, W, 3) RGB visualization ((H, W + L, 3) with ``legend``). Persons are pasted in
+        annotation order; a person without part annotation shows no parts and says "no parts".
+    """
+    record_taxonomy = record.get("part_taxonomy")
+    if metadata is None:
+        if not record_taxonomy:
+            raise ValueError(
+                f"record {record.get('file_name')!r} has no 'part_taxonomy': pass its metadata"
+            )
+        style = _style(get_part_taxonomy(record_taxonomy), get_keypoint_taxonomy("coco17"))
+    else:
+        style = _style(metadata)
+    if record_taxonomy and style.part_taxonomy and record_taxonomy != style.part_taxonomy:
+        raise ValueError(
+            f"record {record.get('file_name')!r} has part taxonomy {record_taxonomy!r}, "
+            f"the metadata {style.part_taxonomy!r}"
+        )
+    height, width = int(record["height"]), int(record["width"])
+    if image_rgb is None:
+        image_rgb = read_image(record["file_name"], format="RGB")
+    if image_rgb.shape[:2] != (height, width):
+        raise ValueError(
+            f"{record['file_name']}: image is {image_rgb.shape[:2]}, "
+            f"the record says {(height, width)}"
+        )
+    maps, persons = [], []
+    for i, ann in enumerate(record.get("annotations", [])):
+        box = BoxMode.convert(list(ann["bbox"]), BoxMode(ann["bbox_mode"]), BoxMode.XYXY_ABS)
+        cls = int(ann.get("category_id", 0))
+        text = style.thing_classes[cls] if cls < len(style.thing_classes) else str(cls)
+        if ann.get("iscrowd"):
+            text += " crowd"
+        if ann.get("parts") is None:
+            text += " (no parts)"
+        else:
+            maps.append(part_label_map(ann, height, width))
+        kps = ann.get("keypoints")
+        persons.append(
+            _Person(
+                box=[float(v) for v in box],
+                text=text,
+                color=_person_color(i),
+                mask=_silhouette(ann.get("segmentation"), height, width),
+                keypoints=None if kps is None else np.asarray(kps, dtype=np.float64).reshape(-1, 3),
+            )
+        )
+    maps = np.asarray(maps, dtype=np.uint8).reshape(-1, height, width)
+    label_map = paste_part_maps(maps, None, (height, width))
+    return _render(np.asarray(image_rgb), label_map, persons, style, alpha, legend)
+
+
+def metadata_for(part_taxonomy: str, keypoint_taxonomy: Optional[str] = "coco17") -> Metadata:
+    """A Metadata with the drawing tables of the given taxonomies (no dataset registration)."""
+    meta = Metadata(name=f"bodyparts_{part_taxonomy}")
+    for key, value in bodyparts_metadata(part_taxonomy, keypoint_taxonomy).items():
+        setattr(meta, key, value)
+    return meta

@@ -1,0 +1,296 @@
+"""BodyPartParsingEvaluator on tiny in-memory datasets, against hand-computed results.
+
+Ground truth is in the fine_lr taxonomy, the model predicts lr6 (C = 7: 0 background, 1 head,
+2 torso, 3 left_arm, 4 right_arm, 5 left_leg, 6 right_leg); fine_lr 5 (left_lower_arm) maps to
+lr6 3 (left_arm). Predictions are one-hot ROI probabilities on pixel-aligned boxes with M equal to
+the box side, so pasting reproduces the intended labels exactly.
+"""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import Boxes, BoxMode, Instances
+from detectron2.utils import comm
+
+from bodyparts import add_bodyparts_config
+from bodyparts.data.contract import encode_mask
+from bodyparts.evaluation import (
+    BodyPartParsingEvaluator,
+    build_parsing_evaluator,
+    ground_truth_maps,
+)
+from bodyparts.taxonomy import mapping_lut
+
+from _helpers import dataset_name, parts_from_map, write_label_png  # noqa: F401  (fixture)
+
+C = 7
+LR6_LABELS = ["background", "head", "torso", "left_arm", "right_arm", "left_leg", "right_leg"]
+
+
+def _person(part_map=None, silhouette=None):
+    """A contract annotation; ``part_map`` None = no part annotation."""
+    if silhouette is None:
+        silhouette = part_map > 0
+    ys, xs = np.nonzero(silhouette)
+    ann = {
+        "bbox": [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)],
+        "bbox_mode": BoxMode.XYXY_ABS,
+        "category_id": 0,
+        "iscrowd": 0,
+        "segmentation": encode_mask(silhouette),
+    }
+    if part_map is not None:
+        ann["parts"] = parts_from_map(part_map)
+    return ann
+
+
+def _records():
+    """Image 1 (2 x 6): a1 head + left_lower_arm, a2 torso, a3 without part annotation.
+    Image 2 (2 x 4): b1 torso + head, b2 annotated with no part at all (parts = {})."""
+    a1 = np.array([[1, 1, 0, 0, 0, 0], [5, 5, 0, 0, 0, 0]], dtype=np.uint8)
+    a2 = np.array([[0, 0, 2, 2, 0, 0], [0, 0, 2, 2, 0, 0]], dtype=np.uint8)
+    a3 = np.array([[0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 1, 1]], dtype=bool)
+    b1 = np.array([[2, 1, 0, 0], [2, 0, 0, 0]], dtype=np.uint8)
+    b2 = np.array([[0, 0, 1, 1], [0, 0, 0, 0]], dtype=bool)
+    empty_parts = dict(_person(silhouette=b2), parts={})
+    return [
+        {
+            "file_name": "img1.png",
+            "height": 2,
+            "width": 6,
+            "image_id": 1,
+            "part_taxonomy": "fine_lr",
+            "annotations": [_person(a1), _person(a2), _person(silhouette=a3)],
+        },
+        {
+            "file_name": "img2.png",
+            "height": 2,
+            "width": 4,
+            "image_id": 2,
+            "part_taxonomy": "fine_lr",
+            "annotations": [_person(b1), empty_parts],
+        },
+    ]
+
+
+def _instances(image_size, boxes, scores, roi_labels):
+    """Instances with one-hot ``pred_part_masks`` (R, C, M, M) from ROI label maps (R, M, M)."""
+    inst = Instances(image_size)
+    inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
+    inst.scores = torch.tensor(scores, dtype=torch.float32)
+    labels = torch.tensor(np.array(roi_labels), dtype=torch.long)
+    labels = labels.reshape(len(scores), *np.shape(roi_labels)[1:])
+    inst.pred_part_masks = F.one_hot(labels, C).permute(0, 3, 1, 2).float()
+    return inst
+
+
+def _outputs():
+    """(inputs, outputs) per image, in lr6 labels.
+
+    Image 1: p1 (0.9) a1 with one left_arm pixel missing, p2 (0.8) a2 exactly, p3 (0.7) a1's head
+    only (a duplicate), p4 (0.3) a head on the unannotated a3. Image 2: q1 (0.6) b1 with its head
+    pixel labelled torso, q2 (0.4) a head on background.
+    """
+    img1 = _instances(
+        (2, 6),
+        [[0, 0, 2, 2], [2, 0, 4, 2], [0, 0, 2, 2], [4, 0, 6, 2]],
+        [0.9, 0.8, 0.7, 0.3],
+        [[[1, 1], [3, 0]], [[2, 2], [2, 2]], [[1, 1], [0, 0]], [[1, 1], [1, 1]]],
+    )
+    img2 = _instances(
+        (2, 4), [[0, 0, 2, 2], [2, 0, 4, 2]], [0.6, 0.4], [[[2, 2], [2, 0]], [[1, 1], [1, 1]]]
+    )
+    return [({"image_id": 1}, {"instances": img1}), ({"image_id": 2}, {"instances": img2})]
+
+
+# Hand computation (lr6 labels):
+# Image-level maps (score >= 0.5, ascending): image 1 [[1,1,2,2,0,0],[3,0,2,2,0,0]] vs ground
+# truth [[1,1,2,2,255,255],[3,3,2,2,255,255]] (a3 ignored); image 2 (q1 only) [[2,2,0,0],[2,0,0,0]]
+# vs [[2,1,0,0],[2,0,0,0]]. hist[g, p]: (0,0) 5, (1,1) 2, (1,2) 1, (2,2) 6, (3,3) 1, (3,0) 1;
+# rows 5, 3, 6, 2; cols 6, 2, 7, 1; total 16.
+IOU = {"background": 5 / 6, "head": 2 / 3, "torso": 6 / 7, "left_arm": 1 / 2}  # 5/(5+6-5) ...
+F1 = {"background": 10 / 11, "head": 4 / 5, "torso": 12 / 13, "left_arm": 2 / 3}  # 2TP/(row+col)
+# Per-instance mIoU with the best GT (C = 7, whole image):
+#   p1-a1: IoU0 8/(8+9-8), IoU1 1, IoU3 1/(2+1-1) -> (8/9 + 1 + 1/2) / 3 = 43/54 = 0.796
+#   p2-a2: 1;  p3-a1: (8/10 + 1 + 0) / 3 = 0.6;  p4-a1: (4/12) / 3 = 1/9 (a3 is not ground truth)
+#   q1-b1: (5/5 + 0 + 2/3) / 3 = 5/9 = 0.556;  q2-b1: (1/8) / 3 = 1/24.  N_gt = 3 (a1, a2, b1).
+# Ranked: p1 .9, p2 .8, p3 .7, q1 .6, q2 .4, p4 .3
+#   t = .1 ... .5: TP TP FP(a1 taken) TP FP FP -> 1/3 + 1/3 + 1/3 * 3/4 = 11/12
+#   t = .6, .7:    TP TP FP FP FP FP            -> 2/3
+#   t = .8, .9:    FP TP FP FP FP FP            -> 1/3 * 1/2 = 1/6
+# PCP50: p1-a1 parts {head 1, left_arm 1/2 (not > .5)} -> 1/2; p2-a2 {torso 1} -> 1;
+#   q1-b1 {head 0, torso 2/3} -> 1/2; (1/2 + 1 + 1/2) / 3 = 2/3
+# AP^r: GT regions head 2 (a1, b1), torso 2 (a2, b1), left_arm 1 (a1).
+#   head: p1 1, p3 1, q2 0, p4 0 -> TP TP FP FP at every t (p3 reuses a1's head) -> AP 1
+#   torso: p2 1, q1 2/3 -> AP 1 for t <= .6, 1/2 for t >= .7
+#   left_arm: p1 1/2 -> AP 1 for t <= .4, 0 for t >= .5
+#   APr: t .1-.4: 1; .5, .6: 2/3; .7-.9: 1/2 -> vol (4 + 4/3 + 3/2) / 9 = 41/54
+EXPECTED = {
+    "mIoU": (5 / 6 + 2 / 3 + 6 / 7 + 1 / 2) / 4,  # 5/7
+    "pixel_acc": 14 / 16,
+    "mean_acc": (5 / 5 + 2 / 3 + 6 / 6 + 1 / 2) / 4,  # 19/24
+    "fwIoU": (5 * 5 / 6 + 3 * 2 / 3 + 6 * 6 / 7 + 2 * 1 / 2) / 16,  # 517/672
+    "mean_F1": (10 / 11 + 4 / 5 + 12 / 13 + 2 / 3) / 4,
+    **{f"IoU-{n}": IOU.get(n, math.nan) for n in LR6_LABELS},
+    **{f"F1-{n}": F1.get(n, math.nan) for n in LR6_LABELS},
+    "APp50": 11 / 12,
+    "APp_vol": (5 * 11 / 12 + 2 * 2 / 3 + 2 * 1 / 6) / 9,  # 25/36
+    "PCP50": 2 / 3,
+    "APr50": 2 / 3,
+    "APr_vol": 41 / 54,
+}
+
+
+def _check(results, expected):
+    assert list(results) == ["parsing"]
+    res = results["parsing"]
+    assert set(res) == set(expected)
+    for key, value in expected.items():
+        if math.isnan(value):
+            assert math.isnan(res[key]), key
+        else:
+            assert res[key] == pytest.approx(100 * value), key
+
+
+@pytest.fixture
+def parsing_dataset(dataset_name):  # noqa: F811
+    DatasetCatalog.register(dataset_name, _records)
+    return dataset_name
+
+
+def test_evaluator_hand_computed(parsing_dataset, tmp_path):
+    ev = BodyPartParsingEvaluator(
+        parsing_dataset, "lr6", distributed=False, output_dir=str(tmp_path)
+    )
+    ev.reset()
+    for inp, out in _outputs():
+        ev.process([inp], [out])
+    _check(ev.evaluate(), EXPECTED)
+    dumped = json.load(open(os.path.join(tmp_path, "parsing_instances.json")))
+    assert [d["image_id"] for d in dumped] == [1, 2] and [d["num_gt"] for d in dumped] == [2, 1]
+    p1 = dumped[0]["predictions"][0]
+    assert p1["score"] == pytest.approx(0.9) and p1["best_gt"] == 0
+    assert p1["best_iou"] == pytest.approx(43 / 54)
+    # background 8/9, head 1, torso absent from both (NaN -> null), left_arm 1/2, others absent
+    assert p1["part_ious"] == [pytest.approx(8 / 9), 1.0, None, 0.5, None, None, None]
+    # a second round starts from scratch
+    ev.reset()
+    ev.process(*zip(*_outputs()))
+    _check(ev.evaluate(), EXPECTED)
+
+
+def test_evaluator_gather_two_ranks(parsing_dataset, monkeypatch):
+    (in1, out1), (in2, out2) = _outputs()
+    ranks = [BodyPartParsingEvaluator(parsing_dataset, "lr6") for _ in range(2)]
+    ranks[0].process([in2], [out2])  # rank 0 got image 2, rank 1 image 1
+    ranks[1].process([in1], [out1])
+    monkeypatch.setattr(comm, "gather", lambda data, dst=0: [ranks[0]._stats, ranks[1]._stats])
+    monkeypatch.setattr(comm, "is_main_process", lambda: True)
+    _check(ranks[0].evaluate(), EXPECTED)
+    monkeypatch.setattr(comm, "is_main_process", lambda: False)
+    assert ranks[1].evaluate() == {}
+
+
+def test_builder_reads_model_taxonomy(parsing_dataset):
+    cfg = get_cfg()
+    add_bodyparts_config(cfg)
+    cfg.BODYPARTS.PART_TAXONOMY = "lr6"
+    ev = build_parsing_evaluator(cfg, parsing_dataset, None)
+    assert isinstance(ev, BodyPartParsingEvaluator) and ev._num_classes == C and ev._distributed
+    ev._distributed = False
+    ev.process(*zip(*_outputs()))
+    _check(ev.evaluate(), EXPECTED)
+
+
+def test_empty_images_and_predictions_without_gt(dataset_name):  # noqa: F811
+    # image 1: no person, no detection; image 2: no person, one head pixel predicted (an FP)
+    records = [
+        {"file_name": f"{i}.png", "height": 2, "width": 2, "image_id": i, "annotations": []}
+        for i in (1, 2)
+    ]
+    DatasetCatalog.register(dataset_name, lambda: records)
+    MetadataCatalog.get(dataset_name).set(part_taxonomy="fine_lr")  # records without part_taxonomy
+    ev = BodyPartParsingEvaluator(dataset_name, "lr6", distributed=False)
+    empty = _instances((2, 2), np.zeros((0, 4)), [], np.zeros((0, 1, 1)))
+    ev.process([{"image_id": 1}], [{"instances": empty}])
+    one_head_pixel = _instances((2, 2), [[0, 0, 1, 1]], [0.9], [[[1]]])
+    ev.process([{"image_id": 2}], [{"instances": one_head_pixel}])
+    # hist: (0,0) 4 + 3, (0,1) 1 -> IoU0 = 7/8, IoU1 = 0/1; no ground truth person: AP undefined
+    res = ev.evaluate()["parsing"]
+    assert res["mIoU"] == pytest.approx(100 * (7 / 8 + 0) / 2)
+    assert res["pixel_acc"] == pytest.approx(100 * 7 / 8)
+    assert res["IoU-head"] == 0.0 and math.isnan(res["IoU-torso"])
+    for key in ("APp50", "APp_vol", "PCP50", "APr50", "APr_vol"):
+        assert math.isnan(res[key]), key
+
+
+def test_image_level_path_with_sem_seg_file(dataset_name, tmp_path):  # noqa: F811
+    # ground truth from sem_seg_file_name (fine_lr, 255 ignored):
+    # [[1,5,255],[0,0,2]] -> lr6 [[1,3,255],[0,0,2]]
+    png = str(tmp_path / "sem.png")
+    write_label_png(png, np.array([[1, 5, 255], [0, 0, 2]]))
+    record = {
+        "file_name": "x.png",
+        "height": 2,
+        "width": 3,
+        "image_id": "x",
+        "part_taxonomy": "fine_lr",
+        "sem_seg_file_name": png,
+        "annotations": [],
+    }
+    DatasetCatalog.register(dataset_name, lambda: [record])
+    ev = BodyPartParsingEvaluator(dataset_name, "lr6", distributed=False)
+    pred = np.array([[1, 3, 4], [0, 2, 2]])
+    sem_seg = F.one_hot(torch.tensor(pred), C).permute(2, 0, 1).float()
+    ev.process([{"image_id": "x"}], [{"sem_seg": sem_seg}])
+    res = ev.evaluate()["parsing"]
+    # hist: (1,1) (3,3) (0,0) (0,2) (2,2); the 4 under 255 is ignored
+    # rows 2, 1, 1, 1; cols 1, 1, 2, 1 -> IoU 1/2, 1, 1/2, 1; other classes NaN
+    assert res["mIoU"] == pytest.approx(100 * 3 / 4)
+    assert res["pixel_acc"] == pytest.approx(100 * 4 / 5)
+    assert math.isnan(res["IoU-right_arm"])
+    assert "APp50" not in res and "PCP50" not in res
+
+
+def test_errors_name_the_problem(parsing_dataset):
+    ev = BodyPartParsingEvaluator(parsing_dataset, "lr6", distributed=False)
+    boxes = Boxes(torch.tensor([[0.0, 0, 2, 2]]))
+    inst = Instances((2, 6), pred_boxes=boxes, scores=torch.tensor([0.9]))
+    with pytest.raises(KeyError, match="pred_part_masks.*part branch"):
+        ev.process([{"image_id": 1}], [{"instances": inst}])
+    with pytest.raises(KeyError, match="neither 'instances'"):
+        ev.process([{"image_id": 1}], [{}])
+    with pytest.raises(KeyError, match="not in dataset"):
+        ev.process([{"image_id": 99}], [{"instances": inst}])
+    with pytest.raises(ValueError, match="sem_seg of shape"):
+        ev.process([{"image_id": 1}], [{"sem_seg": torch.zeros(3, 2, 6)}])
+    assert ev.evaluate() == {}  # nothing processed
+
+
+def test_ground_truth_maps_ignore_rules():
+    # 3 x 4 image, fine_lr -> lr6. Person A: head (1) + left_lower_arm (5 -> 3) with
+    # parts_complete False and a silhouette (polygon) one pixel larger; person B: no part
+    # annotation, box [3, 0, 4, 3] (no segmentation); a crowd region at (2, 0); person C: parts {}.
+    lut = mapping_lut("fine_lr", "lr6")
+    part_a = np.array([[1, 5, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=np.uint8)
+    person_a = dict(_person(part_a), parts_complete=False)
+    person_a["segmentation"] = [[0.0, 0.0, 3.0, 0.0, 3.0, 1.0, 0.0, 1.0]]  # row 0, columns 0-2
+    person_b = {"bbox": [3.0, 0.0, 1.0, 3.0], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0}
+    crowd = dict(_person(np.array([[0, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]], dtype=np.uint8)))
+    crowd["iscrowd"] = 1
+    person_c = dict(_person(silhouette=np.array([[0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]]) > 0))
+    person_c["parts"] = {}
+    persons, semantic = ground_truth_maps([person_a, person_b, crowd, person_c], 3, 4, lut)
+    # only A is a ground-truth person (B has no parts, the crowd is excluded, C has no part pixel)
+    np.testing.assert_array_equal(persons, [[[1, 3, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]])
+    # A's unlabelled silhouette pixel (0, 2), B's box column 3 and the crowd pixel are ignored;
+    # C is annotated as having no part: background
+    np.testing.assert_array_equal(
+        semantic, [[1, 3, 255, 255], [0, 0, 0, 255], [255, 0, 0, 255]]
+    )
