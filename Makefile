@@ -1,7 +1,8 @@
 # bodyparts: the two commands of the README are `make demo` (main job) and `make test`.
 # Both set the environment up first (idempotent, fast when already done).
 PY ?= .venv/bin/python
-QUICK_CONFIG ?= configs/quick_schedules/person_rcnn_R18_FPN_synthetic_cpu.yaml
+QUICK_CONFIG ?= configs/quick_schedules/bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml
+BASELINE_CONFIG ?= configs/quick_schedules/person_rcnn_R18_FPN_synthetic_cpu.yaml
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test benchmark clean-output
@@ -19,7 +20,7 @@ test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 benchmark: setup
-	$(PY) tools/benchmark.py --config-file $(QUICK_CONFIG)
+	$(PY) tools/benchmark.py --config-file $(BASELINE_CONFIG) --vs $(QUICK_CONFIG)
 
 clean-output:
 	rm -rf output

@@ -1,4 +1,4 @@
-"""Visualizer layers (exact pixels, score-ordered pasting) and tools/demo.py end to end on tiny images."""
+"""Visualizer layers (exact pixels, score-ordered pasting) and tools/demo.py on tiny images."""
 import importlib.util
 import json
 import os
@@ -27,11 +27,14 @@ from _helpers import FINE_PART_MAP, keypoints, parts_from_map
 from conftest import REPO, run_tool_cmd
 
 DEMO = os.path.join(REPO, "tools", "demo.py")
-PARTS_CONFIG = os.path.join(REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml")
+PARTS_CONFIG = os.path.join(
+    REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml"
+)
 # Tiny part head and 64 px inputs; every proposal kept so that an untrained model detects persons.
 DEMO_OPTS = [
     "MODEL.WEIGHTS", "",
-    "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION", "8", "MODEL.ROI_BODYPART_HEAD.CONV_DIMS", "[32, 32]",
+    "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION", "8",
+    "MODEL.ROI_BODYPART_HEAD.CONV_DIMS", "[32, 32]",
     "MODEL.ROI_BODYPART_HEAD.UP_SCALE", "1",
     "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "128",
     "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.DETECTIONS_PER_IMAGE", "4",
@@ -95,7 +98,8 @@ def test_image_level_part_map_pastes_in_ascending_score_order():
     assert image_level_part_map(inst, 0.7).tolist() == [[1, 1, 1, 0]]
     assert image_level_part_map(inst, 0.95).tolist() == [[0, 0, 0, 0]]
     assert image_level_part_map(inst[[3]], 0.0).tolist() == [[4, 4, 4, 4]]
-    empty = Instances((2, 3), scores=torch.zeros(0), pred_part_labels=torch.zeros(0, 2, 3, dtype=torch.uint8))
+    no_labels = torch.zeros(0, 2, 3, dtype=torch.uint8)
+    empty = Instances((2, 3), scores=torch.zeros(0), pred_part_labels=no_labels)
     assert image_level_part_map(empty, 0.5).shape == (2, 3)
     # ties: the later index overwrites; 255 (ignore) never overwrites
     assert paste_part_maps(np.array([[[1, 255]], [[2, 0]]], np.uint8)).tolist() == [[2, 0]]
@@ -126,7 +130,8 @@ def test_draw_predictions_and_ground_truth_shapes(tmp_path):
     meta = metadata_for("fine_lr")
     vis = draw_predictions(image, inst, meta, score_threshold=0.5)
     assert vis.shape == image.shape and vis.dtype == np.uint8
-    with_legend = draw_predictions(image, inst, FINE_LR, 0.5, keypoint_taxonomy=get_keypoint_taxonomy("coco17"), legend=True)
+    coco17 = get_keypoint_taxonomy("coco17")
+    with_legend = draw_predictions(image, inst, FINE_LR, 0.5, keypoint_taxonomy=coco17, legend=True)
     assert with_legend.shape[0] == image.shape[0] and with_legend.shape[1] > image.shape[1]
     no_one = draw_predictions(image, inst, meta, score_threshold=0.95)
     np.testing.assert_array_equal(no_one, image)  # nothing above the threshold: the image unchanged
@@ -140,12 +145,13 @@ def test_draw_predictions_and_ground_truth_shapes(tmp_path):
              "segmentation": parts_from_map((big_map > 0).astype(np.uint8))[1],
              "keypoints": keypoints({"nose": (20.0, 4.0, 2), "left_eye": (22.0, 3.0, 1)}),
              "parts": parts_from_map(big_map)},
-            {"bbox": [30, 2, 10, 20], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0, "iscrowd": 0},
+            {"bbox": [30, 2, 10, 20], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0},  # no parts
         ],
     }
     gt = draw_ground_truth(record, meta)
     assert gt.shape == image.shape and gt.dtype == np.uint8
-    assert draw_ground_truth(record, legend=True).shape[1] > image.shape[1]  # taxonomy from the record
+    # without metadata: the record's taxonomy
+    assert draw_ground_truth(record, legend=True).shape[1] > image.shape[1]
     with pytest.raises(ValueError, match="part taxonomy"):
         draw_ground_truth(record, metadata_for("lr6"))
 
@@ -173,12 +179,15 @@ def test_demo_input_checks_are_clear_errors(tmp_path):
     with pytest.raises(demo.DemoError, match="input folder"):  # the folder of an input file
         demo.check_output_dir(str(images), files, [])
     demo.check_output_dir(str(images / "vis"), files, folders)
-    assert demo.output_names(["a/x.jpg", "b/x.png", "c/x_parts.jpg", "y.bmp"]) == ["x", "x_1", "x_parts_1", "y"]
+    names = demo.output_names(["a/x.jpg", "b/x.png", "c/x_parts.jpg", "y.bmp"])
+    assert names == ["x", "x_1", "x_parts_1", "y"]  # no output overwrites another
     args = Namespace(input=["a.jpg", "MODEL.WEIGHTS", "w.pth"], opts=["MODEL.DEVICE", "cpu"])
     demo.split_trailing_opts(args)
-    assert args.input == ["a.jpg"] and args.opts == ["MODEL.WEIGHTS", "w.pth", "MODEL.DEVICE", "cpu"]
+    assert args.input == ["a.jpg"]
+    assert args.opts == ["MODEL.WEIGHTS", "w.pth", "MODEL.DEVICE", "cpu"]
     with pytest.raises(demo.DemoError, match="MODEL.WEIGHTS file .*missing.pth does not exist"):
-        demo.setup(Namespace(config_file=PARTS_CONFIG, opts=["MODEL.WEIGHTS", str(tmp_path / "missing.pth")]))
+        missing = ["MODEL.WEIGHTS", str(tmp_path / "missing.pth")]
+        demo.setup(Namespace(config_file=PARTS_CONFIG, opts=missing))
 
 
 def _write_inputs(folder):
@@ -214,7 +223,8 @@ def test_demo_end_to_end_on_folder_with_corrupt_file(tmp_path):
         vis = cv2.imread(str(out / f"{stem}.png"))
         assert vis.shape[0] == 64 and vis.shape[1] >= 64  # the image, plus the legend on the right
         parts = cv2.imread(str(out / f"{stem}_parts.png"), cv2.IMREAD_UNCHANGED)
-        assert parts.shape == (64, 64) and parts.dtype == np.uint8 and parts.max() < FINE_LR.num_classes
+        assert parts.shape == (64, 64) and parts.dtype == np.uint8
+        assert parts.max() < FINE_LR.num_classes
 
         result = json.loads((out / f"{stem}.json").read_text())
         assert (result["height"], result["width"]) == (64, 64)
@@ -225,9 +235,11 @@ def test_demo_end_to_end_on_folder_with_corrupt_file(tmp_path):
         assert persons, "SCORE_THRESH_TEST 0 and --confidence-threshold 0 keep detections"
         maps = []
         for person in persons:
-            assert set(person) == {"box_xyxy", "score", "category", "keypoints", "silhouette", "parts"}
+            assert set(person) == {
+                "box_xyxy", "score", "category", "keypoints", "silhouette", "parts"
+            }
             assert len(person["box_xyxy"]) == 4 and 0.0 <= person["score"] <= 1.0
-            assert len(person["keypoints"]) == 17 and all(len(kp) == 3 for kp in person["keypoints"])
+            assert [len(kp) for kp in person["keypoints"]] == [3] * 17
             assert person["silhouette"]["size"] == [64, 64]
             assert set(person["parts"]) <= set(part_names)
             label_map = np.zeros((64, 64), np.uint8)

@@ -19,7 +19,8 @@ Per image ``NAME.ext``, written to DIR (created if needed; never an input folder
 * with --json, ``NAME_parts.png``: the image-level part map (uint8 labels, 0 = background; persons
   pasted in ascending score order, METRICS.md section 1).
 
-Unreadable or empty images are reported by name and skipped; the exit code is then 1.
+Unreadable or empty images are reported by name and skipped; the exit code is then 1. Usage
+errors (missing config or weights file, no images, --output an input folder) exit with code 2.
 """
 import argparse
 import glob
@@ -176,7 +177,7 @@ def setup(args) -> CfgNode:
     elif "://" not in weights and not os.path.isfile(weights):
         raise DemoError(f"MODEL.WEIGHTS file {weights} does not exist")
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        raise DemoError(f"MODEL.DEVICE is {cfg.MODEL.DEVICE} but there is no GPU: add MODEL.DEVICE cpu")
+        raise DemoError(f"MODEL.DEVICE {cfg.MODEL.DEVICE}: no GPU here; pass MODEL.DEVICE cpu")
     return cfg
 
 

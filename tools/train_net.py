@@ -1,15 +1,27 @@
 #!/usr/bin/env python
 """Train and evaluate bodyparts models with Detectron2's flags.
 
-    python tools/train_net.py --config-file configs/quick_schedules/person_rcnn_R18_FPN_synthetic_cpu.yaml
+    python tools/train_net.py --config-file configs/quick_schedules/bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml
     python tools/train_net.py --config-file CFG --num-gpus 2          # 2 GPUs, or 2 CPU processes (gloo)
     python tools/train_net.py --config-file CFG --resume              # continue from the last checkpoint
     python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS output/model_final.pth
 """
-import bodyparts  # noqa: F401  (prepares Detectron2, registers datasets)
-from bodyparts.engine import Trainer, launch, setup_cfg
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import default_argument_parser
+import warnings
+
+# Harmless warnings that Detectron2 v0.6 / torchvision code triggers on every run with current
+# PyTorch; silenced here so that the training log stays readable.
+for _message in (
+    "`torch.jit.script` is deprecated",
+    "torch.meshgrid: in an upcoming release",
+    "The given NumPy array is not writable",
+    "Creating a tensor from a list of numpy.ndarrays",
+):
+    warnings.filterwarnings("ignore", message=_message)
+
+import bodyparts  # noqa: E402,F401  (prepares Detectron2, registers datasets)
+from bodyparts.engine import Trainer, launch, setup_cfg  # noqa: E402
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.engine import default_argument_parser  # noqa: E402
 
 
 def main(args):
