@@ -83,7 +83,7 @@ def test_tiny_model_overfits_two_images(datasets_root, tmp_path):
     first, last = rows[0], rows[-1]
     assert last["total_loss"] < 0.5 * first["total_loss"], (first["total_loss"], last["total_loss"])
     assert last["loss_keypoint"] < 0.6 * first["loss_keypoint"]
-    assert last["loss_mask"] < 0.7 * first["loss_mask"]
+    assert last["loss_mask"] < 0.8 * first["loss_mask"]
 
 
 # Deterministic settings for comparing 1 and 2 processes: no flip, no loader workers, the same
