@@ -361,3 +361,17 @@ def test_tiny_model_overfits_one_image_parts(datasets_root, tmp_path):
         pred[m > 0] = m[m > 0]
     miou = semantic_metrics(confusion_matrix(gt, pred, 15))["mIoU"]
     assert miou > 0.85, miou
+
+
+@pytest.mark.parametrize("opts,task", [
+    (["MODEL.KEYPOINT_ON", "False", "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS", "True"], "keypoints"),
+    (["MODEL.MASK_ON", "False", "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS", "True"], "segm"),
+])
+def test_coco_tasks_follow_the_part_branch_options(datasets_root, tmp_path, opts, task):
+    from bodyparts.engine.trainer import build_coco_evaluator
+
+    cfg = _train_cfg(tmp_path, *opts)
+    _batch(cfg)  # registers the tiny synthetic splits
+    __import__("detectron2.data", fromlist=["DatasetCatalog"]).DatasetCatalog.get("bodyparts_synthetic_val")
+    evaluator = build_coco_evaluator(cfg, "bodyparts_synthetic_val", str(tmp_path))
+    assert task in evaluator._tasks

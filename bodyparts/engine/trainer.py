@@ -24,10 +24,11 @@ MAPPERS: Dict[str, Callable] = {"bodyparts": BodyPartsDatasetMapper}
 
 def build_coco_evaluator(cfg: CfgNode, dataset_name: str, output_dir: str) -> DatasetEvaluator:
     """COCO bbox / segm (silhouettes) / keypoints AP with pycocotools, tasks from the config."""
+    parts = cfg.MODEL.BODYPART_ON
     tasks = ["bbox"]
-    if cfg.MODEL.MASK_ON:
+    if cfg.MODEL.MASK_ON or (parts and cfg.MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS):
         tasks.append("segm")
-    if cfg.MODEL.KEYPOINT_ON:
+    if cfg.MODEL.KEYPOINT_ON or (parts and cfg.MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS):
         tasks.append("keypoints")
     sigmas = MetadataCatalog.get(dataset_name).get("keypoint_oks_sigmas", ())
     return COCOEvaluator(
