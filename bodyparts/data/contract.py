@@ -43,6 +43,7 @@ __all__ = [
     "validate_record",
     "encode_mask",
     "decode_rle",
+    "as_pycoco_rle",
     "part_label_map",
     "PART_IGNORE",
 ]
@@ -61,7 +62,8 @@ def encode_mask(mask: np.ndarray) -> Dict[str, Any]:
     return rle
 
 
-def _as_pycoco(rle: Mapping) -> Dict[str, Any]:
+def as_pycoco_rle(rle: Mapping) -> Dict[str, Any]:
+    """Contract RLE (compressed with str or bytes counts, or uncompressed) -> pycocotools RLE."""
     counts = rle["counts"]
     if isinstance(counts, list):  # uncompressed RLE
         return mask_util.frPyObjects(dict(rle), *rle["size"])
@@ -70,7 +72,7 @@ def _as_pycoco(rle: Mapping) -> Dict[str, Any]:
 
 def decode_rle(rle: Mapping) -> np.ndarray:
     """COCO RLE (compressed or uncompressed) -> uint8 mask (H, W)."""
-    return mask_util.decode(_as_pycoco(rle))
+    return mask_util.decode(as_pycoco_rle(rle))
 
 
 def part_label_map(annotation: Mapping, height: int, width: int) -> np.ndarray:
@@ -157,7 +159,7 @@ def _check_parts(ctx, parts, h, w, num_parts, i, aid) -> None:
         if lab < 1 or (num_parts is not None and lab > num_parts):
             ctx.fail(f"field 'parts': unknown part label {lab} (taxonomy has labels 1..{num_parts})", i, aid)
         _check_rle(ctx, rle, f"parts[{lab}]", h, w, i, aid)
-        rles.append(_as_pycoco(rle))
+        rles.append(as_pycoco_rle(rle))
     if len(rles) > 1:
         union = mask_util.area(mask_util.merge(rles, intersect=False))
         if int(union) != int(sum(mask_util.area(rles))):

@@ -82,7 +82,7 @@ def part_pixel_counts(dataset_dicts: Iterable[dict], lut_by_taxonomy: Dict[str, 
     """
     import pycocotools.mask as mask_util
 
-    from ..data.contract import _as_pycoco  # the one RLE normaliser of the contract
+    from ..data.contract import as_pycoco_rle
     from detectron2.structures import BoxMode
 
     counts = np.zeros(num_classes, dtype=np.float64)
@@ -96,7 +96,7 @@ def part_pixel_counts(dataset_dicts: Iterable[dict], lut_by_taxonomy: Dict[str, 
                 continue
             labelled = 0.0
             for label, rle in parts.items():
-                area = float(mask_util.area(_as_pycoco(rle)))
+                area = float(mask_util.area(as_pycoco_rle(rle)))
                 counts[lut[int(label)]] += area
                 labelled += area
             x0, y0, x1, y1 = BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYXY_ABS)
