@@ -25,6 +25,8 @@ __all__ = [
     "get_keypoint_taxonomy",
     "mapping_lut",
     "can_express",
+    "KEYPOINT_MAPPINGS",
+    "keypoint_index_map",
 ]
 
 
@@ -169,7 +171,83 @@ PPP6 = PartTaxonomy(
     description="Pascal-Person-Part: head, torso, upper/lower arms, upper/lower legs",
 )
 
-PART_TAXONOMIES: Dict[str, PartTaxonomy] = {t.name: t for t in (FINE_LR, LR6, PPP6)}
+
+def _palette(n: int, seed: int) -> Tuple[Tuple[int, int, int], ...]:
+    """``n`` distinct, reproducible RGB colours for a native taxonomy (visualisation only)."""
+    rng = np.random.RandomState(seed)
+    return tuple(tuple(int(c) for c in rng.randint(40, 256, size=3)) for _ in range(n))
+
+
+# ---- Native part sets of the real datasets (../shared/DATASETS.md). Part names are the datasets'
+# own where they are short ids; parts that mean the same thing as a fine_lr part take its name, so
+# the implicit same-name mapping applies.
+
+# PASCAL-Part person parts; label k = index k of the official part2ind.m (pimap{15}).
+PASCAL_PART24 = PartTaxonomy(
+    name="pascal_part24",
+    part_names=(
+        "head", "leye", "reye", "lear", "rear", "lebrow", "rebrow", "nose", "mouth", "hair",
+        "torso", "neck", "llarm", "luarm", "lhand", "rlarm", "ruarm", "rhand",
+        "llleg", "luleg", "lfoot", "rlleg", "ruleg", "rfoot",
+    ),
+    colors=_palette(24, 24),
+    flip_pairs=(
+        ("leye", "reye"), ("lear", "rear"), ("lebrow", "rebrow"), ("llarm", "rlarm"),
+        ("luarm", "ruarm"), ("lhand", "rhand"), ("llleg", "rlleg"), ("luleg", "ruleg"),
+        ("lfoot", "rfoot"),
+    ),
+    description="PASCAL-Part person: 24 parts in part2ind.m order (face parts, hair, neck, L/R limbs)",
+)
+
+# ChaLearn LAP 2014 Track 1 limbs; label k = limb id k (getLimbsName).
+LAP14 = PartTaxonomy(
+    name="lap14",
+    part_names=(
+        "head", "torso", "lhand", "rhand", "lforearm", "rforearm", "larm", "rarm",
+        "lfoot", "rfoot", "lleg", "rleg", "lthigh", "rthigh",
+    ),
+    colors=_palette(14, 14),
+    flip_pairs=(
+        ("lhand", "rhand"), ("lforearm", "rforearm"), ("larm", "rarm"), ("lfoot", "rfoot"),
+        ("lleg", "rleg"), ("lthigh", "rthigh"),
+    ),
+    description="ChaLearn LAP 2014 Track 1: 14 limbs (larm = upper arm, lleg = lower leg, lthigh = upper leg)",
+)
+
+# ADE20K level-1 person parts (class names with '_' for ' '); no upper/lower split of limbs.
+ADE_PERSON15 = PartTaxonomy(
+    name="ade_person15",
+    part_names=(
+        "head", "torso", "neck", "back", "buttocks", "left_shoulder", "right_shoulder",
+        "left_arm", "right_arm", "left_hand", "right_hand", "left_leg", "right_leg",
+        "left_foot", "right_foot",
+    ),
+    colors=_palette(15, 15),
+    flip_pairs=(
+        ("left_shoulder", "right_shoulder"), ("left_arm", "right_arm"), ("left_hand", "right_hand"),
+        ("left_leg", "right_leg"), ("left_foot", "right_foot"),
+    ),
+    description="ADE20K person parts (level 1): head, torso, neck, back, buttocks, L/R shoulder, arm, hand, leg, foot",
+)
+
+# J-HMDB puppet parts; label k = value k of puppet_flow.mat's part_mask (meanings 1 src, see datasets/README.md).
+JHMDB10 = PartTaxonomy(
+    name="jhmdb10",
+    part_names=(
+        "torso", "head", "right_upper_arm", "left_upper_arm", "right_upper_leg", "left_upper_leg",
+        "right_lower_arm", "left_lower_arm", "right_lower_leg", "left_lower_leg",
+    ),
+    colors=_palette(10, 10),
+    flip_pairs=(
+        ("left_upper_arm", "right_upper_arm"), ("left_lower_arm", "right_lower_arm"),
+        ("left_upper_leg", "right_upper_leg"), ("left_lower_leg", "right_lower_leg"),
+    ),
+    description="J-HMDB puppet: torso, head, L/R upper and lower arms and legs (no hands or feet)",
+)
+
+PART_TAXONOMIES: Dict[str, PartTaxonomy] = {
+    t.name: t for t in (FINE_LR, LR6, PPP6, PASCAL_PART24, LAP14, ADE_PERSON15, JHMDB10)
+}
 
 
 def _lr(side_parts: Dict[str, Sequence[str]]) -> Dict[str, List[str]]:
@@ -201,6 +279,79 @@ PART_MAPPINGS: Dict[Tuple[str, str], Dict[str, List[str]]] = {
 }
 
 
+_PASCAL_HEAD = ["head", "leye", "reye", "lear", "rear", "lebrow", "rebrow", "nose", "mouth", "hair"]
+PART_MAPPINGS.update(
+    {
+        # PASCAL-Part: the face parts and hair lie inside the head; the neck goes to the torso
+        # (Pascal-Panoptic-Parts' official grouping, ../shared/DATASETS.md 1.6).
+        ("pascal_part24", "fine_lr"): {
+            "head": _PASCAL_HEAD,
+            "torso": ["torso", "neck"],
+            "left_upper_arm": ["luarm"], "right_upper_arm": ["ruarm"],
+            "left_lower_arm": ["llarm"], "right_lower_arm": ["rlarm"],
+            "left_hand": ["lhand"], "right_hand": ["rhand"],
+            "left_upper_leg": ["luleg"], "right_upper_leg": ["ruleg"],
+            "left_lower_leg": ["llleg"], "right_lower_leg": ["rlleg"],
+            "left_foot": ["lfoot"], "right_foot": ["rfoot"],
+        },
+        ("pascal_part24", "lr6"): {
+            "head": _PASCAL_HEAD,
+            "torso": ["torso", "neck"],
+            "left_arm": ["luarm", "llarm", "lhand"], "right_arm": ["ruarm", "rlarm", "rhand"],
+            "left_leg": ["luleg", "llleg", "lfoot"], "right_leg": ["ruleg", "rlleg", "rfoot"],
+        },
+        ("pascal_part24", "ppp6"): {
+            "head": _PASCAL_HEAD,
+            "torso": ["torso", "neck"],
+            "upper_arms": ["luarm", "ruarm"],
+            "lower_arms": ["llarm", "rlarm", "lhand", "rhand"],
+            "upper_legs": ["luleg", "ruleg"],
+            "lower_legs": ["llleg", "rlleg", "lfoot", "rfoot"],
+        },
+        ("lap14", "fine_lr"): {
+            "head": ["head"], "torso": ["torso"],
+            "left_upper_arm": ["larm"], "right_upper_arm": ["rarm"],
+            "left_lower_arm": ["lforearm"], "right_lower_arm": ["rforearm"],
+            "left_hand": ["lhand"], "right_hand": ["rhand"],
+            "left_upper_leg": ["lthigh"], "right_upper_leg": ["rthigh"],
+            "left_lower_leg": ["lleg"], "right_lower_leg": ["rleg"],
+            "left_foot": ["lfoot"], "right_foot": ["rfoot"],
+        },
+        ("lap14", "lr6"): {
+            "head": ["head"], "torso": ["torso"],
+            "left_arm": ["larm", "lforearm", "lhand"], "right_arm": ["rarm", "rforearm", "rhand"],
+            "left_leg": ["lthigh", "lleg", "lfoot"], "right_leg": ["rthigh", "rleg", "rfoot"],
+        },
+        ("lap14", "ppp6"): {
+            "head": ["head"], "torso": ["torso"],
+            "upper_arms": ["larm", "rarm"],
+            "lower_arms": ["lforearm", "rforearm", "lhand", "rhand"],
+            "upper_legs": ["lthigh", "rthigh"],
+            "lower_legs": ["lleg", "rleg", "lfoot", "rfoot"],
+        },
+        # ADE20K has no upper/lower split, so it cannot express fine_lr or ppp6 (start-up error).
+        ("ade_person15", "lr6"): {
+            "head": ["head"],
+            "torso": ["torso", "neck", "back", "buttocks", "left_shoulder", "right_shoulder"],
+            "left_arm": ["left_arm", "left_hand"], "right_arm": ["right_arm", "right_hand"],
+            "left_leg": ["left_leg", "left_foot"], "right_leg": ["right_leg", "right_foot"],
+        },
+        # J-HMDB has no hands or feet, so it cannot express fine_lr (start-up error).
+        ("jhmdb10", "lr6"): {
+            "head": ["head"], "torso": ["torso"],
+            **_lr({"arm": ["upper_arm", "lower_arm"], "leg": ["upper_leg", "lower_leg"]}),
+        },
+        ("jhmdb10", "ppp6"): {
+            "head": ["head"], "torso": ["torso"],
+            "upper_arms": ["left_upper_arm", "right_upper_arm"],
+            "lower_arms": ["left_lower_arm", "right_lower_arm"],
+            "upper_legs": ["left_upper_leg", "right_upper_leg"],
+            "lower_legs": ["left_lower_leg", "right_lower_leg"],
+        },
+    }
+)
+
+
 COCO_PERSON_KEYPOINTS = KeypointTaxonomy(
     name="coco17",
     names=(
@@ -229,7 +380,44 @@ COCO_PERSON_KEYPOINTS = KeypointTaxonomy(
     ),
 )
 
-KEYPOINT_TAXONOMIES: Dict[str, KeypointTaxonomy] = {COCO_PERSON_KEYPOINTS.name: COCO_PERSON_KEYPOINTS}
+# J-HMDB puppet joints in pos_img order. Index 2 is named face/head/nose by different sources.
+# OKS sigmas: COCO's for the joints COCO has; neck like the shoulders, belly like the hips, face
+# like COCO's nose (a project choice: J-HMDB defines no OKS sigmas).
+JHMDB_KEYPOINTS = KeypointTaxonomy(
+    name="jhmdb15",
+    names=(
+        "neck", "belly", "face", "right_shoulder", "left_shoulder", "right_hip", "left_hip",
+        "right_elbow", "left_elbow", "right_knee", "left_knee", "right_wrist", "left_wrist",
+        "right_ankle", "left_ankle",
+    ),
+    flip_map=(
+        ("left_shoulder", "right_shoulder"), ("left_hip", "right_hip"), ("left_elbow", "right_elbow"),
+        ("left_knee", "right_knee"), ("left_wrist", "right_wrist"), ("left_ankle", "right_ankle"),
+    ),
+    skeleton=(
+        ("face", "neck"), ("neck", "belly"), ("neck", "left_shoulder"), ("neck", "right_shoulder"),
+        ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
+        ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"),
+        ("belly", "left_hip"), ("belly", "right_hip"), ("left_hip", "left_knee"),
+        ("left_knee", "left_ankle"), ("right_hip", "right_knee"), ("right_knee", "right_ankle"),
+    ),
+    oks_sigmas=(
+        0.079, 0.107, 0.026, 0.079, 0.079, 0.107, 0.107, 0.072, 0.072, 0.087, 0.087,
+        0.062, 0.062, 0.089, 0.089,
+    ),
+)
+
+KEYPOINT_TAXONOMIES: Dict[str, KeypointTaxonomy] = {
+    t.name: t for t in (COCO_PERSON_KEYPOINTS, JHMDB_KEYPOINTS)
+}
+
+# (source keypoint taxonomy, target keypoint taxonomy) -> {target keypoint: source keypoint}.
+# Target keypoints not listed take the source keypoint of the same name, if any; the others are
+# unlabelled (visibility 0, no loss). J-HMDB's "face" is not mapped to COCO's nose: the point is
+# named face/head/nose by different sources and COCO's nose sigma is the smallest of all.
+KEYPOINT_MAPPINGS: Dict[Tuple[str, str], Dict[str, str]] = {
+    ("jhmdb15", "coco17"): {},
+}
 
 
 def get_part_taxonomy(name: str) -> PartTaxonomy:
@@ -290,3 +478,22 @@ def mapping_lut(source: str, target: str, dataset: str = "") -> np.ndarray:
         for sp in src_parts:
             lut[src.label_of(sp)] = dst.label_of(dst_part)
     return lut
+
+
+def keypoint_index_map(source: str, target: str) -> np.ndarray:
+    """Where each ``target`` keypoint comes from in ``source``.
+
+    Returns:
+        int64 array (K_target,): index into the source keypoints, or -1 when the source has no
+        such keypoint (it is then unlabelled: visibility 0, no loss).
+    """
+    src, dst = get_keypoint_taxonomy(source), get_keypoint_taxonomy(target)
+    table = dict(KEYPOINT_MAPPINGS.get((source, target), {}))
+    out = np.full(dst.num_keypoints, -1, dtype=np.int64)
+    for k, name in enumerate(dst.names):
+        src_name = table.get(name, name if name in src.names else None)
+        if src_name is not None:
+            if src_name not in src.names:
+                raise TaxonomyError(f"keypoint mapping {source}->{target}: {source} has no keypoint {src_name!r}")
+            out[k] = src.names.index(src_name)
+    return out

@@ -38,3 +38,15 @@ def datasets_root(tmp_path_factory):
 def run_tool_cmd(*args):
     """Command line running a tool of the repo with the test interpreter."""
     return [sys.executable, *args]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _record_cache_dir(tmp_path_factory):
+    """Native loaders' record caches go to a session tmp dir, never to the user's ~/.cache."""
+    old = os.environ.get("BODYPARTS_CACHE_DIR")
+    os.environ["BODYPARTS_CACHE_DIR"] = str(tmp_path_factory.mktemp("record_cache"))
+    yield
+    if old is None:
+        os.environ.pop("BODYPARTS_CACHE_DIR", None)
+    else:
+        os.environ["BODYPARTS_CACHE_DIR"] = old
