@@ -326,3 +326,92 @@ def test_from_config_test_mode_skips_parts(dataset_name):  # noqa: F811
     mapper = BodyPartsDatasetMapper(cfg, is_train=False)  # the lr6 train set is not consulted
     assert not mapper.use_parts and not mapper.is_train
 
+
+
+# ------------------------------------------------------------ joint training: keypoints and coverage
+
+
+def test_keypoint_hflip_indices_from_taxonomy():
+    from bodyparts.data.mappers import keypoint_hflip_indices
+
+    assert keypoint_hflip_indices("coco17").tolist() == _flip_indices().tolist()
+    jh = keypoint_hflip_indices("jhmdb15")
+    # neck, belly, face stay; right_shoulder (3) <-> left_shoulder (4); right_ankle (13) <-> left_ankle (14)
+    assert jh[:5].tolist() == [0, 1, 2, 4, 3] and jh[13:].tolist() == [14, 13]
+
+
+def test_map_keypoints_by_name():
+    from bodyparts.data.mappers import map_keypoints
+    from bodyparts.taxonomy import JHMDB_KEYPOINTS, keypoint_index_map
+
+    src = np.zeros((15, 3))
+    for k in range(15):
+        src[k] = (10 + k, 20 + k, 2)
+    out = np.asarray(map_keypoints(src.reshape(-1).tolist(), keypoint_index_map("jhmdb15", "coco17"))).reshape(17, 3)
+    j = JHMDB_KEYPOINTS.names.index
+    assert out[KP.names.index("left_wrist")].tolist() == [10 + j("left_wrist"), 20 + j("left_wrist"), 2]
+    assert out[KP.names.index("right_ankle")].tolist() == [10 + j("right_ankle"), 20 + j("right_ankle"), 2]
+    # COCO's face keypoints have no J-HMDB source: unlabelled
+    for name in ("nose", "left_eye", "right_ear"):
+        assert out[KP.names.index(name)].tolist() == [0, 0, 0]
+    # no keypoints at all (a dataset without them): all unlabelled
+    assert map_keypoints(None, keypoint_index_map("coco17", "coco17")) == [0.0] * 51
+
+
+def _mixed_mapper(use_keypoint=True):
+    return BodyPartsDatasetMapper(
+        True,
+        augmentations=[],
+        image_format="BGR",
+        use_instance_mask=True,
+        use_keypoint=use_keypoint,
+        keypoint_hflip_indices=_flip_indices(),
+        keypoint_taxonomy="coco17",
+        part_luts={"fine_lr": mapping_lut("fine_lr", "fine_lr")},
+        part_flip_lut=FINE_LR.flip_lut(),
+    )
+
+
+def test_mapper_fills_missing_keypoints_with_unlabelled(record):
+    rec, _, _, _ = record
+    for ann in rec["annotations"]:
+        ann.pop("keypoints")  # e.g. a PASCAL-Part record
+    inst = _mixed_mapper()(rec)["instances"]
+    assert inst.gt_keypoints.tensor.shape == (2, 17, 3)
+    assert (inst.gt_keypoints.tensor == 0).all()
+
+
+def test_mapper_maps_record_keypoint_taxonomy(record):
+    rec, _, _, _ = record
+    rec["keypoint_taxonomy"] = "jhmdb15"
+    kp15 = np.zeros((15, 3))
+    kp15[11] = (1.5, 2.5, 2)  # jhmdb right_wrist
+    kp15[2] = (2.5, 0.5, 2)  # jhmdb face: not mapped to COCO
+    for ann in rec["annotations"]:
+        ann["keypoints"] = kp15.reshape(-1).tolist()
+    kps = _mixed_mapper()(rec)["instances"].gt_keypoints.tensor
+    assert kps[0, KP.names.index("right_wrist")].tolist() == [1.5, 2.5, 2.0]
+    assert (kps[0, KP.names.index("nose")] == 0).all()
+    assert int((kps[0, :, 2] > 0).sum()) == 1
+
+
+def test_mapper_rejects_keypoint_count_mismatch(record):
+    rec, _, _, _ = record
+    rec["annotations"][0]["keypoints"] = [1.0, 1.0, 2] * 5  # 5 keypoints, record says coco17
+    with pytest.raises(ValueError, match=r"img.png: keypoints in taxonomy 'coco17'.*5 keypoints"):
+        _mixed_mapper()(rec)
+
+
+def test_uncovered_silhouette_pixels_are_ignored(record):
+    """A person pixel without a part label (PASCAL-Part parts miss ~1.5 % of the silhouette) is
+    ignored (255), not taught as background; pixels outside the silhouette stay background."""
+    rec, _, silhouette, _ = record
+    ann = rec["annotations"][0]
+    bigger = silhouette.copy()
+    bigger[3, 3] = True  # one silhouette pixel that no part covers
+    assert FINE_PART_MAP[3, 3] == 0
+    ann["segmentation"] = encode_mask(bigger)
+    parts = _mixed_mapper()(rec)["instances"].gt_part_maps.tensor[0].numpy()
+    assert parts[3, 3] == 255
+    assert (parts[~bigger] == 0).all()
+    assert (parts[silhouette] == FINE_PART_MAP[silhouette]).all()

@@ -7,6 +7,8 @@ A record is a Detectron2 dataset dict (one per image)::
       "height": int, "width": int, # image size in pixels
       "image_id": int | str,       # unique within the split
       "part_taxonomy": str,        # name in bodyparts.taxonomy.PART_TAXONOMIES of the part labels below
+      "keypoint_taxonomy": str,    # optional; name in KEYPOINT_TAXONOMIES of the keypoints below
+                                   # (default: the model's, BODYPARTS.KEYPOINT_TAXONOMY)
       "annotations": [             # one dict per person
         {
           "bbox": [x, y, w, h],          # floats, absolute pixels
@@ -45,6 +47,7 @@ __all__ = [
     "decode_rle",
     "as_pycoco_rle",
     "part_label_map",
+    "silhouette_mask",
     "PART_IGNORE",
 ]
 
@@ -84,6 +87,20 @@ def part_label_map(annotation: Mapping, height: int, width: int) -> np.ndarray:
     out = np.zeros((height, width), dtype=np.uint8)
     for label, rle in parts.items():
         out[decode_rle(rle).astype(bool)] = int(label)
+    return out
+
+
+def silhouette_mask(annotation: Mapping, height: int, width: int) -> np.ndarray:
+    """bool (H, W) visible pixels of a person: its segmentation (RLE or polygons), else its box."""
+    seg = annotation.get("segmentation")
+    if isinstance(seg, list) and seg:
+        rle = mask_util.merge(mask_util.frPyObjects(seg, height, width))
+        return mask_util.decode(rle).astype(bool)
+    if isinstance(seg, Mapping):
+        return decode_rle(seg).astype(bool)
+    x0, y0, x1, y1 = BoxMode.convert(list(annotation["bbox"]), annotation["bbox_mode"], BoxMode.XYXY_ABS)
+    out = np.zeros((height, width), dtype=bool)
+    out[max(int(y0), 0) : max(math.ceil(y1), 0), max(int(x0), 0) : max(math.ceil(x1), 0)] = True
     return out
 
 

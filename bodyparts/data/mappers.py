@@ -5,7 +5,14 @@ boxes, silhouettes, keypoints with their flip map) and adds each person's part l
 ``instances.gt_part_maps`` (:class:`~bodyparts.structures.PartMaps`, (N, H, W) uint8 in the model's
 part taxonomy, 255 where a person has no part annotation). Part labels are mapped from the record's
 taxonomy to the model's with the declarative tables of :mod:`bodyparts.taxonomy`, resized with
-nearest-neighbour sampling, and swapped left <-> right on a horizontal flip.
+nearest-neighbour sampling, and swapped left <-> right on a horizontal flip. Silhouette pixels that no
+part label covers (datasets whose part masks miss some of the person) are ignored (255), not taught
+as background.
+
+Joint training on several datasets: part labels come from each record's ``part_taxonomy``, keypoints
+from each record's ``keypoint_taxonomy`` (default: the model's), both mapped to the model's
+taxonomies; a person without keypoints (a dataset that has none, or a joint the dataset lacks) gets
+visibility 0, so Detectron2's keypoint loss, normalised by the visible keypoints, ignores it.
 """
 import copy
 import logging
@@ -19,10 +26,17 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from ..structures import PartMaps
-from ..taxonomy import get_part_taxonomy, mapping_lut
-from .contract import PART_IGNORE, part_label_map
+from ..taxonomy import get_keypoint_taxonomy, get_part_taxonomy, keypoint_index_map, mapping_lut
+from .contract import PART_IGNORE, part_label_map, silhouette_mask
 
-__all__ = ["BodyPartsDatasetMapper", "part_luts_for_datasets", "count_hflips", "transform_part_map"]
+__all__ = [
+    "BodyPartsDatasetMapper",
+    "part_luts_for_datasets",
+    "count_hflips",
+    "transform_part_map",
+    "keypoint_hflip_indices",
+    "map_keypoints",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +83,34 @@ def transform_part_map(
     return out
 
 
+def keypoint_hflip_indices(keypoint_taxonomy: str) -> np.ndarray:
+    """int64 (K,): keypoint index -> index after a horizontal flip, from the taxonomy's flip map
+    (the model's keypoints; every training dataset's keypoints are mapped to them)."""
+    kps = get_keypoint_taxonomy(keypoint_taxonomy)
+    flip = dict(kps.flip_map)
+    flip.update({b: a for a, b in kps.flip_map})
+    return np.asarray([kps.names.index(flip.get(n, n)) for n in kps.names], dtype=np.int64)
+
+
+def map_keypoints(keypoints: Optional[list], index_map: np.ndarray) -> List[float]:
+    """Keypoints of one person mapped to the model's keypoint taxonomy.
+
+    Args:
+        keypoints: flat [x0, y0, v0, ...] in the source taxonomy (K_src * 3), or None (no keypoints).
+        index_map: int64 (K,): source index of each model keypoint, -1 = the source lacks it.
+    Returns:
+        flat list of K * 3 floats; missing keypoints are (0, 0, 0).
+    """
+    out = np.zeros((len(index_map), 3), dtype=np.float64)
+    if keypoints is not None:
+        src = np.asarray(keypoints, dtype=np.float64).reshape(-1, 3)
+        have = index_map >= 0
+        if have.any() and index_map[have].max() >= len(src):
+            raise ValueError(f"person has {len(src)} keypoints, the mapping expects at least {index_map.max() + 1}")
+        out[have] = src[index_map[have]]
+    return out.reshape(-1).tolist()
+
+
 def _keypoints_on(cfg) -> bool:
     """Keypoints are trained by Detectron2's keypoint head or by the part branch."""
     return bool(cfg.MODEL.KEYPOINT_ON or cfg.MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS)
@@ -93,6 +135,7 @@ class BodyPartsDatasetMapper:
         instance_mask_format: str = "bitmask",
         use_keypoint: bool = False,
         keypoint_hflip_indices: Optional[np.ndarray] = None,
+        keypoint_taxonomy: str = "coco17",
         use_parts: bool = True,
         part_luts: Optional[Dict[str, np.ndarray]] = None,
         part_flip_lut: Optional[np.ndarray] = None,
@@ -109,6 +152,8 @@ class BodyPartsDatasetMapper:
         self.instance_mask_format = instance_mask_format
         self.use_keypoint = use_keypoint
         self.keypoint_hflip_indices = keypoint_hflip_indices
+        self.keypoint_taxonomy = keypoint_taxonomy
+        self._keypoint_maps: Dict[str, np.ndarray] = {}
         self.use_parts = use_parts
         self.part_luts = part_luts or {}
         self.part_flip_lut = part_flip_lut
@@ -127,13 +172,14 @@ class BodyPartsDatasetMapper:
             "use_instance_mask": cfg.MODEL.MASK_ON,
             "instance_mask_format": cfg.INPUT.MASK_FORMAT,
             "use_keypoint": _keypoints_on(cfg),
+            "keypoint_taxonomy": cfg.BODYPARTS.KEYPOINT_TAXONOMY,
             "recompute_boxes": False,
             "use_parts": is_train,
             "part_luts": part_luts_for_datasets(datasets, target),
             "part_flip_lut": get_part_taxonomy(target).flip_lut(),
         }
         if _keypoints_on(cfg) and is_train:
-            ret["keypoint_hflip_indices"] = utils.create_keypoint_hflip_indices(datasets)
+            ret["keypoint_hflip_indices"] = keypoint_hflip_indices(cfg.BODYPARTS.KEYPOINT_TAXONOMY)
         return ret
 
     def _part_map(self, record: dict, ann: dict, transforms: T.TransformList) -> np.ndarray:
@@ -143,8 +189,20 @@ class BodyPartsDatasetMapper:
                 f"{record.get('file_name')}: record part taxonomy {source!r} has no mapping to the model's "
                 f"taxonomy (mapper knows {sorted(self.part_luts)}); is the dataset in DATASETS.TRAIN?"
             )
-        raw = part_label_map(ann, record["height"], record["width"])
+        h, w = record["height"], record["width"]
+        raw = part_label_map(ann, h, w)
+        if ann.get("parts") is not None and ann.get("segmentation") is not None:
+            raw[(raw == 0) & silhouette_mask(ann, h, w)] = PART_IGNORE  # person pixel, part unknown
         return transform_part_map(raw, transforms, self.part_luts[source], self.part_flip_lut)
+
+    def _keypoints(self, record: dict, ann: dict) -> List[float]:
+        source = record.get("keypoint_taxonomy", self.keypoint_taxonomy)
+        if source not in self._keypoint_maps:
+            self._keypoint_maps[source] = keypoint_index_map(source, self.keypoint_taxonomy)
+        try:
+            return map_keypoints(ann.get("keypoints"), self._keypoint_maps[source])
+        except ValueError as e:
+            raise ValueError(f"{record.get('file_name')}: keypoints in taxonomy {source!r}: {e}") from None
 
     def __call__(self, dataset_dict: dict) -> dict:
         record = copy.deepcopy(dataset_dict)
@@ -165,7 +223,9 @@ class BodyPartsDatasetMapper:
             a = dict(a)
             if not self.use_instance_mask:
                 a.pop("segmentation", None)
-            if not self.use_keypoint:
+            if self.use_keypoint:
+                a["keypoints"] = self._keypoints(record, a)
+            else:
                 a.pop("keypoints", None)
             a.pop("parts", None)
             annos.append(

@@ -13,7 +13,7 @@ from ..config import add_bodyparts_config
 from ..data.datasets.synthetic import register_synthetic_from_cfg
 from ..data.mappers import BodyPartsDatasetMapper
 
-__all__ = ["Trainer", "setup_cfg", "MAPPERS", "EVALUATORS", "build_coco_evaluator"]
+__all__ = ["Trainer", "setup_cfg", "check_keypoint_config", "MAPPERS", "EVALUATORS", "build_coco_evaluator"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +28,17 @@ def build_coco_evaluator(cfg: CfgNode, dataset_name: str, output_dir: str) -> Da
     tasks = ["bbox"]
     if cfg.MODEL.MASK_ON or (parts and cfg.MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS):
         tasks.append("segm")
+    meta = MetadataCatalog.get(dataset_name)
     if cfg.MODEL.KEYPOINT_ON or (parts and cfg.MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS):
-        tasks.append("keypoints")
-    sigmas = MetadataCatalog.get(dataset_name).get("keypoint_oks_sigmas", ())
+        dataset_kps = meta.get("keypoint_taxonomy", None)
+        if dataset_kps == cfg.BODYPARTS.KEYPOINT_TAXONOMY:
+            tasks.append("keypoints")
+        else:  # no ground truth in the model's keypoints: keypoint AP is undefined there
+            logger.info(
+                f"{dataset_name}: keypoint taxonomy {dataset_kps!r} is not the model's "
+                f"{cfg.BODYPARTS.KEYPOINT_TAXONOMY!r}; keypoint AP is not evaluated"
+            )
+    sigmas = meta.get("keypoint_oks_sigmas", ())
     return COCOEvaluator(
         dataset_name,
         tasks=tuple(tasks),
@@ -100,6 +108,22 @@ class Trainer(DefaultTrainer):
         return evaluators if isinstance(evaluators, DatasetEvaluator) else DatasetEvaluators(evaluators)
 
 
+def check_keypoint_config(cfg: CfgNode, source: str = "config") -> None:
+    """With keypoints on, ``MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS`` must equal the number of keypoints
+    of ``BODYPARTS.KEYPOINT_TAXONOMY`` (raises ValueError naming both keys)."""
+    from ..taxonomy import get_keypoint_taxonomy
+
+    node = cfg.MODEL.ROI_BODYPART_HEAD
+    if not (cfg.MODEL.KEYPOINT_ON or (cfg.MODEL.BODYPART_ON and node.KEYPOINTS_FROM_PARTS)):
+        return
+    kps = get_keypoint_taxonomy(cfg.BODYPARTS.KEYPOINT_TAXONOMY)
+    if cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS != kps.num_keypoints:
+        raise ValueError(
+            f"{source}: MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS={cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS} "
+            f"but BODYPARTS.KEYPOINT_TAXONOMY={kps.name!r} has {kps.num_keypoints} keypoints"
+        )
+
+
 def setup_cfg(args, *, for_launch_only: bool = False) -> CfgNode:
     """Build the config from ``--config-file`` and trailing opts; register the synthetic splits.
 
@@ -118,6 +142,7 @@ def setup_cfg(args, *, for_launch_only: bool = False) -> CfgNode:
         raise KeyError(f"command-line opts {args.opts}: {e.args[0] if e.args else e}") from None
     except ValueError as e:
         raise ValueError(f"command-line opts {args.opts}: {e}") from None
+    check_keypoint_config(cfg, args.config_file)
     cfg.freeze()
     if not for_launch_only:
         default_setup(cfg, args)

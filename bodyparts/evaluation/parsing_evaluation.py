@@ -14,19 +14,17 @@ from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import pycocotools.mask as mask_util
 import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
-from detectron2.structures import BoxMode
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 from PIL import Image
 from tabulate import tabulate
 
-from ..data.contract import PART_IGNORE, decode_rle, part_label_map
+from ..data.contract import PART_IGNORE, part_label_map, silhouette_mask
 from ..modeling.inference import paste_part_masks
 from ..taxonomy import PartTaxonomy, get_part_taxonomy, mapping_lut
 from .parsing_metrics import (
@@ -53,18 +51,7 @@ def _full_lut(lut: np.ndarray) -> np.ndarray:
     return full
 
 
-def _silhouette(ann: Mapping, height: int, width: int) -> np.ndarray:
-    """bool (H, W) visible pixels of a person: its segmentation (RLE or polygons), else its box."""
-    seg = ann.get("segmentation")
-    if isinstance(seg, list) and seg:
-        rle = mask_util.merge(mask_util.frPyObjects(seg, height, width))
-        return mask_util.decode(rle).astype(bool)
-    if isinstance(seg, Mapping):
-        return decode_rle(seg).astype(bool)
-    x0, y0, x1, y1 = BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYXY_ABS)
-    out = np.zeros((height, width), dtype=bool)
-    out[max(int(y0), 0) : max(math.ceil(y1), 0), max(int(x0), 0) : max(math.ceil(x1), 0)] = True
-    return out
+_silhouette = silhouette_mask
 
 
 def _has_parts(ann: Mapping) -> bool:

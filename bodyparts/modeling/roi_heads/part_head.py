@@ -3,7 +3,7 @@
 Shapes: R = ROIs, D = input channels, P = pooler resolution, C = part labels including background,
 M = output resolution = P * 2 * up_scale.
 """
-from typing import List, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
