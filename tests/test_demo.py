@@ -213,7 +213,7 @@ def test_demo_end_to_end_on_folder_with_corrupt_file(tmp_path):
     assert "Traceback" not in log
     assert "UNTRAINED" in log  # MODEL.WEIGHTS "" runs with a warning
     assert f"SKIPPED {inputs / 'bad.jpg'}" in log
-    assert "1 image(s) failed" in log and "2 of 3 images written" in log
+    assert "1 image(s) failed" in log and "2 of 3 inputs written" in log
     assert sorted(os.listdir(out)) == sorted(
         f"scene_{s}{suffix}" for s in "ab" for suffix in (".png", ".json", "_parts.png")
     )
@@ -250,3 +250,41 @@ def test_demo_end_to_end_on_folder_with_corrupt_file(tmp_path):
         # the part map PNG is the JSON's persons pasted in ascending score order
         order = np.argsort([p["score"] for p in persons], kind="stable")
         np.testing.assert_array_equal(parts, paste_part_maps(np.stack(maps), order))
+
+
+def test_demo_on_video_with_stride(tmp_path, monkeypatch):
+    """A 5-frame video with --video-stride 2: frames 0, 2, 4 predicted; the rendered video, the
+    JSON lines and the part maps hold exactly those frames; a corrupt video is reported by name."""
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    writer = cv2.VideoWriter(str(inputs / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for seed in range(5):
+        scene = render_scene(seed, 48, 64, min_persons=1, max_persons=1)
+        writer.write(np.ascontiguousarray(scene.image[:, :, ::-1]))
+    writer.release()
+    (inputs / "broken.mp4").write_bytes(b"\x00" * 300)
+    demo = _load_demo()
+    args = demo.get_parser().parse_args(
+        ["--config-file", PARTS_CONFIG, "--input", str(inputs), "--output", str(out),
+         "--confidence-threshold", "0.0", "--json", "--video-stride", "2", *DEMO_OPTS]
+    )
+    assert demo.main(args) == 1  # broken.mp4 failed, clip.avi written
+    assert sorted(os.listdir(out)) == ["clip.jsonl", "clip.mp4", "clip_parts"]
+    capture = cv2.VideoCapture(str(out / "clip.mp4"))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 3 and frames[0].shape == (48, 64, 3)  # no legend in videos
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(5.0)  # 10 fps / stride 2
+    lines = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
+    assert [r["frame_index"] for r in lines] == [0, 2, 4]
+    assert all((r["height"], r["width"]) == (48, 64) and r["persons"] for r in lines)
+    assert sorted(os.listdir(out / "clip_parts")) == [f"frame_{i:06d}.png" for i in (0, 2, 4)]
+    with pytest.raises(demo.DemoError, match="--video-stride must be >= 1"):
+        demo.main(demo.get_parser().parse_args(
+            ["--config-file", PARTS_CONFIG, "--input", str(inputs / "clip.avi"), "--output",
+             str(tmp_path / "o2"), "--video-stride", "0", *DEMO_OPTS]))

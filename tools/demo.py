@@ -4,8 +4,8 @@
     python tools/demo.py --config-file CFG --input PATH [PATH ...] --output DIR
                          [--confidence-threshold 0.5] [--json] [--no-legend] [KEY VALUE ...]
 
-PATH: image files, folders (their .jpg/.jpeg/.png/.bmp files, sorted; not recursive) or globs
-(quote them). Trailing KEY VALUE pairs override the config, e.g. ``MODEL.WEIGHTS out/model_final.pth
+PATH: image or video files, folders (their .jpg/.jpeg/.png/.bmp images and .mp4/.avi/.mov/.mkv/
+.webm/.mpg videos, sorted; not recursive) or globs (quote them). Trailing KEY VALUE pairs override the config, e.g. ``MODEL.WEIGHTS out/model_final.pth
 MODEL.DEVICE cpu``. ``MODEL.WEIGHTS ""`` runs an untrained model (random weights, with a warning).
 
 Per image ``NAME.ext``, written to DIR (created if needed; never an input folder):
@@ -18,6 +18,11 @@ Per image ``NAME.ext``, written to DIR (created if needed; never an input folder
   ``NAME_parts.png``.
 * with --json, ``NAME_parts.png``: the image-level part map (uint8 labels, 0 = background; persons
   pasted in ascending score order, METRICS.md section 1).
+
+Per video ``NAME.ext`` (every --video-stride-th frame): ``NAME.mp4``, the rendered frames at the
+video's frame rate divided by the stride (no legend, so every frame has the same size); with
+--json, ``NAME.jsonl`` (one line per processed frame: the JSON above plus ``frame_index``, 0-based)
+and ``NAME_parts/frame_NNNNNN.png``.
 
 Unreadable or empty images are reported by name and skipped; the exit code is then 1. Usage
 errors (missing config or weights file, no images, --output an input folder) exit with code 2.
@@ -56,6 +61,7 @@ from PIL import UnidentifiedImageError  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg")
 
 
 class DemoError(Exception):
@@ -73,6 +79,7 @@ def get_parser() -> argparse.ArgumentParser:
     add("--confidence-threshold", type=float, default=0.5, help="minimum person score to keep")
     add("--json", action="store_true", help="also write NAME.json and NAME_parts.png")
     add("--no-legend", action="store_true", help="no part legend next to the visualization")
+    add("--video-stride", type=int, default=1, metavar="N", help="videos: process every N-th frame")
     add("opts", nargs="*", default=[], help="config overrides KEY VALUE ..., at the end")
     return parser
 
@@ -85,6 +92,10 @@ def _is_image(path: str) -> bool:
     return os.path.isfile(path) and path.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _is_video(path: str) -> bool:
+    return path.lower().endswith(VIDEO_EXTENSIONS)
+
+
 def collect_inputs(paths: List[str]) -> Tuple[List[str], List[str]]:
     """(image files in order, without duplicates; folders read). Raises DemoError naming a path
     that does not exist, a folder without images or a glob without matches."""
@@ -92,9 +103,10 @@ def collect_inputs(paths: List[str]) -> Tuple[List[str], List[str]]:
     for path in paths:
         if os.path.isdir(path):
             entries = (os.path.join(path, n) for n in os.listdir(path))
-            found = sorted(f for f in entries if _is_image(f))
+            found = sorted(f for f in entries if _is_image(f) or (_is_video(f) and os.path.isfile(f)))
             if not found:
-                raise DemoError(f"folder {path} holds no images ({'/'.join(IMAGE_EXTENSIONS)})")
+                kinds = "/".join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+                raise DemoError(f"folder {path} holds no images or videos ({kinds})")
             files += found
             folders.append(path)
         elif os.path.isfile(path):
@@ -224,17 +236,29 @@ def predictions_json(
     }
 
 
-def process(predictor, image_bgr: np.ndarray, path: str, name: str, args, meta) -> None:
-    """Predict one image and write its outputs."""
-    threshold = args.confidence_threshold
+def predict(predictor, image_bgr: np.ndarray, threshold: float) -> Tuple[Instances, Optional[np.ndarray]]:
+    """(instances with score >= threshold on CPU, per-person part maps (N, H, W) uint8 or None)."""
     instances = predictor(image_bgr)["instances"].to("cpu")
     instances = instances[instances.scores >= threshold]
     part_maps = person_part_maps(instances)
     if part_maps is not None and not instances.has("pred_part_labels"):
         instances.pred_part_labels = torch.from_numpy(part_maps)  # paste ROI maps only once
+    return instances, part_maps
+
+
+def render(image_bgr: np.ndarray, instances: Instances, meta, threshold: float, legend: bool) -> np.ndarray:
+    """BGR visualization of the predictions (wider than the image when ``legend``)."""
     image_rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
-    vis = draw_predictions(image_rgb, instances, meta, threshold, legend=not args.no_legend)
-    cv2.imwrite(os.path.join(args.output, name + ".png"), vis[:, :, ::-1])
+    vis = draw_predictions(image_rgb, instances, meta, threshold, legend=legend)
+    return np.ascontiguousarray(vis[:, :, ::-1])
+
+
+def process(predictor, image_bgr: np.ndarray, path: str, name: str, args, meta) -> None:
+    """Predict one image and write its outputs."""
+    threshold = args.confidence_threshold
+    instances, part_maps = predict(predictor, image_bgr, threshold)
+    vis = render(image_bgr, instances, meta, threshold, legend=not args.no_legend)
+    cv2.imwrite(os.path.join(args.output, name + ".png"), vis)
     if not args.json:
         return
     record = predictions_json(instances, part_maps, path, meta, threshold)
@@ -243,6 +267,64 @@ def process(predictor, image_bgr: np.ndarray, path: str, name: str, args, meta) 
     if part_maps is not None:
         parts = image_level_part_map(instances, threshold)
         cv2.imwrite(os.path.join(args.output, name + "_parts.png"), parts)
+
+
+def process_video(predictor, path: str, name: str, args, meta) -> str:
+    """Predict every ``args.video_stride``-th frame of a video and write its outputs.
+
+    Returns "" on success, else the reason the video could not be used (nothing is left half-
+    written under the final names: the video and JSON lines are written to temporary names first)."""
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        return "not a readable video (corrupt file or unsupported codec)"
+    stride = max(1, args.video_stride)
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    video_out = os.path.join(args.output, name + ".mp4")
+    jsonl_out = os.path.join(args.output, name + ".jsonl")
+    parts_dir = os.path.join(args.output, name + "_parts")
+    writer, lines, index, used = None, None, 0, 0
+    bar = tqdm(total=total or None, desc=os.path.basename(path), unit="frame", leave=False)
+    try:
+        if args.json:
+            lines = open(jsonl_out + ".tmp", "w")
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            bar.update(1)
+            if index % stride == 0:
+                instances, part_maps = predict(predictor, frame, args.confidence_threshold)
+                vis = render(frame, instances, meta, args.confidence_threshold, legend=False)
+                if writer is None:
+                    size = (vis.shape[1], vis.shape[0])
+                    writer = cv2.VideoWriter(video_out + ".tmp.mp4", cv2.VideoWriter_fourcc(*"mp4v"), fps / stride, size)
+                writer.write(vis)
+                if lines is not None:
+                    record = predictions_json(instances, part_maps, path, meta, args.confidence_threshold)
+                    lines.write(json.dumps({"frame_index": index, **record}) + "\n")
+                    if part_maps is not None:
+                        os.makedirs(parts_dir, exist_ok=True)
+                        parts = image_level_part_map(instances, args.confidence_threshold)
+                        cv2.imwrite(os.path.join(parts_dir, f"frame_{index:06d}.png"), parts)
+                used += 1
+            index += 1
+    finally:
+        bar.close()
+        capture.release()
+        if writer is not None:
+            writer.release()
+        if lines is not None:
+            lines.close()
+    if used == 0:
+        for tmp in (video_out + ".tmp.mp4", jsonl_out + ".tmp"):
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return "no frame could be decoded"
+    os.replace(video_out + ".tmp.mp4", video_out)
+    if args.json:
+        os.replace(jsonl_out + ".tmp", jsonl_out)
+    return ""
 
 
 _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
@@ -270,8 +352,16 @@ def main(args) -> int:
     meta = metadata_for(cfg.BODYPARTS.PART_TAXONOMY, keypoint_taxonomy)
     predictor = DefaultPredictor(cfg)  # takes BGR images, converts to cfg.INPUT.FORMAT itself
     failed = []
-    progress = tqdm(files, desc="demo", unit="img", dynamic_ncols=True)
+    if args.video_stride < 1:
+        raise DemoError(f"--video-stride must be >= 1, got {args.video_stride}")
+    progress = tqdm(files, desc="demo", unit="input", dynamic_ncols=True)
     for path, name in zip(progress, output_names(files)):
+        if _is_video(path):
+            reason = process_video(predictor, path, name, args, meta)
+            if reason:
+                failed.append((path, reason))
+                tqdm.write(f"SKIPPED {path}: {reason}", file=sys.stderr)
+            continue
         image, reason = read_input_image(path)
         if image is None:
             failed.append((path, reason))
@@ -279,7 +369,7 @@ def main(args) -> int:
             continue
         process(predictor, image, path, name, args, meta)
     done = len(files) - len(failed)
-    print(f"{done} of {len(files)} images written to {args.output}")
+    print(f"{done} of {len(files)} inputs written to {args.output}")
     if failed:
         print(f"{len(failed)} image(s) failed:", file=sys.stderr)
         for path, reason in failed:
