@@ -44,3 +44,26 @@ def test_opts_typo_names_key():
     with pytest.raises(KeyError) as e:
         setup_cfg(Namespace(config_file=path, opts=["BODYPARTS.SYNTHETIC.NUM_TRAINN", "3"]), for_launch_only=True)
     assert "NUM_TRAINN" in str(e.value)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[os.path.relpath(c, REPO) for c in CONFIGS])
+def test_config_datasets_are_registered_and_express_the_taxonomy(path):
+    """Every split a config names is registered, every training split can express the model's part
+    taxonomy, and a model with keypoints keeps images of training splits without keypoints only
+    with MIN_KEYPOINTS_PER_IMAGE 0 (Detectron2 drops images with fewer visible keypoints)."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from bodyparts.taxonomy import can_express
+
+    cfg = get_cfg()
+    add_bodyparts_config(cfg)
+    cfg.merge_from_file(path)
+    registered = set(DatasetCatalog.list())
+    for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
+        assert name in registered, f"{path}: dataset {name} is not registered"
+    for name in cfg.DATASETS.TRAIN:
+        meta = MetadataCatalog.get(name)
+        if cfg.MODEL.BODYPART_ON:
+            assert can_express(meta.part_taxonomy, cfg.BODYPARTS.PART_TAXONOMY), (name, path)
+        if cfg.MODEL.KEYPOINT_ON and meta.get("keypoint_taxonomy", None) is None:
+            assert cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE == 0, (name, path)

@@ -1,4 +1,5 @@
 """ChaLearn LAP 2014 Track 1 loader on native-layout fixtures with known limb rectangles."""
+
 import logging
 import os
 
@@ -16,7 +17,7 @@ from bodyparts.data.datasets.chalearn_lap import (
     register_all_chalearn_lap,
 )
 from bodyparts.data.datasets.native import DatasetFormatError, LoadReport, validate_records
-from bodyparts.taxonomy import LAP14, mapping_lut
+from bodyparts.taxonomy import LAP14, LR6, PPP6, mapping_lut
 from tests.fixtures.chalearn_lap import (
     FRAME_SIZE,
     actor_box,
@@ -24,6 +25,7 @@ from tests.fixtures.chalearn_lap import (
     limb_masks,
     write_frame,
     write_panoramic,
+    write_per_limb,
     write_sequence,
     write_split_tree,
 )
@@ -59,7 +61,9 @@ def test_panoramic_records(pano):
     assert [len(r["annotations"]) for r in records] == [2, 1, 2]
     for r in records:
         assert (r["width"], r["height"], r["part_taxonomy"]) == (W, H, "lap14")
-        assert r["file_name"] == os.path.join(str(pano), "Seq01", "imagesjpg", r["image_id"] + ".jpg")
+        assert r["file_name"] == os.path.join(
+            str(pano), "Seq01", "imagesjpg", r["image_id"] + ".jpg"
+        )
     frame = 3
     for actor, ann in zip((1, 2), records[frame - 1]["annotations"]):
         assert ann["bbox_mode"] == BoxMode.XYWH_ABS and ann["category_id"] == 0
@@ -211,7 +215,9 @@ def test_limb_mask_size_mismatch(tmp_path):
     seq_root = write_sequence(str(tmp_path), 1, 1, layout="per_limb")
     path = os.path.join(seq_root, "maskspng", "01_0001_2_7.png")
     Image.fromarray(np.zeros((H, W + 1), dtype=np.uint8)).save(path)
-    with pytest.raises(DatasetFormatError, match="size 65x48 differs from the frame size 64x48") as e:
+    with pytest.raises(
+        DatasetFormatError, match="size 65x48 differs from the frame size 64x48"
+    ) as e:
         _load(tmp_path)
     assert e.value.path == path
 
@@ -272,12 +278,18 @@ def test_registration_metadata_and_splits(tmp_path):
     base = write_split_tree(str(tmp_path), train_frames=7, val_frames=2)
     names = register_all_chalearn_lap(str(tmp_path))
     try:
-        assert names == ["chalearn_lap2014_train", "chalearn_lap2014_val", "chalearn_lap2014_train_stride6"]
+        assert names == [
+            "chalearn_lap2014_train",
+            "chalearn_lap2014_val",
+            "chalearn_lap2014_train_stride6",
+        ]
         meta = MetadataCatalog.get("chalearn_lap2014_train")
         assert meta.part_taxonomy == "lap14" and meta.part_names[2:4] == ["lhand", "rhand"]
         pairs = set(meta.part_flip_pairs)
         assert {("lhand", "rhand"), ("lforearm", "rforearm"), ("larm", "rarm")} <= pairs
-        assert {("lfoot", "rfoot"), ("lleg", "rleg"), ("lthigh", "rthigh")} <= pairs and len(pairs) == 6
+        assert {("lfoot", "rfoot"), ("lleg", "rleg"), ("lthigh", "rthigh")} <= pairs and len(
+            pairs
+        ) == 6
         assert LAP14.flip_lut()[[3, 4, 13, 14, 1, 2]].tolist() == [4, 3, 14, 13, 1, 2]
         assert meta.dataset_root == os.path.join(base, "train")
         assert not hasattr(meta, "keypoint_names")
@@ -288,9 +300,7 @@ def test_registration_metadata_and_splits(tmp_path):
         val = DatasetCatalog.get("chalearn_lap2014_val")  # Seq04 has no masks: skipped
         assert [r["image_id"] for r in val] == ["03_0001", "03_0002"]
     finally:
-        for name in names:
-            DatasetCatalog.remove(name)
-            MetadataCatalog.remove(name)
+        register_all_chalearn_lap()  # back to the built-in registration under $DETECTRON2_DATASETS
 
 
 def test_known_pixel_maps_to_lr6_and_ppp6(pano):
@@ -303,10 +313,30 @@ def test_known_pixel_maps_to_lr6_and_ppp6(pano):
         "head": ("head", "head"),
         "larm": ("left_arm", "upper_arms"),
     }
-    from bodyparts.taxonomy import LR6, PPP6
-
     for (y, x), limb in pixels.items():
         label = labels[y, x]
         assert label == LAP14.label_of(limb)
         assert lr6[label] == LR6.label_of(expected[limb][0])
         assert ppp6[label] == PPP6.label_of(expected[limb][1])
+
+
+def test_both_layouts_in_one_sequence_use_panoramic(tmp_path, caplog):
+    seq_root = write_sequence(str(tmp_path), 1, 2)
+    for frame in (1, 2):
+        for actor in (1, 2):
+            write_per_limb(seq_root, 1, frame, actor, np.zeros((14, H, W), dtype=np.uint8))
+    with caplog.at_level(logging.INFO, logger="bodyparts.data.datasets.chalearn_lap"):
+        records = _load(tmp_path)
+    assert [len(r["annotations"]) for r in records] == [2, 2]
+    assert "both mask layouts present" in caplog.text
+
+
+def test_full_size_frames_480_wide(tmp_path):
+    write_sequence(str(tmp_path), 6, 1, size=(480, 360))
+    path = os.path.join(str(tmp_path), "Seq06", "masks", "06_0001_1.png")
+    assert Image.open(path).size == (14 * 480, 360)
+    (rec,) = _load(tmp_path)
+    assert (rec["width"], rec["height"]) == (480, 360)
+    assert [tuple(a["bbox"]) for a in rec["annotations"]] == [actor_box(1, 1), actor_box(1, 2)]
+    labels = _label_maps(rec)[1]
+    np.testing.assert_array_equal(labels, expected_label_map(1, 2, OVERLAP_PRIORITY, (480, 360)))

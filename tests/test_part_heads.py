@@ -337,12 +337,15 @@ def test_tiny_model_overfits_one_image_parts(datasets_root, tmp_path):
     model = build_model(cfg)
     batch = next(iter(Trainer.build_train_loader(cfg)))
     optim = torch.optim.Adam(model.parameters(), lr=3e-3)
+    # step decay for the last 150 steps: the fit converges instead of oscillating at the top lr
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optim, milestones=[250, 330], gamma=0.3)
     with EventStorage():
         for _ in range(400):
             losses = model(batch)
             optim.zero_grad()
             sum(losses.values()).backward()
             optim.step()
+            schedule.step()
     record = DatasetCatalog.get("bodyparts_synthetic_train")[0]
     h, w = record["height"], record["width"]
     gt = np.zeros((h, w), dtype=np.uint8)
@@ -360,7 +363,8 @@ def test_tiny_model_overfits_one_image_parts(datasets_root, tmp_path):
     for m in part_label_maps_in_image(out).numpy():
         pred[m > 0] = m[m > 0]
     miou = semantic_metrics(confusion_matrix(gt, pred, 15))["mIoU"]
-    assert miou > 0.85, miou
+    print(f"part mIoU on the training image: {miou:.3f}")
+    assert miou > 0.9, miou
 
 
 @pytest.mark.parametrize("opts,task", [

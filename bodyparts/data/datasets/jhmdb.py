@@ -19,7 +19,8 @@ Format decisions (see ``datasets/_sections/jhmdb.md``):
 * Silhouette = non-zero pixels of ``puppet_mask`` ``part_mask[:, :, t]``. Parts = puppet_flow's
   ``part_mask[:, :, t]`` restricted to that silhouette (flow labels outside it are dropped, so the
   parts are disjoint and inside the person by construction). Silhouette pixels with flow label 0
-  stay part background. A value outside 0..10 is an error.
+  are in no part mask (the mapper treats them as "person pixel, part unknown": ignored). A value
+  outside 0..10 is an error. ``parts_complete`` is True: the puppet has no other parts.
 * ``pos_img`` is taken as MATLAB pixel coordinates (1-based: the centre of the top-left pixel is
   (1, 1)), because the puppets were annotated with MATLAB tools. UNVERIFIED on real files. The
   contract's continuous coordinates put that centre at (0.5, 0.5), so ``x = pos_img_x - 0.5``
@@ -82,29 +83,13 @@ logger = logging.getLogger(__name__)
 PART_TAXONOMY = "jhmdb10"
 KEYPOINT_TAXONOMY = "jhmdb15"
 # The 21 action classes (for reference; the loader takes the classes from the split files).
+# fmt: off
 CLASSES = (
-    "brush_hair",
-    "catch",
-    "clap",
-    "climb_stairs",
-    "golf",
-    "jump",
-    "kick_ball",
-    "pick",
-    "pour",
-    "pullup",
-    "push",
-    "run",
-    "shoot_ball",
-    "shoot_bow",
-    "shoot_gun",
-    "sit",
-    "stand",
-    "swing_baseball",
-    "throw",
-    "walk",
-    "wave",
+    "brush_hair", "catch", "clap", "climb_stairs", "golf", "jump", "kick_ball", "pick", "pour",
+    "pullup", "push", "run", "shoot_ball", "shoot_bow", "shoot_gun", "sit", "stand",
+    "swing_baseball", "throw", "walk", "wave",
 )
+# fmt: on
 POS_IMG_ORIGIN = 1.0  # pos_img value of the top-left pixel's centre (MATLAB, 1-based)
 SPLIT_DIRS = ("splits", os.path.join("listfiles", "JHMDB_splits"))  # searched in this order
 FLOW_VARIANTS = ("com", "ann")
@@ -209,13 +194,16 @@ def read_jhmdb_split(root: str, split_number: int, subset: str) -> List[Tuple[st
 # Native files
 
 
-def _read_mat_var(path: str, name: str) -> np.ndarray:
+def _read_mat_var(path: str, name: str, whole_file: bool = True) -> np.ndarray:
+    """Variable ``name`` of a MATLAB file. ``whole_file=False`` stops reading once the variable is
+    found (puppet_flow.mat also holds the flow field, which is large and unused here), so damage
+    after it goes unnoticed; the small files are read whole, so any truncation is an error."""
     import scipy.io
 
     if not os.path.isfile(path):
         raise DatasetFormatError(path, "file not found")
     try:
-        data = scipy.io.loadmat(path, variable_names=[name])
+        data = scipy.io.loadmat(path, variable_names=None if whole_file else [name])
     except Exception as e:  # truncated, not a .mat, v7.3/HDF5, ...: all name the file
         raise DatasetFormatError(
             path, f"cannot read MATLAB file ({type(e).__name__}: {e})"
@@ -226,9 +214,9 @@ def _read_mat_var(path: str, name: str) -> np.ndarray:
     return np.asarray(data[name])
 
 
-def _read_volume(path: str) -> np.ndarray:
+def _read_volume(path: str, whole_file: bool = True) -> np.ndarray:
     """``part_mask`` of puppet_mask.mat / puppet_flow.mat -> integer array (H, W, T)."""
-    vol = _read_mat_var(path, "part_mask")
+    vol = _read_mat_var(path, "part_mask", whole_file)
     if vol.ndim == 2:
         vol = vol[:, :, None]  # MATLAB drops the trailing singleton dimension of 1-frame clips
     if vol.ndim != 3 or min(vol.shape) == 0 or vol.dtype.kind not in "biuf":
@@ -255,7 +243,8 @@ def _read_joints(path: str, num_joints: int) -> np.ndarray:
     ):
         raise DatasetFormatError(
             path,
-            f"'pos_img' must be a numeric (2, {num_joints}, T) array, got shape {pos.shape} {pos.dtype}",
+            f"'pos_img' must be a numeric (2, {num_joints}, T) array, "
+            f"got shape {pos.shape} {pos.dtype}",
         )
     return pos.astype(np.float64)
 
@@ -323,21 +312,20 @@ def _check_flow(
 
 def _num_usable(paths: _ClipPaths, frames: List[str], counts: Dict[str, int]) -> int:
     """Number of leading frames that have every annotation; drops the rest with a log line."""
-    for path, t in counts.items():
-        if t > len(frames):
-            name = os.path.splitext(os.path.basename(frames[-1]))[0]
-            missing = os.path.join(paths.frame_dir, f"{len(frames) + 1:0{len(name)}d}.png")
-            raise DatasetFormatError(
-                missing,
-                f"frame image missing ({path} has {t} frames, the folder {len(frames)} images)",
-            )
+    longer = ", ".join(f"{os.path.basename(p)} {t}" for p, t in counts.items() if t > len(frames))
+    if longer:
+        width = len(os.path.splitext(os.path.basename(frames[-1]))[0])
+        missing = os.path.join(paths.frame_dir, f"{len(frames) + 1:0{width}d}.png")
+        raise DatasetFormatError(
+            missing, f"frame image missing (frames in {longer}; {len(frames)} images in the folder)"
+        )
     usable = min(counts.values())
     if usable < len(frames):
         short = ", ".join(
             f"{os.path.basename(p)} {t}" for p, t in counts.items() if t < len(frames)
         )
         logger.info(
-            "%s: %d of %d frames dropped (annotation frames: %s; the last mask is not reused)",
+            "%s: %d of %d frames dropped (frames in %s; missing masks are never filled in)",
             paths.clip,
             len(frames) - usable,
             len(frames),
@@ -354,7 +342,7 @@ def _keypoints(
     opts: _Options,
     names: Sequence[str],
 ) -> Tuple[List[float], int]:
-    """pos_img[:, :, t] -> (flat [x, y, v] * K in continuous coordinates, number outside the frame)."""
+    """pos_img[:, :, t] -> (flat [x, y, v] * K in continuous coords, number outside the frame)."""
     h, w = hw
     out, outside = [], 0
     for k in range(pos.shape[1]):
@@ -369,7 +357,8 @@ def _keypoints(
         if opts.keypoints_outside == "error":
             raise DatasetFormatError(
                 paths.joints,
-                f"frame {t + 1}, joint {names[k]} at ({x:.1f}, {y:.1f}) lies outside the {w}x{h} frame",
+                f"frame {t + 1}, joint {names[k]} at ({x:.1f}, {y:.1f}) lies outside the "
+                f"{w}x{h} frame",
             )
         outside += 1
         out += [0.0, 0.0, 0]
@@ -377,22 +366,23 @@ def _keypoints(
 
 
 def _person(silhouette: np.ndarray, part_map: Optional[np.ndarray], keypoints: List[float]) -> Dict:
-    """Annotation of the frame's person. silhouette: bool (H, W); part_map: (H, W) labels or None."""
-    ys, xs = np.nonzero(silhouette)
-    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    """The frame's person. silhouette: bool (H, W); part_map: (H, W) labels or None."""
+    rows, cols = np.flatnonzero(silhouette.any(axis=1)), np.flatnonzero(silhouette.any(axis=0))
+    x0, y0, x1, y1 = int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
     ann = {
         "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
         "bbox_mode": BoxMode.XYWH_ABS,
         "category_id": 0,
         "iscrowd": 0,
-        "area": float(len(xs)),
+        "area": float(np.count_nonzero(silhouette)),
         "segmentation": encode_mask(silhouette),
         "keypoints": keypoints,
         "parts": None,
     }
     if part_map is not None:
         inside = np.where(silhouette, part_map, 0)
-        labels = [int(v) for v in np.unique(inside) if v > 0]
+        counts = np.bincount(inside.ravel(order="K"), minlength=1)  # labels checked to be 0..10
+        labels = [int(v) for v in np.flatnonzero(counts[1:]) + 1]
         ann["parts"] = {lab: encode_mask(inside == lab) for lab in labels}
         ann["parts_complete"] = True
     return ann
@@ -405,7 +395,7 @@ def _convert_clip(paths: _ClipPaths, opts: _Options) -> List[Dict[str, Any]]:
     frames = _frame_files(paths.frame_dir)
     pos = _read_joints(paths.joints, len(kp_names))
     mask = _read_volume(paths.mask)
-    flow = _read_volume(paths.flow) if os.path.isfile(paths.flow) else None
+    flow = _read_volume(paths.flow, whole_file=False) if os.path.isfile(paths.flow) else None
     counts = {paths.joints: pos.shape[2], paths.mask: mask.shape[2]}
     if flow is not None:
         _check_flow(paths, flow, mask.shape[:2], num_parts)
@@ -448,6 +438,7 @@ def _record(
         "video_id": paths.clip,
         "frame_index": t,  # 0-based index into the clip's frames and annotation arrays
         "part_taxonomy": PART_TAXONOMY,
+        "keypoint_taxonomy": KEYPOINT_TAXONOMY,  # the mapper maps jhmdb15 to the model's set
         "annotations": persons,
     }
 
@@ -537,17 +528,23 @@ def _log_summary(name: str, records: List[Dict[str, Any]]) -> None:
 def register_jhmdb_split(
     name: str, root: str, split_number: int, subset: str, *, frame_stride: int = 1, **load_kwargs
 ) -> None:
-    """Register one split under ``name`` (lazy: files are read on first ``DatasetCatalog.get``)."""
+    """Register one split under ``name`` (lazy: files are read on first ``DatasetCatalog.get``).
+
+    ``load_kwargs`` go to :func:`load_jhmdb` (``flow_variant``, ``keypoints_outside``, ...);
+    ``on_error`` is decided at load time by :func:`register_native_split` (``$BODYPARTS_ON_ERROR``).
+    """
     meta = bodyparts_metadata(PART_TAXONOMY, KEYPOINT_TAXONOMY)
     meta.update(
         jhmdb_root=root,
         jhmdb_split=dict(split_number=split_number, subset=subset, frame_stride=frame_stride),
     )
-    register_native_split(
-        name,
-        lambda: load_jhmdb(root, split_number, subset, frame_stride=frame_stride, **load_kwargs),
-        meta,
-    )
+
+    def load(on_error: str = "raise") -> List[Dict[str, Any]]:
+        return load_jhmdb(
+            root, split_number, subset, frame_stride=frame_stride, on_error=on_error, **load_kwargs
+        )
+
+    register_native_split(name, load, meta)
 
 
 def register_all_jhmdb(root: Optional[str] = None) -> List[str]:

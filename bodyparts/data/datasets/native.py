@@ -12,6 +12,7 @@ Errors: a loader raises :class:`DatasetFormatError` naming the file and the prob
 remembered in the cache too, so a warm load reports the same skips.
 """
 import hashlib
+import inspect
 import logging
 import os
 import pickle
@@ -30,13 +31,14 @@ __all__ = [
     "load_items_cached",
     "cache_dir",
     "register_native_split",
+    "default_on_error",
     "check_on_error",
     "validate_records",
 ]
 
 logger = logging.getLogger(__name__)
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 
 class DatasetFormatError(DataContractError):
@@ -176,18 +178,21 @@ def load_items_cached(
             except DataContractError as e:
                 if on_error == "raise":
                     raise
-                fresh[item.key] = (fp, "error", str(e))
+                where = (e.path, e.problem) if isinstance(e, DatasetFormatError) else (None, str(e))
+                fresh[item.key] = (fp, "error", where)
     records: List[Dict[str, Any]] = []
     skipped = []
     for item in items:
         _, status, value = fresh[item.key]
         if status == "ok":
             records.extend(value)
-        else:
-            if on_error == "raise":
-                raise DataContractError(value)
-            skipped.append((item.key, value))
-            logger.warning("skipping %s: %s", item.key, value)
+            continue
+        bad_file, problem = value  # remembered from an earlier load with on_error="skip"
+        if on_error == "raise":
+            raise DatasetFormatError(bad_file, problem) if bad_file is not None else DataContractError(problem)
+        message = f"{bad_file}: {problem}" if bad_file is not None else problem
+        skipped.append((item.key, message))
+        logger.warning("skipping %s: %s", item.key, message)
     if use_cache and (todo or set(cached) != set(fresh)):
         try:
             _write_cache(path, version, fresh)
@@ -206,20 +211,34 @@ def load_items_cached(
     return records
 
 
+def default_on_error() -> str:
+    """The skip policy of registered splits: ``$BODYPARTS_ON_ERROR`` ("raise" by default, or "skip")."""
+    value = os.environ.get("BODYPARTS_ON_ERROR", "raise")
+    check_on_error(value)
+    return value
+
+
 def register_native_split(
     name: str,
-    load: Callable[[], List[Dict[str, Any]]],
+    load: Callable[..., List[Dict[str, Any]]],
     metadata: Dict[str, Any],
 ) -> None:
-    """Register a lazily loaded split: ``load()`` runs on first ``DatasetCatalog.get(name)``.
+    """Register a lazily loaded split: ``load(on_error=...)`` runs on first ``DatasetCatalog.get(name)``.
 
-    ``metadata`` is typically :func:`bodyparts.data.datasets.generic.bodyparts_metadata` plus
-    dataset-specific entries (root directories, split list file, ...).
+    ``on_error`` is :func:`default_on_error` at load time, so ``BODYPARTS_ON_ERROR=skip`` trains on
+    a dataset with a few broken files (each logged, with a final count). ``load`` may also take no
+    argument. ``metadata`` is typically :func:`bodyparts.data.datasets.generic.bodyparts_metadata`
+    plus dataset-specific entries (root directories, split list file, ...).
     """
+    takes_on_error = "on_error" in inspect.signature(load).parameters
+
+    def _load() -> List[Dict[str, Any]]:
+        return load(on_error=default_on_error()) if takes_on_error else load()
+
     if name in DatasetCatalog.list():
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
-    DatasetCatalog.register(name, load)
+    DatasetCatalog.register(name, _load)
     MetadataCatalog.get(name).set(**metadata)
 
 

@@ -1,9 +1,9 @@
 """PASCAL-Part (person class) and Pascal-Person-Part, read from their native files.
 
 Native format (../shared/DATASETS.md section 1): one MATLAB 5 ``.mat`` file per VOC2010 image,
-``Annotations_Part/<id>.mat``, holding one struct ``anno`` with ``imname`` and ``objects`` (one entry
-per annotated object of any VOC class: ``class``, ``class_ind``, ``mask`` (H, W) {0, 1}, ``parts``
-with ``part_name`` and ``mask``). The images are ``JPEGImages/<id>.jpg``.
+``Annotations_Part/<id>.mat``, holding one struct ``anno`` with ``imname`` and ``objects`` (one
+entry per annotated object of any VOC class: ``class``, ``class_ind``, ``mask`` (H, W) {0, 1},
+``parts`` with ``part_name`` and ``mask``). The images are ``JPEGImages/<id>.jpg``.
 
 Format decisions:
 
@@ -41,6 +41,7 @@ official ``pascal_person_part_gt/<id>.png`` maps are NOT used as ``sem_seg_file_
 ppp6 labels, while the contract requires labels of the record's taxonomy (pascal_part24). Their
 folder is given in the split metadata (``ppp_gt_dir``).
 """
+
 import hashlib
 import logging
 import os
@@ -85,12 +86,30 @@ COMPLETE_COVERAGE = 0.95  # parts_complete iff labelled pixels / silhouette pixe
 
 # Overlap priority, lowest first: a pixel covered by several parts gets the last one listed.
 PART_PRIORITY: Tuple[str, ...] = (
-    "torso", "neck",
-    "luarm", "ruarm", "luleg", "ruleg",
-    "llarm", "rlarm", "llleg", "rlleg",
-    "lhand", "rhand", "lfoot", "rfoot",
-    "head", "hair",
-    "lear", "rear", "lebrow", "rebrow", "leye", "reye", "nose", "mouth",
+    "torso",
+    "neck",
+    "luarm",
+    "ruarm",
+    "luleg",
+    "ruleg",
+    "llarm",
+    "rlarm",
+    "llleg",
+    "rlleg",
+    "lhand",
+    "rhand",
+    "lfoot",
+    "rfoot",
+    "head",
+    "hair",
+    "lear",
+    "rear",
+    "lebrow",
+    "rebrow",
+    "leye",
+    "reye",
+    "nose",
+    "mouth",
 )
 assert sorted(PART_PRIORITY) == sorted(PASCAL_PART24.part_names)
 
@@ -169,14 +188,17 @@ def _read_anno(mat_path: str) -> np.void:
         raise DatasetFormatError(mat_path, "annotation file not found") from None
     except Exception as e:  # scipy raises many types on truncated or foreign files
         raise DatasetFormatError(
-            mat_path, f"not a readable MATLAB 5 .mat file, truncated or corrupt? ({type(e).__name__}: {e})"
+            mat_path,
+            f"not a readable MATLAB 5 .mat file, truncated or corrupt? ({type(e).__name__}: {e})",
         ) from None
     if "anno" not in data:
         found = sorted(k for k in data if not k.startswith("__"))
         raise DatasetFormatError(mat_path, f"no variable 'anno' in the file (variables: {found})")
     annos = _structs(data["anno"], mat_path, "'anno'")
     if len(annos) != 1:
-        raise DatasetFormatError(mat_path, f"'anno' must be a 1x1 struct, found {len(annos)} entries")
+        raise DatasetFormatError(
+            mat_path, f"'anno' must be a 1x1 struct, found {len(annos)} entries"
+        )
     return annos[0]
 
 
@@ -191,10 +213,14 @@ def _is_person(obj: np.void, mat_path: str, where: str) -> bool:
     return cls == "person"
 
 
-def _person_parts(obj: np.void, shape, mat_path: str, where: str, image: str) -> Dict[str, np.ndarray]:
+def _person_parts(
+    obj: np.void, shape, mat_path: str, where: str, image: str
+) -> Dict[str, np.ndarray]:
     """The person's part masks by name (bool (H, W)); same-name parts are united."""
     named: Dict[str, np.ndarray] = {}
-    for j, part in enumerate(_structs(_field(obj, "parts", mat_path, where), mat_path, f"{where}.parts")):
+    for j, part in enumerate(
+        _structs(_field(obj, "parts", mat_path, where), mat_path, f"{where}.parts")
+    ):
         pwhere = f"{where}.parts({j + 1})"
         name = _string(_field(part, "part_name", mat_path, pwhere), mat_path, f"{pwhere}.part_name")
         if name not in _LABEL:
@@ -203,7 +229,13 @@ def _person_parts(obj: np.void, shape, mat_path: str, where: str, image: str) ->
                 f"{where} (person): unknown part name {name!r} in {pwhere}; "
                 f"known person parts: {list(PASCAL_PART24.part_names)}",
             )
-        mask = _mask(_field(part, "mask", mat_path, pwhere), shape, mat_path, f"{pwhere}.mask ({name})", image)
+        mask = _mask(
+            _field(part, "mask", mat_path, pwhere),
+            shape,
+            mat_path,
+            f"{pwhere}.mask ({name})",
+            image,
+        )
         named[name] = named[name] | mask if name in named else mask
     return named
 
@@ -242,11 +274,12 @@ def _person_annotation(silhouette: np.ndarray, named: Dict[str, np.ndarray]) -> 
         "segmentation": encode_mask(silhouette),
         "parts": None,
     }
-    labels = resolve_part_labels(named, silhouette)
-    present = [int(v) for v in np.unique(labels) if v]
+    labels = np.asfortranarray(resolve_part_labels(named, silhouette))  # RLE wants column-major
+    counts = np.bincount(labels.ravel(order="K"), minlength=PASCAL_PART24.num_classes)
+    present = [lab for lab in range(1, len(counts)) if counts[lab]]
     if present:
         ann["parts"] = {lab: encode_mask(labels == lab) for lab in present}
-        ann["parts_complete"] = bool(np.count_nonzero(labels) >= COMPLETE_COVERAGE * ann["area"])
+        ann["parts_complete"] = bool(counts[1:].sum() >= COMPLETE_COVERAGE * ann["area"])
     return ann
 
 
@@ -258,7 +291,9 @@ def _image_size(image_path: str) -> Tuple[int, int]:
         with Image.open(image_path) as im:
             w, h = im.size
     except Exception as e:
-        raise DatasetFormatError(image_path, f"not a readable image ({type(e).__name__}: {e})") from None
+        raise DatasetFormatError(
+            image_path, f"not a readable image ({type(e).__name__}: {e})"
+        ) from None
     return h, w
 
 
@@ -268,21 +303,29 @@ def _convert_item(item: LoadItem) -> List[Dict[str, Any]]:
     anno = _read_anno(mat_path)
     imname = _string(_field(anno, "imname", mat_path, "'anno'"), mat_path, "anno.imname")
     if imname != item.key:
-        raise DatasetFormatError(mat_path, f"anno.imname {imname!r} differs from the file name {item.key!r}")
+        raise DatasetFormatError(
+            mat_path, f"anno.imname {imname!r} differs from the file name {item.key!r}"
+        )
     objects = _structs(_field(anno, "objects", mat_path, "'anno'"), mat_path, "anno.objects")
-    persons = [(k, o) for k, o in enumerate(objects) if _is_person(o, mat_path, f"anno.objects({k + 1})")]
+    persons = [
+        (k, o) for k, o in enumerate(objects) if _is_person(o, mat_path, f"anno.objects({k + 1})")
+    ]
     if not persons:
         return []
     shape = _image_size(image_path)
     annotations = []
     for k, obj in persons:
         where = f"anno.objects({k + 1})"
-        silhouette = _mask(_field(obj, "mask", mat_path, where), shape, mat_path, f"{where}.mask", image_path)
+        silhouette = _mask(
+            _field(obj, "mask", mat_path, where), shape, mat_path, f"{where}.mask", image_path
+        )
         named = _person_parts(obj, shape, mat_path, where, image_path)
-        if not silhouette.any():
-            logger.debug("%s: %s (person) has an empty mask; dropped", mat_path, where)
-            continue
-        annotations.append(_person_annotation(silhouette, named))
+        if silhouette.any():
+            annotations.append(_person_annotation(silhouette, named))
+    if len(annotations) < len(persons):
+        logger.debug(
+            "%s: dropped %d person(s) with an empty mask", mat_path, len(persons) - len(annotations)
+        )
     if not annotations:
         return []
     record = {
@@ -334,13 +377,23 @@ def load_pascal_part(
     """
     ids = _ids_in(anno_dir) if image_ids is None else [str(i) for i in image_ids]
     items = [
-        LoadItem(i, (os.path.join(anno_dir, f"{i}.mat"), os.path.join(image_dir, f"{i}.jpg"))) for i in ids
+        LoadItem(i, (os.path.join(anno_dir, f"{i}.mat"), os.path.join(image_dir, f"{i}.jpg")))
+        for i in ids
     ]
-    ids_digest = "all" if image_ids is None else hashlib.sha1("\n".join(ids).encode("utf-8")).hexdigest()
+    ids_digest = (
+        "all" if image_ids is None else hashlib.sha1("\n".join(ids).encode("utf-8")).hexdigest()
+    )
     cache_key = f"{os.path.abspath(anno_dir)}|{os.path.abspath(image_dir)}|{ids_digest}"
     return load_items_cached(
-        "pascal_part", cache_key, _VERSION, items, _convert_item,
-        on_error=on_error, use_cache=use_cache, desc=f"pascal_part {anno_dir}", report=report,
+        "pascal_part",
+        cache_key,
+        _VERSION,
+        items,
+        _convert_item,
+        on_error=on_error,
+        use_cache=use_cache,
+        desc=f"pascal_part {anno_dir}",
+        report=report,
     )
 
 
@@ -367,11 +420,14 @@ def read_id_list(list_file: str) -> List[str]:
         stems = [os.path.splitext(os.path.basename(t))[0] for t in tokens]
         if len(tokens) > 2 or (len(tokens) == 2 and stems[0] != stems[1]) or not stems[0]:
             raise DatasetFormatError(
-                list_file, f"line {lineno}: expected '<id>' or '<image path> <gt path>' of one id, got {line!r}"
+                list_file,
+                f"line {lineno}: expected '<id>' or '<image path> <gt path>' of one id, "
+                f"got {line!r}",
             )
         if stems[0] in first_line:
             raise DatasetFormatError(
-                list_file, f"line {lineno}: id {stems[0]!r} already listed on line {first_line[stems[0]]}"
+                list_file,
+                f"line {lineno}: id {stems[0]!r} already listed on line {first_line[stems[0]]}",
             )
         first_line[stems[0]] = lineno
         ids.append(stems[0])
@@ -387,7 +443,7 @@ def load_pascal_person_part(
     use_cache: bool = True,
     report: Optional[LoadReport] = None,
 ) -> List[Dict[str, Any]]:
-    """Pascal-Person-Part: the PASCAL-Part person records (pascal_part24) of the ids in ``list_file``.
+    """Pascal-Person-Part: the PASCAL-Part person records (pascal_part24) of ``list_file``'s ids.
 
     ``list_file`` is ``train_id.txt`` / ``val_id.txt`` (one id per line) or ``train.txt`` /
     ``val.txt`` (``<image path> <gt path>``), see :func:`read_id_list`. The 6 Pascal-Person-Part
@@ -395,7 +451,9 @@ def load_pascal_person_part(
     returns as :func:`load_pascal_part`.
     """
     ids = read_id_list(list_file)
-    return load_pascal_part(anno_dir, image_dir, ids, on_error=on_error, use_cache=use_cache, report=report)
+    return load_pascal_part(
+        anno_dir, image_dir, ids, on_error=on_error, use_cache=use_cache, report=report
+    )
 
 
 # ---- registration
@@ -437,7 +495,12 @@ def register_all_pascal_part(root: Optional[str] = None) -> List[str]:
     root = datasets_root() if root is None else root
     paths = pascal_part_paths(root)
     anno_dir, image_root = paths["anno_dir"], paths["image_root"]
-    base = dict(bodyparts_metadata(PART_TAXONOMY, None), dataset_root=root, anno_dir=anno_dir, image_root=image_root)
+    base = dict(
+        bodyparts_metadata(PART_TAXONOMY, None),
+        dataset_root=root,
+        anno_dir=anno_dir,
+        image_root=image_root,
+    )
     names = []
     for split in ("train", "val"):
         split_file = os.path.join(paths["voc_main"], f"{split}.txt")
@@ -454,7 +517,12 @@ def register_all_pascal_part(root: Optional[str] = None) -> List[str]:
         register_native_split(
             name,
             lambda f=list_file: load_pascal_person_part(anno_dir, image_root, f),
-            dict(base, split_file=list_file, default_part_taxonomy="ppp6", ppp_gt_dir=paths["ppp_gt_dir"]),
+            dict(
+                base,
+                split_file=list_file,
+                default_part_taxonomy="ppp6",
+                ppp_gt_dir=paths["ppp_gt_dir"],
+            ),
         )
         names.append(name)
     return names
