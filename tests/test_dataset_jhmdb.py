@@ -352,7 +352,9 @@ def test_register_all_and_metadata(tmp_path, monkeypatch):
         assert ("left_shoulder", "right_shoulder") in meta.keypoint_flip_map
         assert len(meta.keypoint_flip_map) == 6 and len(meta.keypoint_oks_sigmas) == 15
         assert meta.jhmdb_root == str(tmp_path / "jhmdb")
-        monkeypatch.setenv("BODYPARTS_ON_ERROR", "skip")  # registered splits take the skip policy from it
+        monkeypatch.setenv(
+            "BODYPARTS_ON_ERROR", "skip"
+        )  # registered splits take the skip policy from it
         _truncate(fx.clip_dirs(str(tmp_path / "jhmdb"), CLIP_C)["mask"])
         assert len(DatasetCatalog.get("jhmdb_split1_train")) == fx.usable_frames(CLIP_A)
         assert MetadataCatalog.get("jhmdb_split1_train_stride5").jhmdb_split["frame_stride"] == 5
@@ -393,3 +395,20 @@ def test_keypoints_to_coco17(jhmdb_root):
     left_shoulder = coco_kps[coco.index("left_shoulder")]
     assert left_shoulder.tolist() == [190.5, 42.5, 2]  # JOINT_PIXELS[4] = (row 42, col 190)
     assert coco_kps[coco.index("right_ankle")].tolist() == [150.5, 178.5, 2]
+
+
+def test_matlab_variants_single_frame_and_double(tmp_path):
+    """MATLAB drops trailing singleton dims (1-frame clip) and may store labels as double."""
+    root = str(tmp_path)
+    paths = fx.write_clip(root, "sit/v", 1)
+    silhouette, flow = fx.person_maps(0)
+    fx.write_mat(paths["mask"], part_mask=silhouette.astype(np.float64))  # (240, 320), double
+    fx.write_mat(paths["flow"], part_mask=flow.astype(np.float64))
+    fx.write_mat(paths["joints"], pos_img=fx.pos_img(1)[:, :, 0])  # (2, 15)
+    fx.write_split_files(root, {2: {"sit/v": 2}})
+    (rec,) = load_jhmdb(root, 2, "test")
+    ann = rec["annotations"][0]
+    np.testing.assert_array_equal(part_label_map(ann, 240, 320), flow * silhouette)
+    np.testing.assert_allclose(
+        np.array(ann["keypoints"]).reshape(15, 3)[:, :2], fx.expected_keypoints(0)
+    )

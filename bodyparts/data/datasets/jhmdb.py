@@ -399,6 +399,7 @@ def _convert_clip(paths: _ClipPaths, opts: _Options) -> List[Dict[str, Any]]:
     counts = {paths.joints: pos.shape[2], paths.mask: mask.shape[2]}
     if flow is not None:
         _check_flow(paths, flow, mask.shape[:2], num_parts)
+        flow = flow.astype(np.uint8, copy=False)  # labels 0..num_parts (checked)
         counts[paths.flow] = flow.shape[2]
     usable = _num_usable(paths, frames, counts)
     records, outside, empty = [], 0, 0

@@ -42,6 +42,7 @@ ppp6 labels, while the contract requires labels of the record's taxonomy (pascal
 folder is given in the split metadata (``ppp_gt_dir``).
 """
 
+import functools
 import hashlib
 import logging
 import os
@@ -472,11 +473,13 @@ def pascal_part_paths(root: str) -> Dict[str, str]:
     }
 
 
-def _load_voc_split(anno_dir: str, image_root: str, split_file: str) -> List[Dict[str, Any]]:
+def _load_voc_split(
+    anno_dir: str, image_root: str, split_file: str, on_error: str = "raise"
+) -> List[Dict[str, Any]]:
     """VOC2010 Main split ids that have a PASCAL-Part annotation file."""
     annotated = set(_ids_in(anno_dir))
     ids = [i for i in read_id_list(split_file) if i in annotated]
-    return load_pascal_part(anno_dir, image_root, ids)
+    return load_pascal_part(anno_dir, image_root, ids, on_error=on_error)
 
 
 def register_all_pascal_part(root: Optional[str] = None) -> List[str]:
@@ -507,7 +510,7 @@ def register_all_pascal_part(root: Optional[str] = None) -> List[str]:
         name = f"pascal_part_person_{split}"
         register_native_split(
             name,
-            lambda s=split_file: _load_voc_split(anno_dir, image_root, s),
+            functools.partial(_load_voc_split, anno_dir, image_root, split_file),
             dict(base, split_file=split_file),
         )
         names.append(name)
@@ -516,7 +519,7 @@ def register_all_pascal_part(root: Optional[str] = None) -> List[str]:
         name = f"pascal_person_part_{split}"
         register_native_split(
             name,
-            lambda f=list_file: load_pascal_person_part(anno_dir, image_root, f),
+            functools.partial(load_pascal_person_part, anno_dir, image_root, list_file),
             dict(
                 base,
                 split_file=list_file,

@@ -1,0 +1,80 @@
+"""tools/check_dataset.py on a registered PASCAL-Part fixture split with one broken file."""
+import importlib.util
+import json
+import os
+
+import pytest
+
+from bodyparts.data.datasets.pascal_part import register_all_pascal_part
+
+from conftest import REPO
+from fixtures.pascal_part import write_pascal_part_fixture
+
+TOOL = os.path.join(REPO, "tools", "check_dataset.py")
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("bodyparts_check_dataset_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def pascal_root(tmp_path):
+    """The PASCAL-Part fixture in the registered layout; the val list names a corrupt .mat."""
+    root = tmp_path / "datasets"
+    anno = root / "pascal_part" / "Annotations_Part"
+    images = root / "VOCdevkit" / "VOC2010" / "JPEGImages"
+    expected = write_pascal_part_fixture(str(root / "pascal_part"), image_dir="../VOCdevkit/VOC2010/JPEGImages")
+    main = root / "VOCdevkit" / "VOC2010" / "ImageSets" / "Main"
+    main.mkdir(parents=True)
+    ids = sorted(expected)
+    (main / "train.txt").write_text("\n".join(ids) + "\n")
+    (anno / "2010_000009.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(40))
+    (main / "val.txt").write_text("2008_000002\n2010_000009\n")
+    assert images.is_dir()
+    register_all_pascal_part(str(root))
+    yield root, expected
+    from bodyparts.data.datasets.builtin import register_all
+
+    register_all()  # back to the default datasets root
+
+
+def test_check_dataset_reports_counts_and_renders(pascal_root, tmp_path, monkeypatch, capsys):
+    root, expected = pascal_root
+    monkeypatch.setenv("BODYPARTS_ON_ERROR", "raise")
+    tool = _tool()
+    out = tmp_path / "report"
+    args = tool.get_parser().parse_args(
+        ["pascal_part_person_train", "--output", str(out), "--num-vis", "2", "--taxonomy", "lr6", "--timing"]
+    )
+    assert tool.main(args) == 0
+    summary = json.loads((out / "pascal_part_person_train" / "summary.json").read_text())
+    # images with persons: 2008_000001 (persons a, b, c) and 2008_000002 (one person); 2009_000003
+    # (a cat and a boat) has none and gives no record
+    assert summary["images"] == 2 and summary["images_with_persons"] == 2
+    persons = sum(len(expected[i].persons) for i in ("2008_000001", "2008_000002"))
+    assert summary["persons"]["total"] == persons == 4
+    assert summary["persons"].get("with_keypoints", 0) == 0
+    assert summary["problems"] == []
+    assert set(summary["part_share_lr6"]) == {"head", "torso", "left_arm", "right_arm", "left_leg", "right_leg"}
+    assert summary["part_share_lr6"]["right_arm"] == 0.0  # no right arm part in the fixture
+    assert summary["timing"]["warm_records_per_s"] > 0
+    samples = sorted(os.listdir(out / "pascal_part_person_train" / "samples"))
+    assert samples == ["2008_000001.png", "2008_000002.png"]
+    assert "with all parts" in capsys.readouterr().out
+
+
+def test_check_dataset_broken_file_stops_or_is_skipped(pascal_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BODYPARTS_ON_ERROR", "raise")
+    tool = _tool()
+    args = tool.get_parser().parse_args(["pascal_part_person_val", "--output", str(tmp_path / "r")])
+    with pytest.raises(tool.DataContractError, match=r"2010_000009.mat: .*truncated or corrupt"):
+        tool.main(args)
+    args = tool.get_parser().parse_args(["pascal_part_person_val", "--output", str(tmp_path / "r"), "--skip-bad"])
+    assert tool.main(args) == 0
+    summary = json.loads((tmp_path / "r" / "pascal_part_person_val" / "summary.json").read_text())
+    assert summary["images"] == 1  # 2008_000002; the broken file is skipped (and logged)
+    with pytest.raises(tool.CheckError, match="unknown dataset 'pascal_part_person_tset'"):
+        tool.main(tool.get_parser().parse_args(["pascal_part_person_tset"]))

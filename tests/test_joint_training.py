@@ -1,0 +1,121 @@
+"""Training on several datasets at once in a shared taxonomy (DATASETS.TRAIN with several names).
+
+PASCAL-Part fixture persons (pascal_part24 parts, no keypoints) and synthetic people (fine_lr parts,
+COCO keypoints) train one model in the lr6 taxonomy: part labels of both are mapped to lr6, the
+PASCAL persons get unlabelled keypoints (no keypoint loss), and a taxonomy one dataset cannot express
+is an error at start-up that names the dataset and the missing parts.
+"""
+import os
+from argparse import Namespace
+
+import numpy as np
+import pytest
+import torch
+from detectron2.data import DatasetCatalog
+from detectron2.modeling import build_model
+from detectron2.utils.events import EventStorage
+
+from bodyparts.data.datasets.generic import bodyparts_metadata
+from bodyparts.data.datasets.native import register_native_split
+from bodyparts.data.datasets.pascal_part import load_pascal_part
+from bodyparts.engine import Trainer, setup_cfg
+from bodyparts.taxonomy import LR6, TaxonomyError
+
+from conftest import REPO, TINY_OPTS
+from fixtures.pascal_part import image_a, write_image
+
+PARTS_CONFIG = os.path.join(REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml")
+PASCAL = "test_joint_pascal_fixture"
+
+
+@pytest.fixture(scope="module")
+def pascal_split(tmp_path_factory):
+    """Image A of the PASCAL-Part fixture at 96 x 128, registered as a split."""
+    root = str(tmp_path_factory.mktemp("joint_pascal"))
+    write_image(root, image_a(scale=2))
+    anno, images = os.path.join(root, "Annotations_Part"), os.path.join(root, "JPEGImages")
+    register_native_split(
+        PASCAL,
+        lambda on_error="raise": load_pascal_part(anno, images, on_error=on_error),
+        bodyparts_metadata("pascal_part24", None),
+    )
+    yield PASCAL
+    DatasetCatalog.remove(PASCAL)
+
+
+def _cfg(tmp_path, *opts):
+    args = Namespace(
+        config_file=PARTS_CONFIG,
+        opts=[
+            *TINY_OPTS, "OUTPUT_DIR", str(tmp_path),
+            "DATASETS.TRAIN", f"('bodyparts_synthetic_train', '{PASCAL}')",
+            "BODYPARTS.PART_TAXONOMY", "lr6",
+            "MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE", "0",
+            "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION", "8", "MODEL.ROI_BODYPART_HEAD.CONV_DIMS", "[32, 32]",
+            "MODEL.ROI_BODYPART_HEAD.UP_SCALE", "1", "INPUT.MIN_SIZE_TRAIN", "(96,)",
+            "SOLVER.IMS_PER_BATCH", "4", "INPUT.RANDOM_FLIP", "none",
+            *opts,
+        ],
+    )
+    cfg = setup_cfg(args, for_launch_only=True)
+    from bodyparts.data.datasets import register_synthetic_from_cfg
+
+    register_synthetic_from_cfg(cfg)
+    return cfg
+
+
+def test_joint_batches_map_parts_and_keypoints(datasets_root, tmp_path, pascal_split):
+    cfg = _cfg(tmp_path)
+    mapper_cls = Trainer.build_train_loader  # the Trainer picks BodyPartsDatasetMapper by metadata
+    seen = {"pascal": 0, "synthetic": 0}
+    loader = iter(mapper_cls(cfg))
+    for _ in range(8):
+        for item in next(loader):
+            inst = item["instances"]
+            labels = inst.gt_part_maps.tensor
+            assert int(labels[labels != 255].max()) <= LR6.num_parts  # lr6 labels only
+            kps = inst.gt_keypoints.tensor
+            assert kps.shape[1:] == (17, 3)
+            if "JPEGImages" in item["file_name"]:
+                seen["pascal"] += 1
+                assert (kps == 0).all()  # no keypoints in PASCAL-Part: unlabelled, no loss
+                assert len(inst) == 3  # persons a, b, c; the empty person d is not a person
+                # person a: head (hair, eyes) -> 1, neck + torso -> 2, left arm parts -> 3
+                present = set(labels[0].unique().tolist()) - {0, 255}
+                assert present == {1, 2, 3}
+            else:
+                seen["synthetic"] += 1
+                assert (kps[..., 2] > 0).any()
+        if seen["pascal"] and seen["synthetic"]:
+            break
+    assert seen["pascal"] and seen["synthetic"], seen
+
+
+def test_joint_training_steps_have_finite_losses(datasets_root, tmp_path, pascal_split):
+    cfg = _cfg(tmp_path)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    optim = torch.optim.SGD(model.parameters(), lr=0.002, momentum=0.9)
+    loader = iter(Trainer.build_train_loader(cfg))
+    with EventStorage():
+        for _ in range(3):
+            losses = model(next(loader))
+            assert {"loss_part", "loss_keypoint", "loss_mask"} <= set(losses)
+            assert all(np.isfinite(v.item()) for v in losses.values()), losses
+            optim.zero_grad()
+            sum(losses.values()).backward()
+            optim.step()
+
+
+def test_inexpressible_taxonomy_is_a_start_up_error(datasets_root, tmp_path, pascal_split):
+    """J-HMDB-like data cannot give fine_lr (no hands/feet): the mapper refuses at start-up."""
+    from bodyparts.data.mappers import part_luts_for_datasets
+    from bodyparts.data.datasets.jhmdb import register_all_jhmdb
+
+    register_all_jhmdb(str(tmp_path))  # lazy: nothing is read
+    with pytest.raises(TaxonomyError, match=r"dataset 'jhmdb_split1_train'.*'jhmdb10' cannot express.*'fine_lr'.*left_hand"):
+        part_luts_for_datasets([PASCAL, "jhmdb_split1_train"], "fine_lr")
+    assert set(part_luts_for_datasets([PASCAL, "jhmdb_split1_train"], "lr6")) == {"pascal_part24", "jhmdb10"}
+    from bodyparts.data.datasets.builtin import register_all
+
+    register_all()  # restore the default roots of the built-in splits
