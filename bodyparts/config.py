@@ -16,7 +16,7 @@ __all__ = ["add_bodyparts_config"]
 def add_taxonomy_config(cfg: CN) -> None:
     _C = cfg
     _C.BODYPARTS = CN()
-    # Part taxonomy the model predicts (bodyparts.taxonomy.PART_TAXONOMIES: fine_lr, lr6, ppp6).
+    # Part taxonomy the model predicts (taxonomy.PART_TAXONOMIES: fine_lr, lr6, ppp6 or a native set).
     # Every training/test dataset must be able to express it (checked at start-up).
     _C.BODYPARTS.PART_TAXONOMY = "fine_lr"
     # Keypoint taxonomy (bodyparts.taxonomy.KEYPOINT_TAXONOMIES); sets names, flip map, OKS sigmas.
