@@ -1,7 +1,7 @@
 # bodyparts: the two commands of the README are `make demo` (main job) and `make test`.
 # Both set the environment up first (idempotent, fast when already done).
 PY ?= .venv/bin/python
-QUICK_CONFIG ?= configs/quick_schedules/bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml
+QUICK_CONFIG ?= configs/quick_schedules/bodyparts_rcnn_R18_FPN_synthetic_cpu_shared.yaml
 BASELINE_CONFIG ?= configs/quick_schedules/person_rcnn_R18_FPN_synthetic_cpu.yaml
 PYTEST_ARGS ?=
 

@@ -48,11 +48,20 @@ def test_train_then_evaluate(datasets_root, tmp_path):
 
 
 PARTS_CONFIG = os.path.join(REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml")
+# the README's main job (make demo): one shared ROI trunk for parts, silhouettes and keypoints
+MAIN_JOB_CONFIG = os.path.join(REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu_shared.yaml")
 
 
-def test_parts_model_train_then_evaluate(datasets_root, tmp_path):
-    """The part model trains and is evaluated with COCO AP and the parsing metrics."""
-    args = Namespace(config_file=PARTS_CONFIG, opts=[*TINY_OPTS, "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "4",
+def test_makefile_main_job_is_the_shared_trunk_config():
+    with open(os.path.join(REPO, "Makefile")) as f:
+        assert f"QUICK_CONFIG ?= {os.path.relpath(MAIN_JOB_CONFIG, REPO)}" in f.read()
+
+
+@pytest.mark.parametrize("config", [PARTS_CONFIG, MAIN_JOB_CONFIG], ids=["detectron2_heads", "shared_trunk"])
+def test_parts_model_train_then_evaluate(datasets_root, tmp_path, config):
+    """The part model trains and is evaluated with COCO AP (boxes, silhouettes, keypoints) and the
+    parsing metrics, with Detectron2's mask / keypoint heads or with the shared part trunk."""
+    args = Namespace(config_file=config, opts=[*TINY_OPTS, "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "4",
                                                      "SOLVER.CHECKPOINT_PERIOD", "100"],
                      eval_only=False, resume=False, num_gpus=1)
     cfg = setup_cfg(args)
