@@ -91,7 +91,9 @@ def test_color_count_must_match_parts():
 
 def test_get_part_taxonomy():
     assert get_part_taxonomy("fine_lr") is FINE_LR
-    assert sorted(PART_TAXONOMIES) == ["fine_lr", "lr6", "ppp6"]
+    assert sorted(PART_TAXONOMIES) == [
+        "ade_person15", "fine_lr", "jhmdb10", "lap14", "lr6", "pascal_part24", "ppp6"
+    ]
     with pytest.raises(TaxonomyError, match=r"unknown part taxonomy 'lip20'.*'fine_lr'"):
         get_part_taxonomy("lip20")
 
@@ -216,3 +218,67 @@ def test_same_name_parts_map_implicitly_and_missing_parts_are_exact():
         assert part in msg
     assert "'head'" not in msg and "'torso'" not in msg
     assert not can_express("lr6", "ppp6")
+
+
+@pytest.mark.parametrize(
+    "source,expressible",
+    [
+        ("pascal_part24", {"fine_lr", "lr6", "ppp6"}),
+        ("lap14", {"fine_lr", "lr6", "ppp6"}),
+        ("ade_person15", {"lr6"}),
+        ("jhmdb10", {"lr6", "ppp6"}),
+    ],
+)
+def test_native_taxonomies_express_the_shared_ones(source, expressible):
+    from bodyparts.taxonomy import can_express
+
+    assert {t for t in ("fine_lr", "lr6", "ppp6") if can_express(source, t)} == expressible
+
+
+def test_native_mappings_on_known_labels():
+    from bodyparts.taxonomy import mapping_lut
+
+    pascal = get_part_taxonomy("pascal_part24")
+    # part2ind order: 1 head ... 10 hair, 11 torso, 12 neck, 13 llarm, 14 luarm, 15 lhand
+    assert pascal.part_names[:1] == ("head",) and pascal.label_of("neck") == 12 and pascal.label_of("rfoot") == 24
+    lut = mapping_lut("pascal_part24", "ppp6")
+    ppp = get_part_taxonomy("ppp6")
+    assert lut[pascal.label_of("neck")] == ppp.label_of("torso")  # Pascal-Panoptic-Parts grouping
+    assert lut[pascal.label_of("lhand")] == ppp.label_of("lower_arms")
+    assert lut[pascal.label_of("rfoot")] == ppp.label_of("lower_legs")
+    assert lut[pascal.label_of("hair")] == ppp.label_of("head")
+    lr6 = get_part_taxonomy("lr6")
+    ade = get_part_taxonomy("ade_person15")
+    lut = mapping_lut("ade_person15", "lr6")
+    assert lut[ade.label_of("right_shoulder")] == lr6.label_of("torso")
+    assert lut[ade.label_of("left_hand")] == lr6.label_of("left_arm")
+    assert lut[ade.label_of("right_foot")] == lr6.label_of("right_leg")
+    lap = get_part_taxonomy("lap14")
+    fine = get_part_taxonomy("fine_lr")
+    lut = mapping_lut("lap14", "fine_lr")
+    assert lut[lap.label_of("larm")] == fine.label_of("left_upper_arm")  # LAP "arm" = upper arm
+    assert lut[lap.label_of("rleg")] == fine.label_of("right_lower_leg")  # LAP "leg" = lower leg
+    assert lut[lap.label_of("lthigh")] == fine.label_of("left_upper_leg")
+
+
+def test_native_flip_tables_swap_sides():
+    for name in ("pascal_part24", "lap14", "ade_person15", "jhmdb10"):
+        tax = get_part_taxonomy(name)
+        lut = tax.flip_lut()
+        assert (lut[lut] == range(tax.num_classes)).all()  # an involution
+        for a, b in tax.flip_pairs:
+            assert lut[tax.label_of(a)] == tax.label_of(b)
+    assert get_part_taxonomy("pascal_part24").flip_lut()[2] == 3  # leye <-> reye
+
+
+def test_jhmdb_keypoints_map_to_coco_by_name():
+    from bodyparts.taxonomy import keypoint_index_map
+
+    jh = get_keypoint_taxonomy("jhmdb15")
+    coco = get_keypoint_taxonomy("coco17")
+    index = keypoint_index_map("jhmdb15", "coco17")
+    assert (index >= 0).sum() == 12  # shoulders, elbows, wrists, hips, knees, ankles
+    for k, name in enumerate(coco.names):
+        assert index[k] == (jh.names.index(name) if name in jh.names else -1)
+    assert (keypoint_index_map("coco17", "coco17") == range(17)).all()
+    assert len(jh.oks_sigmas) == jh.num_keypoints == 15
