@@ -119,3 +119,50 @@ def test_inexpressible_taxonomy_is_a_start_up_error(datasets_root, tmp_path, pas
     from bodyparts.data.datasets.builtin import register_all
 
     register_all()  # restore the default roots of the built-in splits
+
+
+def test_joint_config_on_native_fixtures_of_all_four_datasets(tmp_path):
+    """configs/joint: PASCAL-Part, ChaLearn LAP, ADE20K 2021 and J-HMDB fixtures in their native
+    trees under one datasets root load through the registered splits and map into lr6 part maps and
+    J-HMDB keypoints; only J-HMDB persons have labelled keypoints."""
+    from detectron2.config import get_cfg
+    from detectron2.data import get_detection_dataset_dicts
+
+    from bodyparts import add_bodyparts_config
+    from bodyparts.data.datasets.builtin import register_all
+    from bodyparts.data.mappers import BodyPartsDatasetMapper
+    from fixtures.ade20k import write_ade20k_2021
+    from fixtures.chalearn_lap import write_split_tree
+    from fixtures.jhmdb import write_jhmdb_fixture
+    from fixtures.pascal_part import write_pascal_part_fixture
+
+    root = tmp_path / "datasets"
+    ids = write_pascal_part_fixture(str(root / "pascal_part"), image_dir="../VOCdevkit/VOC2010/JPEGImages")
+    main = root / "VOCdevkit" / "VOC2010" / "ImageSets" / "Main"
+    main.mkdir(parents=True)
+    (main / "train.txt").write_text("\n".join(sorted(ids)) + "\n")
+    write_split_tree(str(root))
+    write_ade20k_2021(str(root / "ADE20K_2021_17_01"))
+    write_jhmdb_fixture(str(root / "jhmdb"))
+    register_all(str(root))
+    try:
+        cfg = get_cfg()
+        add_bodyparts_config(cfg)
+        cfg.merge_from_file(os.path.join(REPO, "configs", "joint", "bodyparts_rcnn_R50_FPN_3x_lr6.yaml"))
+        cfg.merge_from_list(["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "256", "INPUT.RANDOM_FLIP", "none"])
+        dicts = get_detection_dataset_dicts(
+            cfg.DATASETS.TRAIN, filter_empty=True, min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE
+        )
+        taxonomies = {d["part_taxonomy"] for d in dicts}
+        assert taxonomies == {"pascal_part24", "lap14", "ade_person15", "jhmdb10"}
+        mapper = BodyPartsDatasetMapper(cfg, is_train=True)
+        for source in sorted(taxonomies):
+            record = next(d for d in dicts if d["part_taxonomy"] == source)
+            inst = mapper(record)["instances"]
+            labels = inst.gt_part_maps.tensor
+            assert len(inst) >= 1 and int(labels[labels != 255].max()) <= LR6.num_parts, source
+            kps = inst.gt_keypoints.tensor
+            assert kps.shape[1:] == (15, 3)
+            assert bool((kps[..., 2] > 0).any()) == (source == "jhmdb10"), source
+    finally:
+        register_all()  # back to the default datasets root
