@@ -374,3 +374,21 @@ def test_rle_size_not_a_list_is_named():
     }
     with pytest.raises(DataContractError, match=r"image 9.*annotation #0.*'size' must be \[height, width\]"):
         validate_record(rec, source="f.json")
+
+
+def test_person_annotation_from_silhouette_and_labels():
+    from bodyparts.data.contract import mask_box, person_annotation
+
+    sil = np.zeros((4, 6), bool)
+    sil[1:3, 2:5] = True
+    labels = np.zeros((4, 6), np.uint8)
+    labels[1, 2:5] = 3
+    labels[2, 4] = 1
+    assert mask_box(sil) == [2.0, 1.0, 3.0, 2.0]
+    ann = person_annotation(sil, labels)
+    assert ann["bbox"] == [2.0, 1.0, 3.0, 2.0] and ann["bbox_mode"] == BoxMode.XYWH_ABS
+    assert ann["area"] == 6.0 and (decode_rle(ann["segmentation"]) == sil).all()
+    assert sorted(ann["parts"]) == [1, 3]
+    assert int(decode_rle(ann["parts"][3]).sum()) == 3 and decode_rle(ann["parts"][1])[2, 4] == 1
+    assert person_annotation(sil)["parts"] is None
+    assert person_annotation(sil, np.zeros((4, 6), np.uint8))["parts"] == {}

@@ -48,6 +48,8 @@ __all__ = [
     "as_pycoco_rle",
     "part_label_map",
     "silhouette_mask",
+    "mask_box",
+    "person_annotation",
     "PART_IGNORE",
 ]
 
@@ -102,6 +104,35 @@ def silhouette_mask(annotation: Mapping, height: int, width: int) -> np.ndarray:
     out = np.zeros((height, width), dtype=bool)
     out[max(int(y0), 0) : max(math.ceil(y1), 0), max(int(x0), 0) : max(math.ceil(x1), 0)] = True
     return out
+
+
+def mask_box(mask: np.ndarray) -> List[float]:
+    """Tight ``[x, y, w, h]`` box (XYWH_ABS, pixels) of a non-empty mask (H, W)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    x0, y0, x1, y1 = int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+
+
+def person_annotation(silhouette: np.ndarray, part_labels: Optional[np.ndarray] = None) -> Dict[str, Any]:
+    """A person annotation from its silhouette, bool (H, W) non-empty, and optional part labels.
+
+    Returns ``bbox`` (tight, XYWH_ABS), ``bbox_mode``, ``category_id`` 0, ``iscrowd`` 0, ``area``,
+    ``segmentation`` (RLE) and ``parts``: None without ``part_labels``, else {label: RLE} of the
+    labels > 0 present in ``part_labels`` ((H, W) integer map, 0 = no part; possibly empty).
+    """
+    ann: Dict[str, Any] = {
+        "bbox": mask_box(silhouette),
+        "bbox_mode": BoxMode.XYWH_ABS,
+        "category_id": 0,
+        "iscrowd": 0,
+        "area": float(np.count_nonzero(silhouette)),
+        "segmentation": encode_mask(silhouette),
+        "parts": None,
+    }
+    if part_labels is not None:
+        counts = np.bincount(np.asarray(part_labels).ravel(order="K").astype(np.int64))
+        ann["parts"] = {int(k): encode_mask(part_labels == k) for k in np.flatnonzero(counts[1:]) + 1}
+    return ann
 
 
 class _Ctx:

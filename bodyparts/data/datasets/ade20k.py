@@ -75,7 +75,7 @@ from detectron2.structures import BoxMode
 from PIL import Image
 
 from ...taxonomy import get_part_taxonomy
-from ..contract import encode_mask
+from ..contract import encode_mask, mask_box
 from .generic import bodyparts_metadata
 from .native import (
     DatasetFormatError,
@@ -83,6 +83,7 @@ from .native import (
     LoadReport,
     cache_dir,
     check_on_error,
+    image_size,
     load_items_cached,
     register_native_split,
     validate_records,
@@ -182,18 +183,6 @@ def decode_ade_classes(rgb: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return (r // 10) * 256 + rgb[..., 1].astype(np.int32), rgb[..., 2]
 
 
-def _image_size(path: str) -> Tuple[int, int]:
-    """(H, W) of an image from its header (no full decode)."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except FileNotFoundError:
-        raise DatasetFormatError(path, "image not found") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DatasetFormatError(path, f"not a readable image ({e})") from None
-    return h, w
-
-
 def _read_png(path: str, size: Tuple[int, int], modes: Sequence[str], what: str) -> np.ndarray:
     """Decode a PNG of one of ``modes``; raises unless it exists, decodes and is ``size`` (H, W)."""
     try:
@@ -230,24 +219,12 @@ def _read_text(path: str, what: str) -> str:
         return data.decode("latin-1")
 
 
-def _box(mask: Mask) -> List[float]:
-    """Tight XYWH_ABS box of a non-empty mask (H, W), in pixels."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return [
-        float(cols[0]),
-        float(rows[0]),
-        float(cols[-1] + 1 - cols[0]),
-        float(rows[-1] + 1 - rows[0]),
-    ]
-
-
 def _person_annotation(
     silhouette: Mask, parts: Optional[Dict[int, Mask]], ade_id: int, extra: Dict[str, Any]
 ) -> Dict[str, Any]:
     """Contract annotation of one person (silhouette non-empty; ``parts`` label -> mask or None)."""
     ann = {
-        "bbox": _box(silhouette),
+        "bbox": mask_box(silhouette),
         "bbox_mode": BoxMode.XYWH_ABS,
         "category_id": 0,
         "iscrowd": 0,
@@ -658,7 +635,7 @@ def _parts_2021(
 def _convert_2021(item: LoadItem) -> List[Dict[str, Any]]:
     """One 2021 image -> [record] ([] if no person). Sources: jpg, json, parts_1, instance dir."""
     jpg, json_path, parts_png, _ = item.sources
-    size = _image_size(jpg)
+    size = image_size(jpg)
     ann = _read_annotation_json(json_path)
     _check_json_image(ann, json_path, jpg, size)
     objects = [_parse_object(o, json_path, i) for i, o in enumerate(ann["object"])]
@@ -838,7 +815,7 @@ def _assign_parts_2016(
 def _convert_2016(item: LoadItem) -> List[Dict[str, Any]]:
     """One 2016 image -> [record] (or [] without persons). Sources: jpg, seg, parts_1, atr."""
     jpg, seg_png, parts_png, atr = item.sources
-    size = _image_size(jpg)
+    size = image_size(jpg)
     classes, inst = _read_class_png(seg_png, size, "object map (_seg.png)")
     rows = parse_atr(atr)
     person_pixels = classes == PERSON_CLASS

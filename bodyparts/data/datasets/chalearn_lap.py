@@ -48,17 +48,16 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
-from detectron2.structures import BoxMode
-from PIL import Image
 
 from ...taxonomy import get_part_taxonomy
-from ..contract import encode_mask
+from ..contract import person_annotation
 from .generic import bodyparts_metadata
 from .native import (
     DatasetFormatError,
     LoadItem,
     LoadReport,
     check_on_error,
+    image_size,
     load_items_cached,
     register_native_split,
     validate_records,
@@ -119,18 +118,6 @@ class _Frame:
 
 
 # ---------------------------------------------------------------- reading files
-
-
-def _image_size(path: str) -> Tuple[int, int]:
-    """(height, width) of the frame from the JPEG header (no full decode)."""
-    if not os.path.isfile(path):
-        raise DatasetFormatError(path, "frame image not found (its masks exist)")
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DatasetFormatError(path, f"unreadable frame image ({e})") from None
-    return h, w
 
 
 def _read_mask(path: str) -> np.ndarray:
@@ -195,28 +182,16 @@ def limbs_to_label_map(limbs: np.ndarray) -> np.ndarray:
 
 def _person(labels: np.ndarray) -> Dict[str, Any]:
     """Contract annotation of one actor from its label map (H, W) uint8 (not all zero)."""
-    silhouette = labels > 0
-    ys = np.flatnonzero(silhouette.any(axis=1))
-    xs = np.flatnonzero(silhouette.any(axis=0))
-    x0, y0, x1, y1 = int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
-    counts = np.bincount(labels.ravel(), minlength=NUM_LIMBS + 1)
-    return {
-        "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-        "bbox_mode": BoxMode.XYWH_ABS,
-        "category_id": 0,
-        "iscrowd": 0,
-        "area": float(silhouette.sum()),
-        "segmentation": encode_mask(silhouette),
-        "parts": {z: encode_mask(labels == z) for z in range(1, NUM_LIMBS + 1) if counts[z]},
-        "parts_complete": True,
-    }
+    ann = person_annotation(labels > 0, labels)
+    ann["parts_complete"] = True
+    return ann
 
 
 def _convert_frame(frame: _Frame) -> List[Dict[str, Any]]:
     """One record (a list of one) for a frame; raises DatasetFormatError on bad input."""
     if frame.problem is not None:
         raise DatasetFormatError(*frame.problem)
-    h, w = _image_size(frame.jpg)
+    h, w = image_size(frame.jpg, "frame image not found (its masks exist)")
     annotations = []
     for actor in sorted(frame.masks):
         m = frame.masks[actor]

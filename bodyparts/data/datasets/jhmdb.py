@@ -52,16 +52,16 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from detectron2.structures import BoxMode
 
 from ...taxonomy import get_keypoint_taxonomy, get_part_taxonomy
-from ..contract import encode_mask
+from ..contract import person_annotation
 from .generic import bodyparts_metadata
 from .native import (
     DatasetFormatError,
     LoadItem,
     LoadReport,
     check_on_error,
+    image_size,
     load_items_cached,
     register_native_split,
 )
@@ -274,20 +274,6 @@ def _frame_files(frame_dir: str) -> List[str]:
     return [by_number[n] for n in range(1, len(by_number) + 1)]
 
 
-def _image_size(path: str) -> Tuple[int, int]:
-    """(height, width) from the image header (no full decode)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except FileNotFoundError:
-        raise DatasetFormatError(path, "frame image missing") from None
-    except Exception as e:
-        raise DatasetFormatError(path, f"cannot read image header ({e})") from None
-    return h, w
-
-
 # ---------------------------------------------------------------------------------------------
 # Clip -> records
 
@@ -367,23 +353,10 @@ def _keypoints(
 
 def _person(silhouette: np.ndarray, part_map: Optional[np.ndarray], keypoints: List[float]) -> Dict:
     """The frame's person. silhouette: bool (H, W); part_map: (H, W) labels or None."""
-    rows, cols = np.flatnonzero(silhouette.any(axis=1)), np.flatnonzero(silhouette.any(axis=0))
-    x0, y0, x1, y1 = int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
-    ann = {
-        "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-        "bbox_mode": BoxMode.XYWH_ABS,
-        "category_id": 0,
-        "iscrowd": 0,
-        "area": float(np.count_nonzero(silhouette)),
-        "segmentation": encode_mask(silhouette),
-        "keypoints": keypoints,
-        "parts": None,
-    }
-    if part_map is not None:
-        inside = np.where(silhouette, part_map, 0)
-        counts = np.bincount(inside.ravel(order="K"), minlength=1)  # labels checked to be 0..10
-        labels = [int(v) for v in np.flatnonzero(counts[1:]) + 1]
-        ann["parts"] = {lab: encode_mask(inside == lab) for lab in labels}
+    inside = None if part_map is None else np.where(silhouette, part_map, 0)  # labels checked: 0..10
+    ann = person_annotation(silhouette, inside)
+    ann["keypoints"] = keypoints
+    if inside is not None:
         ann["parts_complete"] = True
     return ann
 
@@ -404,7 +377,7 @@ def _convert_clip(paths: _ClipPaths, opts: _Options) -> List[Dict[str, Any]]:
     usable = _num_usable(paths, frames, counts)
     records, outside, empty = [], 0, 0
     for t in range(0, usable, opts.frame_stride):
-        hw = _image_size(frames[t])
+        hw = image_size(frames[t], "frame image missing")
         if hw != mask.shape[:2]:
             raise DatasetFormatError(
                 frames[t],

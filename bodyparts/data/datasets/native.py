@@ -34,6 +34,7 @@ __all__ = [
     "default_on_error",
     "check_on_error",
     "validate_records",
+    "image_size",
 ]
 
 logger = logging.getLogger(__name__)
@@ -240,6 +241,25 @@ def register_native_split(
         MetadataCatalog.remove(name)
     DatasetCatalog.register(name, _load)
     MetadataCatalog.get(name).set(**metadata)
+
+
+def image_size(path: str, missing: str = "image not found") -> Tuple[int, int]:
+    """(H, W) of an image from its header (no full decode).
+
+    Raises:
+        DatasetFormatError: naming ``path``, with ``missing`` when the file does not exist, or the
+            reason when it is not a readable image (truncated, not an image, ...).
+    """
+    from PIL import Image
+
+    if not os.path.isfile(path):
+        raise DatasetFormatError(path, missing)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception as e:  # PIL raises many types for truncated or odd files
+        raise DatasetFormatError(path, f"not a readable image ({type(e).__name__}: {e})") from None
+    return h, w
 
 
 def validate_records(records: List[Dict[str, Any]], source: str, num_parts: int, keypoint_names=None) -> None:

@@ -50,16 +50,15 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.io
-from detectron2.structures import BoxMode
-from PIL import Image
 
 from ...taxonomy import PASCAL_PART24
-from ..contract import encode_mask
+from ..contract import person_annotation
 from .generic import bodyparts_metadata
 from .native import (
     DatasetFormatError,
     LoadItem,
     LoadReport,
+    image_size,
     load_items_cached,
     register_native_split,
     validate_records,
@@ -259,43 +258,15 @@ def resolve_part_labels(named_masks: Dict[str, np.ndarray], silhouette: np.ndarr
     return labels
 
 
-def _box(silhouette: np.ndarray) -> List[float]:
-    rows, cols = np.flatnonzero(silhouette.any(1)), np.flatnonzero(silhouette.any(0))
-    x0, y0, x1, y1 = cols[0], rows[0], cols[-1] + 1, rows[-1] + 1
-    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
-
-
 def _person_annotation(silhouette: np.ndarray, named: Dict[str, np.ndarray]) -> Dict[str, Any]:
-    ann: Dict[str, Any] = {
-        "bbox": _box(silhouette),
-        "bbox_mode": BoxMode.XYWH_ABS,
-        "category_id": 0,
-        "iscrowd": 0,
-        "area": float(silhouette.sum()),
-        "segmentation": encode_mask(silhouette),
-        "parts": None,
-    }
     labels = np.asfortranarray(resolve_part_labels(named, silhouette))  # RLE wants column-major
-    counts = np.bincount(labels.ravel(order="K"), minlength=PASCAL_PART24.num_classes)
-    present = [lab for lab in range(1, len(counts)) if counts[lab]]
-    if present:
-        ann["parts"] = {lab: encode_mask(labels == lab) for lab in present}
-        ann["parts_complete"] = bool(counts[1:].sum() >= COMPLETE_COVERAGE * ann["area"])
+    ann = person_annotation(silhouette, labels)
+    if not ann["parts"]:
+        ann["parts"] = None
+    else:
+        covered = float(np.count_nonzero(labels))
+        ann["parts_complete"] = bool(covered >= COMPLETE_COVERAGE * ann["area"])
     return ann
-
-
-def _image_size(image_path: str) -> Tuple[int, int]:
-    """(H, W) from the JPEG header."""
-    if not os.path.isfile(image_path):
-        raise DatasetFormatError(image_path, "image file not found")
-    try:
-        with Image.open(image_path) as im:
-            w, h = im.size
-    except Exception as e:
-        raise DatasetFormatError(
-            image_path, f"not a readable image ({type(e).__name__}: {e})"
-        ) from None
-    return h, w
 
 
 def _convert_item(item: LoadItem) -> List[Dict[str, Any]]:
@@ -313,7 +284,7 @@ def _convert_item(item: LoadItem) -> List[Dict[str, Any]]:
     ]
     if not persons:
         return []
-    shape = _image_size(image_path)
+    shape = image_size(image_path, "image file not found")
     annotations = []
     for k, obj in persons:
         where = f"anno.objects({k + 1})"
