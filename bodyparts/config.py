@@ -80,8 +80,31 @@ def add_part_head_config(cfg: CN) -> None:
     _C.MODEL.ROI_BODYPART_HEAD.PASTE_IN_IMAGE = False
 
 
+def add_semantic_config(cfg: CN) -> None:
+    """Keys of the image-level part segmenter (META_ARCHITECTURE BodyPartsSemanticSegmentor,
+    SEM_SEG_HEAD.NAME BodyPartSemSegFPNHead). Test-time augmentation uses Detectron2's TEST.AUG."""
+    _C = cfg
+    _C.MODEL.BODYPART_SEM_SEG = CN()
+    # Class balancing of the pixel loss: "none", "inverse" (1 / frequency), "exponential";
+    # computed once from DATASETS.TRAIN's pixel counts (METRICS.md section 8), applied "outer".
+    _C.MODEL.BODYPART_SEM_SEG.CLASS_BALANCE = "none"
+    # Explicit class weights (background first, one per label); overrides CLASS_BALANCE.
+    _C.MODEL.BODYPART_SEM_SEG.CLASS_WEIGHTS = []
+
+
+def add_panoptic_config(cfg: CN) -> None:
+    """Keys of the part-aware panoptic model (META_ARCHITECTURE BodyPartsPanopticFPN). The merge
+    itself uses Detectron2's MODEL.PANOPTIC_FPN.COMBINE keys."""
+    _C = cfg
+    _C.MODEL.BODYPART_PANOPTIC = CN()
+    # Contiguous thing class ids whose instances carry part maps (persons: 0).
+    _C.MODEL.BODYPART_PANOPTIC.PART_THING_IDS = [0]
+
+
 def add_bodyparts_config(cfg: CN) -> None:
     """Add all bodyparts config nodes to a Detectron2 config (call once, before merge_from_file)."""
     add_taxonomy_config(cfg)
     add_synthetic_config(cfg)
     add_part_head_config(cfg)
+    add_semantic_config(cfg)
+    add_panoptic_config(cfg)

@@ -100,7 +100,10 @@ def test_ground_truth_consistent(split):
         for k, ann in enumerate(rec["annotations"]):
             assert seg_ids[k + 1]["isthing"] and seg_ids[k + 1]["category_id"] == 0
             assert np.array_equal(ids == k + 1, decode_rle(ann["segmentation"]).astype(bool))
-        assert all(not s["isthing"] for i, s in seg_ids.items() if i >= STUFF_ID_OFFSET)
+        stuff = {i: s for i, s in seg_ids.items() if i >= STUFF_ID_OFFSET}
+        assert all(not s["isthing"] for s in stuff.values())
+        # the file indexes STUFF_CLASSES; registered splits shift to stuff_classes (0 = "things")
+        assert all(s["category_id"] == i - STUFF_ID_OFFSET for i, s in stuff.items())
 
 
 def test_generic_file_is_coco_compatible(split):

@@ -26,7 +26,10 @@ A record is a Detectron2 dataset dict (one per image)::
       ],
       "sem_seg_file_name": str,    # optional: image-level part map PNG (uint8, taxonomy labels, 255 ignore)
       "pan_seg_file_name": str,    # optional: COCO-panoptic RGB PNG (id = R + 256 G + 256^2 B)
-      "segments_info": [...],      # optional, with pan_seg_file_name: {id, category_id, iscrowd, isthing}
+      "segments_info": [...],      # optional, with pan_seg_file_name: {id, category_id, iscrowd, isthing};
+                                   # things: category_id into metadata.thing_classes; stuff: into
+                                   # metadata.stuff_classes, whose entry 0 is "things" (Detectron2's
+                                   # separated panoptic convention), so stuff ids start at 1
     }
 
 RLE is COCO's compressed RLE ``{"size": [height, width], "counts": str}`` (pycocotools).

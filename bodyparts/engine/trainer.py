@@ -49,13 +49,28 @@ def build_coco_evaluator(cfg: CfgNode, dataset_name: str, output_dir: str) -> Da
     )
 
 
+# Meta-architectures that get image-level part maps / panoptic stuff maps from bodyparts records
+# (Detectron2's own SemanticSegmentor / PanopticFPN included, so that the plain models train on the
+# same data).
+SEMANTIC_ARCHS = ("BodyPartsSemanticSegmentor", "SemanticSegmentor")
+PANOPTIC_ARCHS = ("BodyPartsPanopticFPN", "PanopticFPN")
+
+
 def build_bodyparts_evaluators(cfg: CfgNode, dataset_name: str, output_dir: str) -> List[DatasetEvaluator]:
-    """COCO AP (boxes, silhouettes, keypoints) and, with the part branch, the parsing metrics."""
+    """By model kind: the image-level parsing metrics (semantic part segmenter); COCO AP (boxes,
+    silhouettes, keypoints) and, with the part branch, the parsing metrics (instance models); plus
+    PQ / PartPQ for the part-aware panoptic model."""
     from ..evaluation import build_parsing_evaluator
 
+    if cfg.MODEL.META_ARCHITECTURE in SEMANTIC_ARCHS:
+        return [build_parsing_evaluator(cfg, dataset_name, output_dir)]
     evaluators = [build_coco_evaluator(cfg, dataset_name, output_dir)]
     if cfg.MODEL.BODYPART_ON:
         evaluators.append(build_parsing_evaluator(cfg, dataset_name, output_dir))
+    if cfg.MODEL.META_ARCHITECTURE in PANOPTIC_ARCHS:
+        from ..evaluation.panoptic_evaluation import build_part_panoptic_evaluator
+
+        evaluators.append(build_part_panoptic_evaluator(cfg, dataset_name, output_dir))
     return evaluators
 
 
@@ -73,8 +88,23 @@ def _data_format(dataset_names: List[str]) -> str:
     return formats.pop()
 
 
+def _arch_mappers() -> Dict[str, Callable]:
+    """META_ARCHITECTURE -> mapper of bodyparts records for models that need other targets than
+    the instance models (image-level part maps; panoptic stuff maps)."""
+    from ..data.panoptic_mapper import BodyPartsPanopticMapper
+    from ..data.semantic_mapper import BodyPartsSemSegMapper
+
+    return {
+        **{a: BodyPartsSemSegMapper for a in SEMANTIC_ARCHS},
+        **{a: BodyPartsPanopticMapper for a in PANOPTIC_ARCHS},
+    }
+
+
 def _mapper(cfg: CfgNode, dataset_names: List[str], is_train: bool):
-    cls = MAPPERS.get(_data_format(dataset_names))
+    data_format = _data_format(dataset_names)
+    cls = MAPPERS.get(data_format)
+    if data_format == "bodyparts":
+        cls = _arch_mappers().get(cfg.MODEL.META_ARCHITECTURE, cls)
     return cls(cfg, is_train) if cls is not None else None
 
 

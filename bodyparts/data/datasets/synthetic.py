@@ -47,6 +47,16 @@ PART_TAXONOMY = "fine_lr"
 _SPLIT_OFFSET = {"train": 0, "val": 500_000}  # scene seeds: disjoint ranges per split
 _MAX_IMAGES = 500_000
 STUFF_ID_OFFSET = 1000
+# Panoptic metadata (Detectron2's "separated" convention: stuff_classes[0] stands for all things, so
+# the semantic branch predicts 0 = things, 1.. = stuff, and records' stuff segments use those ids).
+# *_scene_ids: the scene class id of each class in the 3-channel part-aware panoptic format
+# (panoptic-parts: 0 = unlabeled; -1 = not a class).
+PANOPTIC_METADATA = {
+    "stuff_classes": ["things"] + list(STUFF_CLASSES),
+    "stuff_colors": [(0, 0, 0), (135, 206, 235), (190, 153, 153), (107, 142, 35)],
+    "thing_scene_ids": [1],
+    "stuff_scene_ids": [-1] + [2 + i for i in range(len(STUFF_CLASSES))],
+}
 
 
 def datasets_root() -> str:
@@ -187,7 +197,12 @@ def generate_synthetic_split(
 
 def _load_split(root, split, num_images, image_size, seed, max_persons, name) -> List[Dict]:
     json_file = generate_synthetic_split(root, split, num_images, image_size, seed, max_persons)
-    return load_bodyparts_json(json_file, os.path.dirname(json_file), name)
+    records = load_bodyparts_json(json_file, os.path.dirname(json_file), name)
+    for rec in records:  # stuff ids in the file index STUFF_CLASSES; records index stuff_classes
+        for seg in rec.get("segments_info", []):
+            if not seg["isthing"]:
+                seg["category_id"] += 1
+    return records
 
 
 def register_synthetic_people(
@@ -218,7 +233,7 @@ def register_synthetic_people(
             json_file=os.path.join(out_dir, "annotations.json"),
             image_root=out_dir,
             thing_dataset_id_to_contiguous_id={1: 0},
-            panoptic_stuff_classes=list(STUFF_CLASSES),
+            **PANOPTIC_METADATA,
             synthetic_split=dict(split=split, num_images=n, image_size=image_size, seed=seed, max_persons=max_persons),
             **bodyparts_metadata(PART_TAXONOMY, "coco17"),
         )
