@@ -34,12 +34,11 @@ import bodyparts  # noqa: F401  (prepares Detectron2, registers datasets: import
 import detectron2
 import torch
 from bodyparts.data.datasets.synthetic import register_synthetic_from_cfg
-from bodyparts.engine import MAPPERS, Trainer, setup_cfg
+from bodyparts.engine import Trainer, build_mapper, setup_cfg
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.data import (
     DatasetMapper,
-    MetadataCatalog,
     build_detection_test_loader,
     get_detection_dataset_dicts,
 )
@@ -127,9 +126,8 @@ def _build_model(cfg: CfgNode) -> torch.nn.Module:
 
 def map_records(cfg: CfgNode, records: List[Dict], source: str, is_train: bool, count: int):
     """``count`` model inputs from ``records`` (cycled) through Detectron2's test loader, mapped
-    by the mapper that the Trainer picks for dataset ``source`` (by data_format), built from cfg."""
-    fmt = MetadataCatalog.get(source).get("data_format", "detectron2")
-    mapper = MAPPERS.get(fmt, DatasetMapper)(cfg, is_train)
+    by the mapper that the Trainer picks for dataset ``source`` and the config's model kind."""
+    mapper = build_mapper(cfg, [source], is_train) or DatasetMapper(cfg, is_train)
     seed_all_rng(SEED)
     cycled = [records[i % len(records)] for i in range(count)]
     return [batch[0] for batch in build_detection_test_loader(cycled, mapper=mapper)]

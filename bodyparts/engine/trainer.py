@@ -1,7 +1,7 @@
 """The bodyparts Trainer: Detectron2's DefaultTrainer with mappers and evaluators chosen by metadata."""
 import logging
 import os
-from typing import Callable, Dict, List, Union
+from typing import Callable, Dict, List, Optional, Union
 
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
@@ -13,7 +13,7 @@ from ..config import add_bodyparts_config
 from ..data.datasets.synthetic import register_synthetic_from_cfg
 from ..data.mappers import BodyPartsDatasetMapper
 
-__all__ = ["Trainer", "setup_cfg", "check_keypoint_config", "MAPPERS", "EVALUATORS", "build_coco_evaluator"]
+__all__ = ["Trainer", "setup_cfg", "build_mapper", "check_keypoint_config", "MAPPERS", "EVALUATORS", "build_coco_evaluator"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,23 +88,27 @@ def _data_format(dataset_names: List[str]) -> str:
     return formats.pop()
 
 
-def _arch_mappers() -> Dict[str, Callable]:
-    """META_ARCHITECTURE -> mapper of bodyparts records for models that need other targets than
-    the instance models (image-level part maps; panoptic stuff maps)."""
-    from ..data.panoptic_mapper import BodyPartsPanopticMapper
-    from ..data.semantic_mapper import BodyPartsSemSegMapper
+def _arch_mapper(meta_architecture: str) -> Optional[Callable]:
+    """The mapper of bodyparts records for models that need other targets than the instance models
+    (image-level part maps; panoptic stuff maps), by META_ARCHITECTURE; None for the others."""
+    if meta_architecture in SEMANTIC_ARCHS:
+        from ..data.semantic_mapper import BodyPartsSemSegMapper
 
-    return {
-        **{a: BodyPartsSemSegMapper for a in SEMANTIC_ARCHS},
-        **{a: BodyPartsPanopticMapper for a in PANOPTIC_ARCHS},
-    }
+        return BodyPartsSemSegMapper
+    if meta_architecture in PANOPTIC_ARCHS:
+        from ..data.panoptic_mapper import BodyPartsPanopticMapper
+
+        return BodyPartsPanopticMapper
+    return None
 
 
-def _mapper(cfg: CfgNode, dataset_names: List[str], is_train: bool):
+def build_mapper(cfg: CfgNode, dataset_names: List[str], is_train: bool):
+    """The mapper for ``dataset_names`` (by their metadata ``data_format`` and, for bodyparts records,
+    the model kind), or None for Detectron2's own DatasetMapper."""
     data_format = _data_format(dataset_names)
     cls = MAPPERS.get(data_format)
     if data_format == "bodyparts":
-        cls = _arch_mappers().get(cfg.MODEL.META_ARCHITECTURE, cls)
+        cls = _arch_mapper(cfg.MODEL.META_ARCHITECTURE) or cls
     return cls(cfg, is_train) if cls is not None else None
 
 
@@ -119,11 +123,11 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):
-        return build_detection_train_loader(cfg, mapper=_mapper(cfg, list(cfg.DATASETS.TRAIN), True))
+        return build_detection_train_loader(cfg, mapper=build_mapper(cfg, list(cfg.DATASETS.TRAIN), True))
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
-        return build_detection_test_loader(cfg, dataset_name, mapper=_mapper(cfg, [dataset_name], False))
+        return build_detection_test_loader(cfg, dataset_name, mapper=build_mapper(cfg, [dataset_name], False))
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str = None):
