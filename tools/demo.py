@@ -48,6 +48,7 @@ import torch  # noqa: E402
 from bodyparts.data.contract import encode_mask  # noqa: E402
 from bodyparts.engine import setup_cfg  # noqa: E402
 from bodyparts.utils.visualizer import (  # noqa: E402
+    draw_part_map,
     draw_predictions,
     image_level_part_map,
     metadata_for,
@@ -236,9 +237,9 @@ def predictions_json(
     }
 
 
-def predict(predictor, image_bgr: np.ndarray, threshold: float) -> Tuple[Instances, Optional[np.ndarray]]:
+def _persons(instances: Instances, threshold: float) -> Tuple[Instances, Optional[np.ndarray]]:
     """(instances with score >= threshold on CPU, per-person part maps (N, H, W) uint8 or None)."""
-    instances = predictor(image_bgr)["instances"].to("cpu")
+    instances = instances.to("cpu")
     instances = instances[instances.scores >= threshold]
     part_maps = person_part_maps(instances)
     if part_maps is not None and not instances.has("pred_part_labels"):
@@ -253,20 +254,47 @@ def render(image_bgr: np.ndarray, instances: Instances, meta, threshold: float, 
     return np.ascontiguousarray(vis[:, :, ::-1])
 
 
+def semantic_json(labels: np.ndarray, path: str, meta) -> Dict:
+    """JSON-serialisable summary of an image-level part map: size, labels, pixels per part."""
+    part_names = list(meta.get("part_names") or [])
+    counts = np.bincount(labels.reshape(-1), minlength=len(part_names) + 1)
+    return {
+        "file_name": os.path.abspath(path),
+        "height": int(labels.shape[0]),
+        "width": int(labels.shape[1]),
+        "part_taxonomy": meta.get("part_taxonomy"),
+        "part_labels": {name: k + 1 for k, name in enumerate(part_names)},
+        "part_pixels": {name: int(counts[k + 1]) for k, name in enumerate(part_names) if counts[k + 1]},
+    }
+
+
+def run_model(predictor, image_bgr: np.ndarray, path: str, args, meta, legend: bool):
+    """Predict one image; by model kind, return (BGR visualization, JSON record, {file suffix:
+    uint8 image to write with --json})."""
+    threshold = args.confidence_threshold
+    outputs = predictor(image_bgr)
+    image_rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
+    if "instances" not in outputs:  # image-level part segmenter
+        labels = outputs["sem_seg"].argmax(dim=0).to("cpu").numpy().astype(np.uint8)
+        vis = draw_part_map(image_rgb, labels, meta, legend=legend)
+        return np.ascontiguousarray(vis[:, :, ::-1]), semantic_json(labels, path, meta), {"_parts": labels}
+    instances, part_maps = _persons(outputs["instances"], threshold)
+    vis = render(image_bgr, instances, meta, threshold, legend=legend)
+    record = predictions_json(instances, part_maps, path, meta, threshold)
+    extra = {} if part_maps is None else {"_parts": image_level_part_map(instances, threshold)}
+    return vis, record, extra
+
+
 def process(predictor, image_bgr: np.ndarray, path: str, name: str, args, meta) -> None:
     """Predict one image and write its outputs."""
-    threshold = args.confidence_threshold
-    instances, part_maps = predict(predictor, image_bgr, threshold)
-    vis = render(image_bgr, instances, meta, threshold, legend=not args.no_legend)
+    vis, record, extra = run_model(predictor, image_bgr, path, args, meta, legend=not args.no_legend)
     cv2.imwrite(os.path.join(args.output, name + ".png"), vis)
     if not args.json:
         return
-    record = predictions_json(instances, part_maps, path, meta, threshold)
     with open(os.path.join(args.output, name + ".json"), "w") as f:
         json.dump(record, f)
-    if part_maps is not None:
-        parts = image_level_part_map(instances, threshold)
-        cv2.imwrite(os.path.join(args.output, name + "_parts.png"), parts)
+    for suffix, array in extra.items():
+        cv2.imwrite(os.path.join(args.output, name + suffix + ".png"), array)
 
 
 def process_video(predictor, path: str, name: str, args, meta) -> str:
@@ -282,7 +310,6 @@ def process_video(predictor, path: str, name: str, args, meta) -> str:
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     video_out = os.path.join(args.output, name + ".mp4")
     jsonl_out = os.path.join(args.output, name + ".jsonl")
-    parts_dir = os.path.join(args.output, name + "_parts")
     writer, lines, index, used = None, None, 0, 0
     bar = tqdm(total=total or None, desc=os.path.basename(path), unit="frame", leave=False)
     try:
@@ -294,19 +321,17 @@ def process_video(predictor, path: str, name: str, args, meta) -> str:
                 break
             bar.update(1)
             if index % stride == 0:
-                instances, part_maps = predict(predictor, frame, args.confidence_threshold)
-                vis = render(frame, instances, meta, args.confidence_threshold, legend=False)
+                vis, record, extra = run_model(predictor, frame, path, args, meta, legend=False)
                 if writer is None:
                     size = (vis.shape[1], vis.shape[0])
                     writer = cv2.VideoWriter(video_out + ".tmp.mp4", cv2.VideoWriter_fourcc(*"mp4v"), fps / stride, size)
                 writer.write(vis)
                 if lines is not None:
-                    record = predictions_json(instances, part_maps, path, meta, args.confidence_threshold)
                     lines.write(json.dumps({"frame_index": index, **record}) + "\n")
-                    if part_maps is not None:
-                        os.makedirs(parts_dir, exist_ok=True)
-                        parts = image_level_part_map(instances, args.confidence_threshold)
-                        cv2.imwrite(os.path.join(parts_dir, f"frame_{index:06d}.png"), parts)
+                    for suffix, array in extra.items():  # NAME_parts/frame_NNNNNN.png, ...
+                        folder = os.path.join(args.output, name + suffix)
+                        os.makedirs(folder, exist_ok=True)
+                        cv2.imwrite(os.path.join(folder, f"frame_{index:06d}.png"), array)
                 used += 1
             index += 1
     finally:

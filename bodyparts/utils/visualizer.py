@@ -37,6 +37,7 @@ __all__ = [
     "add_part_legend",
     "draw_predictions",
     "draw_ground_truth",
+    "draw_part_map",
     "metadata_for",
 ]
 
@@ -401,6 +402,31 @@ def draw_predictions(
             )
         )
     return _render(image_rgb, label_map, persons, style, alpha, legend)
+
+
+def draw_part_map(
+    image_rgb: np.ndarray,
+    label_map: np.ndarray,
+    metadata_or_taxonomy: MetadataLike,
+    *,
+    alpha: float = 0.6,
+    legend: bool = False,
+) -> np.ndarray:
+    """Draw an image-level part map (the semantic part segmenter's output, or a ground-truth map).
+
+    Args:
+        image_rgb: uint8 (H, W, 3) RGB image.
+        label_map: uint8 (H, W) labels of the taxonomy (0 background, 255 ignored: not painted).
+        metadata_or_taxonomy: as in :func:`draw_predictions`.
+        alpha: opacity of the part colours.
+        legend: append a legend of the part labels present on the right edge.
+    Returns:
+        uint8 (H, W, 3) RGB visualization; (H, W + L, 3) with ``legend``.
+    """
+    style = _style(metadata_or_taxonomy)
+    image_rgb = np.asarray(image_rgb)
+    label_map = _numpy(label_map).astype(np.uint8)
+    return _render(image_rgb, label_map, [], style, alpha, legend)
 
 
 def _silhouette(segmentation, height: int, width: int) -> Optional[np.ndarray]:
