@@ -10,6 +10,7 @@ dataset                    registered splits
 synthetic people           bodyparts_synthetic_{train,val}
 PASCAL-Part persons        pascal_part_person_{train,val}
 Pascal-Person-Part         pascal_person_part_{train,val}
+Pascal-Panoptic-Parts      pascal_panoptic_parts_{train,val}
 ChaLearn LAP 2014 Track 1  chalearn_lap2014_{train,val}, chalearn_lap2014_train_stride6
 ADE20K 2016 / 2021         ade20k_{2016,2021}_person_{train,val}
 J-HMDB                     jhmdb_split{1,2,3}_{train,test}, jhmdb_split1_train_stride5
@@ -18,6 +19,7 @@ J-HMDB                     jhmdb_split{1,2,3}_{train,test}, jhmdb_split1_train_s
 from .ade20k import register_all_ade20k
 from .chalearn_lap import register_all_chalearn_lap
 from .jhmdb import register_all_jhmdb
+from .pascal_panoptic_parts import register_all_pascal_panoptic_parts
 from .pascal_part import register_all_pascal_part
 from .synthetic import datasets_root, register_synthetic_people
 
@@ -27,6 +29,7 @@ def register_all(root: str = None) -> None:
     root = datasets_root() if root is None else root
     register_synthetic_people()
     register_all_pascal_part(root)
+    register_all_pascal_panoptic_parts(root)
     register_all_chalearn_lap(root)
     register_all_ade20k(root)
     register_all_jhmdb(root)
