@@ -28,7 +28,7 @@ def test_config_loads(path):
     assert cfg.BODYPARTS.KEYPOINT_TAXONOMY in KEYPOINT_TAXONOMIES
     if cfg.MODEL.KEYPOINT_ON:
         assert cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS == KEYPOINT_TAXONOMIES[cfg.BODYPARTS.KEYPOINT_TAXONOMY].num_keypoints
-    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1
+
 
 
 def test_config_typo_names_file_and_key(tmp_path):
@@ -67,3 +67,6 @@ def test_config_datasets_are_registered_and_express_the_taxonomy(path):
             assert can_express(meta.part_taxonomy, cfg.BODYPARTS.PART_TAXONOMY), (name, path)
         if cfg.MODEL.KEYPOINT_ON and meta.get("keypoint_taxonomy", None) is None:
             assert cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE == 0, (name, path)
+        # one box class per thing class of the data (persons only, or e.g. the 20 VOC classes)
+        if cfg.MODEL.META_ARCHITECTURE not in ("SemanticSegmentor", "BodyPartsSemanticSegmentor"):
+            assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == len(meta.thing_classes), (name, path)

@@ -1,3 +1,4 @@
 from . import datasets  # noqa: F401  (registers the built-in datasets)
 from .contract import DataContractError, decode_rle, encode_mask, part_label_map, validate_record  # noqa: F401
 from .mappers import BodyPartsDatasetMapper  # noqa: F401
+from .panoptic_mapper import BodyPartsPanopticMapper  # noqa: F401

@@ -1,6 +1,8 @@
-"""Models: the part ROI heads (registered in Detectron2's ROI_HEADS_REGISTRY on import)."""
+"""Models: the part ROI heads, the part-aware panoptic FPN and the semantic part segmenter
+(registered in Detectron2's registries on import)."""
 from .inference import paste_part_masks, part_inference, part_label_maps_in_image  # noqa: F401
 from .meta_arch import BodyPartsRCNN  # noqa: F401
+from .panoptic import BodyPartsPanopticFPN, part_panoptic_map  # noqa: F401
 from .losses import class_balance_weights, part_loss, part_targets  # noqa: F401
 from .roi_heads import (  # noqa: F401
     ROI_BODYPART_HEAD_REGISTRY,

@@ -3,6 +3,8 @@ imported by ``import bodyparts``)."""
 from .visualizer import (  # noqa: F401
     add_part_legend,
     draw_ground_truth,
+    draw_part_map,
+    draw_part_panoptic,
     draw_predictions,
     image_level_part_map,
     metadata_for,

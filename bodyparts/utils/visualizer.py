@@ -39,6 +39,7 @@ __all__ = [
     "draw_ground_truth",
     "draw_part_map",
     "metadata_for",
+    "draw_part_panoptic",
 ]
 
 MetadataLike = Union[Metadata, Mapping[str, Any], PartTaxonomy]
@@ -514,3 +515,67 @@ def metadata_for(part_taxonomy: str, keypoint_taxonomy: Optional[str] = "coco17"
     for key, value in bodyparts_metadata(part_taxonomy, keypoint_taxonomy).items():
         setattr(meta, key, value)
     return meta
+
+
+def draw_part_panoptic(
+    image_rgb: np.ndarray,
+    panoptic_seg: Union[torch.Tensor, np.ndarray],
+    segments_info: Sequence[Mapping[str, Any]],
+    part_panoptic: Union[torch.Tensor, np.ndarray],
+    metadata: Metadata,
+    part_taxonomy: Union[str, PartTaxonomy],
+    *,
+    alpha: float = 0.6,
+    legend: bool = False,
+) -> np.ndarray:
+    """Draw a part-aware panoptic prediction (``BodyPartsPanopticFPN`` output of one image).
+
+    Stuff and things without part labels are drawn by Detectron2's ``Visualizer.draw_panoptic_seg``;
+    segments with part labels (persons) show their part colours inside the segment, with the
+    segment's contour and label text on top.
+
+    Args:
+        image_rgb: uint8 (H, W, 3) RGB image.
+        panoptic_seg: integer (H, W) segment ids (output ``panoptic_seg[0]``).
+        segments_info: the segments (output ``panoptic_seg[1]``): ``id``, ``isthing``,
+            ``category_id``, optional ``score``.
+        part_panoptic: uint8 (H, W, 3) (output ``part_panoptic``); channel 2 = part label, 255 = none.
+        metadata: Metadata with ``thing_classes`` and ``stuff_classes`` (optional ``thing_colors``,
+            ``stuff_colors``), e.g. the dataset's.
+        part_taxonomy: the model's part taxonomy (``BODYPARTS.PART_TAXONOMY``) or a PartTaxonomy.
+        alpha: opacity of the segment and part colours.
+        legend: append a legend of the part labels present on the right edge.
+    Returns:
+        uint8 (H, W, 3) RGB visualization; (H, W + L, 3) with ``legend``.
+    """
+    taxonomy = get_part_taxonomy(part_taxonomy) if isinstance(part_taxonomy, str) else part_taxonomy
+    image_rgb = np.asarray(image_rgb)
+    seg = _numpy(panoptic_seg).astype(np.int64)
+    parts = _numpy(part_panoptic)[..., 2]
+    if seg.shape != image_rgb.shape[:2] or parts.shape != seg.shape:
+        raise ValueError(
+            f"image {image_rgb.shape[:2]}, panoptic_seg {seg.shape} and part_panoptic "
+            f"{parts.shape} must have the same height and width"
+        )
+    with_parts = [s for s in segments_info if s["isthing"] and (parts[seg == s["id"]] != PART_IGNORE).any()]
+    part_ids = [s["id"] for s in with_parts]
+    others = [dict(s) for s in segments_info if s["id"] not in part_ids]  # D2 adds "area": copies
+    vis = Visualizer(image_rgb, metadata)
+    base = vis.draw_panoptic_seg(torch.from_numpy(seg), others, alpha=alpha).get_image()
+    inside = np.isin(seg, part_ids)
+    label_map = np.where(inside, parts, PART_IGNORE).astype(np.uint8)
+    base = part_overlay(base, label_map, taxonomy.palette(), alpha)
+    vis = Visualizer(base, metadata)
+    names = list(metadata.get("thing_classes", None) or [])
+    for i, s in enumerate(with_parts):
+        cat = int(s["category_id"])
+        text = names[cat] if cat < len(names) else str(cat)
+        if s.get("score") is not None:
+            text += f" {100 * float(s['score']):.0f}%"
+        color = _person_color(i)
+        vis.draw_binary_mask(seg == s["id"], color=color, edge_color=color, text=text, alpha=0.0)
+    out = vis.get_output().get_image()
+    if legend:
+        present = [k for k in np.unique(label_map) if 0 < k < taxonomy.num_classes]
+        out = add_part_legend(out, taxonomy.label_names, taxonomy.palette(), present)
+    return out
