@@ -4,6 +4,11 @@ from .parsing_evaluation import (  # noqa: F401
     build_parsing_evaluator,
     ground_truth_maps,
 )
+from .panoptic_evaluation import (  # noqa: F401
+    PartPanopticEvaluator,
+    build_part_panoptic_evaluator,
+    evaluate_with_panoptic_parts,
+)
 from .parsing_metrics import (  # noqa: F401
     VOL_THRESHOLDS,
     ap_parsing,
@@ -18,3 +23,4 @@ from .parsing_metrics import (  # noqa: F401
     semantic_metrics,
     voc_ap,
 )
+from .partpq import PanopticStats, SceneClasses, panoptic_quality, segment_stats  # noqa: F401
