@@ -11,13 +11,19 @@ MODEL.DEVICE cpu``. ``MODEL.WEIGHTS ""`` runs an untrained model (random weights
 Per image ``NAME.ext``, written to DIR (created if needed; never an input folder):
 
 * ``NAME.png``: the image with part colours, boxes and scores, silhouette contours, keypoints and
-  skeleton, and a legend of the parts present on the right (unless --no-legend).
+  skeleton, and a legend of the parts present on the right (unless --no-legend). For the semantic
+  part segmenter (``BodyPartsSemanticSegmentor``): its image-level part map; for the part-aware
+  panoptic model: the stuff and thing segments with part colours inside each person.
 * with --json, ``NAME.json``: image size, taxonomies, and per person (score >= threshold, best
   first) ``box_xyxy``, ``score``, ``keypoints`` [[x, y, score] * K], ``silhouette`` (COCO RLE) and
   ``parts`` {part name: COCO RLE}; ``part_labels`` maps part names to the labels of
   ``NAME_parts.png``.
 * with --json, ``NAME_parts.png``: the image-level part map (uint8 labels, 0 = background; persons
-  pasted in ascending score order, METRICS.md section 1).
+  pasted in ascending score order, METRICS.md section 1). The semantic segmenter's JSON holds the
+  size, the part labels and the pixels per part.
+* panoptic models, with --json: ``NAME_panoptic.png`` (segment ids as COCO-panoptic RGB, id = R +
+  256 G + 256^2 B; ``segments_info`` in the JSON) and ``NAME_part_panoptic.png`` (the panoptic-parts
+  3-channel format: scene class, instance id, part id; 255 = none).
 
 Per video ``NAME.ext`` (every --video-stride-th frame): ``NAME.mp4``, the rendered frames at the
 video's frame rate divided by the stride (no legend, so every frame has the same size); with
@@ -49,12 +55,14 @@ from bodyparts.data.contract import encode_mask  # noqa: E402
 from bodyparts.engine import setup_cfg  # noqa: E402
 from bodyparts.utils.visualizer import (  # noqa: E402
     draw_part_map,
+    draw_part_panoptic,
     draw_predictions,
     image_level_part_map,
     metadata_for,
     person_part_maps,
 )
 from detectron2.config import CfgNode  # noqa: E402
+from detectron2.data import MetadataCatalog  # noqa: E402
 from detectron2.data.detection_utils import read_image  # noqa: E402
 from detectron2.engine import DefaultPredictor  # noqa: E402
 from detectron2.structures import Instances  # noqa: E402
@@ -279,10 +287,32 @@ def run_model(predictor, image_bgr: np.ndarray, path: str, args, meta, legend: b
         vis = draw_part_map(image_rgb, labels, meta, legend=legend)
         return np.ascontiguousarray(vis[:, :, ::-1]), semantic_json(labels, path, meta), {"_parts": labels}
     instances, part_maps = _persons(outputs["instances"], threshold)
-    vis = render(image_bgr, instances, meta, threshold, legend=legend)
     record = predictions_json(instances, part_maps, path, meta, threshold)
     extra = {} if part_maps is None else {"_parts": image_level_part_map(instances, threshold)}
+    if "panoptic_seg" in outputs:  # (part-aware) panoptic model
+        seg, segments = outputs["panoptic_seg"]
+        seg = seg.to("cpu").numpy().astype(np.int64)
+        keys = ("id", "isthing", "category_id", "score", "area")
+        record["segments_info"] = [
+            {k: (v.item() if hasattr(v, "item") else v) for k, v in s.items() if k in keys} for s in segments
+        ]
+        extra["_panoptic"] = np.stack([seg % 256, seg // 256 % 256, seg // 65536], axis=-1).astype(np.uint8)
+        part_panoptic = outputs.get("part_panoptic")
+        if part_panoptic is None:  # plain PanopticFPN: no part labels
+            part_panoptic = np.full((*seg.shape, 3), 255, dtype=np.uint8)
+        else:
+            extra["_part_panoptic"] = np.asarray(part_panoptic.to("cpu"))
+        vis = draw_part_panoptic(
+            image_rgb, seg, segments, part_panoptic, args.panoptic_meta, args.part_taxonomy, legend=legend
+        )
+        return np.ascontiguousarray(vis[:, :, ::-1]), record, extra
+    vis = render(image_bgr, instances, meta, threshold, legend=legend)
     return vis, record, extra
+
+
+def _write_png(path: str, array: np.ndarray) -> None:
+    """Write a label map: 2-D as is, 3-channel with its channels in RGB order in the file."""
+    cv2.imwrite(path, array[:, :, ::-1] if array.ndim == 3 else array)
 
 
 def process(predictor, image_bgr: np.ndarray, path: str, name: str, args, meta) -> None:
@@ -294,7 +324,7 @@ def process(predictor, image_bgr: np.ndarray, path: str, name: str, args, meta) 
     with open(os.path.join(args.output, name + ".json"), "w") as f:
         json.dump(record, f)
     for suffix, array in extra.items():
-        cv2.imwrite(os.path.join(args.output, name + suffix + ".png"), array)
+        _write_png(os.path.join(args.output, name + suffix + ".png"), array)
 
 
 def process_video(predictor, path: str, name: str, args, meta) -> str:
@@ -331,7 +361,7 @@ def process_video(predictor, path: str, name: str, args, meta) -> str:
                     for suffix, array in extra.items():  # NAME_parts/frame_NNNNNN.png, ...
                         folder = os.path.join(args.output, name + suffix)
                         os.makedirs(folder, exist_ok=True)
-                        cv2.imwrite(os.path.join(folder, f"frame_{index:06d}.png"), array)
+                        _write_png(os.path.join(folder, f"frame_{index:06d}.png"), array)
                 used += 1
             index += 1
     finally:
@@ -375,6 +405,9 @@ def main(args) -> int:
     os.makedirs(args.output, exist_ok=True)
     keypoint_taxonomy = cfg.BODYPARTS.KEYPOINT_TAXONOMY if cfg.MODEL.KEYPOINT_ON else None
     meta = metadata_for(cfg.BODYPARTS.PART_TAXONOMY, keypoint_taxonomy)
+    args.part_taxonomy = cfg.BODYPARTS.PART_TAXONOMY
+    # class names and colours of a panoptic model: its training data's (stuff_classes, thing_classes)
+    args.panoptic_meta = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]) if cfg.DATASETS.TRAIN else meta
     predictor = DefaultPredictor(cfg)  # takes BGR images, converts to cfg.INPUT.FORMAT itself
     failed = []
     if args.video_stride < 1:
