@@ -294,3 +294,26 @@ def test_ground_truth_maps_ignore_rules():
     np.testing.assert_array_equal(
         semantic, [[1, 3, 255, 255], [0, 0, 0, 255], [255, 0, 0, 255]]
     )
+
+
+def test_other_thing_classes_have_no_parts(dataset_name):  # noqa: F811
+    """Panoptic datasets hold other thing classes (a car, category 1, parts None): their pixels are
+    background in the part ground truth (not ignored), they are no ground-truth person, and the
+    evaluator skips predicted boxes of other classes."""
+    person = np.array([[1, 2, 0, 0]], dtype=np.uint8)
+    car = dict(_person(silhouette=np.array([[0, 0, 1, 1]]) > 0), category_id=1)
+    persons, semantic = ground_truth_maps([_person(person), car], 1, 4, mapping_lut("fine_lr", "lr6"))
+    np.testing.assert_array_equal(persons, [[[1, 2, 0, 0]]])
+    np.testing.assert_array_equal(semantic, [[1, 2, 0, 0]])
+
+    record = {"file_name": "c.png", "height": 1, "width": 4, "image_id": 0, "part_taxonomy": "fine_lr",
+              "annotations": [_person(person), car]}
+    DatasetCatalog.register(dataset_name, lambda: [record])
+    MetadataCatalog.get(dataset_name).set(part_taxonomy="fine_lr")
+    evaluator = BodyPartParsingEvaluator(dataset_name, "lr6", distributed=False)
+    # the person exactly, and a "car" box predicted with head labels over the car's pixels
+    inst = _instances((1, 4), [[0, 0, 2, 1], [2, 0, 4, 1]], [0.9, 0.8], [[[1, 2]], [[1, 1]]])
+    inst.pred_classes = torch.tensor([0, 1])
+    evaluator.process([{"image_id": 0}], [{"instances": inst}])
+    res = evaluator.evaluate()["parsing"]
+    assert res["pixel_acc"] == 100.0 and res["APp50"] == 100.0

@@ -21,7 +21,7 @@ for _message in (
 import bodyparts  # noqa: E402,F401  (prepares Detectron2, registers datasets)
 from bodyparts.engine import Trainer, launch, setup_cfg  # noqa: E402
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.engine import default_argument_parser  # noqa: E402
+from detectron2.engine import default_argument_parser, hooks  # noqa: E402
 
 
 def main(args):
@@ -29,9 +29,14 @@ def main(args):
     if args.eval_only:
         model = Trainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        return Trainer.test(cfg, model)
+        results = Trainer.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:
+            results.update(Trainer.test_with_TTA(cfg, model))
+        return results
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
+    if cfg.TEST.AUG.ENABLED:  # after training (and at every EVAL_PERIOD): also evaluate with TTA
+        trainer.register_hooks([hooks.EvalHook(0, lambda: trainer.test_with_TTA(cfg, trainer.model))])
     return trainer.train()
 
 

@@ -37,11 +37,13 @@ RLE is COCO's compressed RLE ``{"size": [height, width], "counts": str}`` (pycoc
 the image, the annotation and the field.
 """
 import math
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import pycocotools.mask as mask_util
 from detectron2.structures import BoxMode
+from detectron2.utils.file_io import PathManager
+from PIL import Image
 
 __all__ = [
     "DataContractError",
@@ -51,12 +53,16 @@ __all__ = [
     "as_pycoco_rle",
     "part_label_map",
     "silhouette_mask",
+    "image_part_map",
     "mask_box",
     "person_annotation",
     "PART_IGNORE",
+    "PERSON_CATEGORY",
+    "is_person",
 ]
 
 PART_IGNORE = 255  # part label of pixels without part annotation
+PERSON_CATEGORY = 0  # contiguous thing id of "person" in every bodyparts dataset
 
 
 class DataContractError(ValueError):
@@ -107,6 +113,78 @@ def silhouette_mask(annotation: Mapping, height: int, width: int) -> np.ndarray:
     out = np.zeros((height, width), dtype=bool)
     out[max(int(y0), 0) : max(math.ceil(y1), 0), max(int(x0), 0) : max(math.ceil(x1), 0)] = True
     return out
+
+
+def _full_lut(lut: np.ndarray) -> np.ndarray:
+    """uint8 (256,) look-up table: ``lut`` for its labels, PART_IGNORE for every other value."""
+    full = np.full(256, PART_IGNORE, dtype=np.uint8)
+    full[: len(lut)] = lut
+    return full
+
+
+def is_person(annotation: Mapping) -> bool:
+    """Whether an annotation is a person (``category_id`` 0, the default): the only class with parts."""
+    return annotation.get("category_id", 0) == PERSON_CATEGORY
+
+
+def image_part_map(
+    annotations: Sequence[Mapping],
+    height: int,
+    width: int,
+    lut: np.ndarray,
+    *,
+    sem_seg_file: Optional[str] = None,
+    ignore_unlabelled: bool = False,
+) -> np.ndarray:
+    """The image-level part map of one record in a target taxonomy (the ground truth of semantic
+    part segmentation, shared by the mapper and the evaluator). Only persons (``category_id`` 0)
+    count: other thing classes of panoptic datasets (cars, ...) are background here.
+
+    Read from ``sem_seg_file`` (the record's ``sem_seg_file_name``) when given: the dataset's own
+    image-level map wins over the person annotations. Otherwise built from the persons: the
+    silhouettes of persons without part annotation (``parts`` absent/None), of crowd regions and of
+    persons with ``parts_complete: False`` are PART_IGNORE (with ``ignore_unlabelled``, also those
+    of the other persons that have a ``segmentation``); then every annotated part pixel of a
+    non-crowd person gets its mapped label (later persons over earlier ones). All other pixels are
+    background 0.
+
+    Args:
+        annotations: the record's person annotations (see module docstring).
+        height, width: image size H x W.
+        lut: uint8 (C_src,) record taxonomy label -> target label (``taxonomy.mapping_lut``).
+        sem_seg_file: optional PNG of uint8 record-taxonomy labels, 255 = ignored.
+        ignore_unlabelled: also ignore silhouette pixels that no part covers in complete persons
+            (training: such pixels are not taught as background); False counts them as background,
+            as benchmark ground truth does.
+    Returns:
+        uint8 (H, W) target labels, PART_IGNORE (255) = no ground truth.
+    Raises:
+        ValueError: the PNG is not single-channel or its size differs from H x W (names the file).
+    """
+    full = _full_lut(lut)
+    if sem_seg_file:
+        with PathManager.open(sem_seg_file, "rb") as f:
+            labels = np.asarray(Image.open(f), dtype=np.uint8)
+        if labels.ndim != 2:
+            raise ValueError(f"{sem_seg_file}: expected a single-channel label PNG, got shape {labels.shape}")
+        if labels.shape != (height, width):
+            raise ValueError(
+                f"{sem_seg_file}: part map of size {labels.shape} (rows, columns), the image is "
+                f"{(height, width)}"
+            )
+        return full[labels]
+    semantic = np.zeros((height, width), dtype=np.uint8)
+    annotations = [a for a in annotations if is_person(a)]
+    labelled = [a.get("parts") is not None and not a.get("iscrowd", 0) for a in annotations]
+    for ann, has_parts in zip(annotations, labelled):
+        unlabelled_pixels = ignore_unlabelled and ann.get("segmentation") is not None
+        if not has_parts or not ann.get("parts_complete", True) or unlabelled_pixels:
+            semantic[silhouette_mask(ann, height, width)] = PART_IGNORE
+    for ann, has_parts in zip(annotations, labelled):
+        if has_parts:
+            person = part_label_map(ann, height, width)
+            np.copyto(semantic, full[person], where=person != 0)
+    return semantic
 
 
 def mask_box(mask: np.ndarray) -> List[float]:

@@ -1,6 +1,7 @@
 """The bodyparts Trainer: Detectron2's DefaultTrainer with mappers and evaluators chosen by metadata."""
 import logging
 import os
+from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Union
 
 from detectron2.config import CfgNode, get_cfg
@@ -141,6 +142,41 @@ class Trainer(DefaultTrainer):
         evaluators = EVALUATORS[evaluator_type](cfg, dataset_name, output_folder)
         return evaluators if isinstance(evaluators, DatasetEvaluator) else DatasetEvaluators(evaluators)
 
+    @classmethod
+    def test_with_TTA(cls, cfg: CfgNode, model):
+        """Evaluate with test-time augmentation (``TEST.AUG``): multi-scale + flip for the semantic
+        part segmenter (``SemSegTTA``), flip of the part outputs for the instance part model
+        (``PartFlipTTA``). Results keys get a ``_TTA`` suffix; outputs go to ``inference_TTA/``."""
+        from ..modeling.test_time_augmentation import PartFlipTTA, SemSegTTA
+        from ..taxonomy import get_part_taxonomy
+
+        if cfg.MODEL.META_ARCHITECTURE in SEMANTIC_ARCHS:
+            wrapped = SemSegTTA(cfg, model)
+        else:
+            inner = model.module if hasattr(model, "module") else model
+            wrapped = PartFlipTTA(inner, get_part_taxonomy(cfg.BODYPARTS.PART_TAXONOMY).flip_lut())
+        evaluators = [
+            cls.build_evaluator(cfg, name, os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name))
+            for name in cfg.DATASETS.TEST
+        ]
+        results = cls.test(cfg, wrapped, evaluators)
+        return OrderedDict((k + "_TTA", v) for k, v in results.items())
+
+
+def check_tta_config(cfg: CfgNode, source: str = "config") -> None:
+    """``TEST.AUG.ENABLED`` needs a model with test-time augmentation: the semantic part segmenter,
+    or an instance model with the part branch (flip only). Raises ValueError naming the key."""
+    if not cfg.TEST.AUG.ENABLED:
+        return
+    arch = cfg.MODEL.META_ARCHITECTURE
+    if arch in SEMANTIC_ARCHS or (arch in ("BodyPartsRCNN", "GeneralizedRCNN") and cfg.MODEL.BODYPART_ON):
+        return
+    raise ValueError(
+        f"{source}: TEST.AUG.ENABLED True, but MODEL.META_ARCHITECTURE {arch!r} has no test-time "
+        "augmentation in bodyparts (semantic part segmenter: multi-scale + flip; BodyPartsRCNN with "
+        "MODEL.BODYPART_ON: flip of the part outputs)"
+    )
+
 
 def check_keypoint_config(cfg: CfgNode, source: str = "config") -> None:
     """With keypoints on, ``MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS`` must equal the number of keypoints
@@ -177,6 +213,7 @@ def setup_cfg(args, *, for_launch_only: bool = False) -> CfgNode:
     except ValueError as e:
         raise ValueError(f"command-line opts {args.opts}: {e}") from None
     check_keypoint_config(cfg, args.config_file)
+    check_tta_config(cfg, args.config_file)
     cfg.freeze()
     if not for_launch_only:
         default_setup(cfg, args)

@@ -21,10 +21,9 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
-from PIL import Image
 from tabulate import tabulate
 
-from ..data.contract import PART_IGNORE, part_label_map, silhouette_mask
+from ..data.contract import PERSON_CATEGORY, image_part_map, is_person, part_label_map
 from ..modeling.inference import paste_part_masks
 from ..taxonomy import PartTaxonomy, get_part_taxonomy, mapping_lut
 from .parsing_metrics import (
@@ -44,18 +43,8 @@ __all__ = ["BodyPartParsingEvaluator", "build_parsing_evaluator", "ground_truth_
 logger = logging.getLogger(__name__)
 
 
-def _full_lut(lut: np.ndarray) -> np.ndarray:
-    """uint8 (256,) look-up table: ``lut`` for its labels, PART_IGNORE for every other value."""
-    full = np.full(256, PART_IGNORE, dtype=np.uint8)
-    full[: len(lut)] = lut
-    return full
-
-
-_silhouette = silhouette_mask
-
-
 def _has_parts(ann: Mapping) -> bool:
-    return ann.get("parts") is not None and not ann.get("iscrowd", 0)
+    return is_person(ann) and ann.get("parts") is not None and not ann.get("iscrowd", 0)
 
 
 def ground_truth_maps(
@@ -70,10 +59,11 @@ def ground_truth_maps(
     Person maps: persons without part annotation (``parts`` absent/None), crowd regions and persons
     whose mapped map has no part pixel are left out (no ground truth, not in N_gt).
 
-    Image-level map: read from ``sem_seg_file`` (the record's ``sem_seg_file_name``) when given.
-    Otherwise built from the persons: the silhouettes of persons without part annotation, of crowd
-    regions and of persons with ``parts_complete: False`` are ignored (255), then every annotated
-    part label is written over them; all other pixels are background 0.
+    Image-level map: :func:`~bodyparts.data.contract.image_part_map` (read from ``sem_seg_file``,
+    the record's ``sem_seg_file_name``, when given; otherwise built from the persons: silhouettes of
+    persons without part annotation, of crowd regions and of persons with ``parts_complete: False``
+    ignored (255), then every annotated part label written over them; all other pixels are
+    background 0). The semantic mapper's test-time ``sem_seg`` is the same map.
 
     Args:
         annotations: the record's person annotations (data contract).
@@ -84,26 +74,13 @@ def ground_truth_maps(
         person_maps: uint8 (G, H, W) model part labels inside the person, 0 elsewhere.
         semantic: uint8 (H, W) model part labels, 255 = ignored.
     """
-    full = _full_lut(lut)
     persons = []
-    semantic = np.zeros((height, width), dtype=np.uint8)
     for ann in annotations:
-        if not _has_parts(ann) or not ann.get("parts_complete", True):
-            semantic[_silhouette(ann, height, width)] = PART_IGNORE
-    for ann in annotations:
-        if _has_parts(ann):
-            person = full[part_label_map(ann, height, width)]
-            np.copyto(semantic, person, where=person != 0)
+        if _has_parts(ann):  # labels of an annotated person are below len(lut)
+            person = np.asarray(lut, dtype=np.uint8)[part_label_map(ann, height, width)]
             if person.any():
                 persons.append(person)
-    if sem_seg_file:
-        with PathManager.open(sem_seg_file, "rb") as f:
-            labels = np.asarray(Image.open(f), dtype=np.uint8)
-        if labels.shape != (height, width):
-            raise ValueError(
-                f"{sem_seg_file}: part map of size {labels.shape}, the image is {(height, width)}"
-            )
-        semantic = full[labels]
+    semantic = image_part_map(annotations, height, width, lut, sem_seg_file=sem_seg_file)
     if not persons:
         return np.zeros((0, height, width), dtype=np.uint8), semantic
     return np.stack(persons), semantic
@@ -172,7 +149,7 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
     def _load_gt(self, dataset_name: str) -> Dict[Any, Dict[str, Any]]:
         """image_id -> the few record fields needed (size, look-up table, annotations)."""
         default_taxonomy = MetadataCatalog.get(dataset_name).get("part_taxonomy", None)
-        keys = ("parts", "parts_complete", "iscrowd", "segmentation", "bbox", "bbox_mode")
+        keys = ("category_id", "parts", "parts_complete", "iscrowd", "segmentation", "bbox", "bbox_mode")
         luts: Dict[str, np.ndarray] = {}
         index = {}
         for record in DatasetCatalog.get(dataset_name):
@@ -241,6 +218,8 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
     def _paste(self, instances, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
         """uint8 (R, H, W) person maps in image space and float (R,) scores of the detections."""
         fields = instances.get_fields()
+        if "pred_classes" in fields:  # multi-class models (panoptic datasets): persons only have parts
+            instances = instances[instances.pred_classes == PERSON_CATEGORY]
         if not fields or len(instances) == 0:
             return np.zeros((0, height, width), dtype=np.uint8), np.zeros((0,))
         if "pred_part_masks" not in fields:

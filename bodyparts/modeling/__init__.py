@@ -3,6 +3,8 @@
 from .inference import paste_part_masks, part_inference, part_label_maps_in_image  # noqa: F401
 from .meta_arch import BodyPartsRCNN  # noqa: F401
 from .panoptic import BodyPartsPanopticFPN, part_panoptic_map  # noqa: F401
+from .semantic_seg import BodyPartSemSegFPNHead, BodyPartsSemanticSegmentor  # noqa: F401
+from .test_time_augmentation import PartFlipTTA, SemSegTTA  # noqa: F401
 from .losses import class_balance_weights, part_loss, part_targets  # noqa: F401
 from .roi_heads import (  # noqa: F401
     ROI_BODYPART_HEAD_REGISTRY,

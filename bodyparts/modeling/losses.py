@@ -49,7 +49,8 @@ def part_loss(
     """Per-pixel softmax cross-entropy over background + parts, ignoring IGNORE pixels.
 
     Args:
-        part_logits: (R, C, M, M).
+        part_logits: (R, C, M, M); also image-level logits (N, C, H, W), which the semantic
+            segmenter passes with R = N and M x M = H x W.
         targets: long (R, M', M'); resized to M x M with nearest sampling if M' != M.
         class_weights: optional float (C,), "outer" weighting ``-sum_i w_i y_i log softmax(x)_i``.
     Returns:
@@ -61,9 +62,9 @@ def part_loss(
     """
     if part_logits.numel() == 0 or targets.numel() == 0:
         return part_logits.sum() * 0
-    m = part_logits.shape[-1]
-    if targets.shape[-1] != m:
-        targets = F.interpolate(targets[:, None].float(), size=(m, m), mode="nearest")[:, 0].long()
+    size = tuple(part_logits.shape[-2:])
+    if tuple(targets.shape[-2:]) != size:
+        targets = F.interpolate(targets[:, None].float(), size=size, mode="nearest")[:, 0].long()
     targets = targets.to(part_logits.device)
     valid = targets != IGNORE
     num_valid = int(valid.sum())
@@ -74,22 +75,38 @@ def part_loss(
     return loss / num_valid
 
 
-def part_pixel_counts(dataset_dicts: Iterable[dict], lut_by_taxonomy: Dict[str, np.ndarray], num_classes: int) -> np.ndarray:
-    """Pixel count per label (background = box area minus the person's part pixels) over a split.
+def part_pixel_counts(
+    dataset_dicts: Iterable[dict],
+    lut_by_taxonomy: Dict[str, np.ndarray],
+    num_classes: int,
+    background: str = "box",
+) -> np.ndarray:
+    """Pixel count per label over a split, from the RLE areas (no decoding).
 
-    Uses the RLE areas (no decoding). ``lut_by_taxonomy`` maps each record's ``part_taxonomy`` to
-    the model's labels. Persons without part labels are skipped.
+    Args:
+        dataset_dicts: contract records.
+        lut_by_taxonomy: each record's ``part_taxonomy`` -> LUT to the model's labels; records of
+            other taxonomies are skipped.
+        num_classes: C.
+        background: how label 0 is counted: ``"box"`` (per-person part branch): each person's box
+            area minus its part pixels; ``"image"`` (image-level segmenter): the image area minus
+            the part pixels of its persons.
+    Returns:
+        float64 (C,). Persons without part labels add no part pixels.
     """
     import pycocotools.mask as mask_util
 
     from ..data.contract import as_pycoco_rle
     from detectron2.structures import BoxMode
 
+    if background not in ("box", "image"):
+        raise ValueError(f"part_pixel_counts: background must be 'box' or 'image', got {background!r}")
     counts = np.zeros(num_classes, dtype=np.float64)
     for rec in dataset_dicts:
         lut = lut_by_taxonomy.get(rec.get("part_taxonomy"))
         if lut is None:
             continue
+        image_labelled = 0.0
         for ann in rec.get("annotations", []):
             parts = ann.get("parts")
             if not parts:
@@ -99,8 +116,12 @@ def part_pixel_counts(dataset_dicts: Iterable[dict], lut_by_taxonomy: Dict[str, 
                 area = float(mask_util.area(as_pycoco_rle(rle)))
                 counts[lut[int(label)]] += area
                 labelled += area
-            x0, y0, x1, y1 = BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYXY_ABS)
-            counts[0] += max((x1 - x0) * (y1 - y0) - labelled, 0.0)
+            image_labelled += labelled
+            if background == "box":
+                x0, y0, x1, y1 = BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYXY_ABS)
+                counts[0] += max((x1 - x0) * (y1 - y0) - labelled, 0.0)
+        if background == "image":
+            counts[0] += max(float(rec["height"]) * float(rec["width"]) - image_labelled, 0.0)
     return counts
 
 

@@ -5,16 +5,26 @@ the ROI heads on the mirrored image, and the part probabilities of both views ar
 un-flipping the mirrored view: columns reversed and left/right channels swapped with the taxonomy's
 flip permutation (the same permutation the mapper uses for ground truth). Silhouettes from the mask
 head are averaged the same way (columns only). Keypoints are those of the original view.
+
+:class:`SemSegTTA` does multi-scale + flip TTA of the image-level part segmenter: every
+augmented view (Detectron2's ``DatasetMapperTTA``: ``TEST.AUG.MIN_SIZES``, ``MAX_SIZE``, ``FLIP``)
+is predicted at the original size, mirrored views are un-flipped the same way, and the softmax
+probabilities of all views are averaged.
 """
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.modeling.test_time_augmentation import DatasetMapperTTA
 from detectron2.structures import Boxes, Instances
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["unflip_part_probs", "PartFlipTTA"]
+from ..data.mappers import count_hflips
+from ..taxonomy import get_part_taxonomy
+
+__all__ = ["unflip_part_probs", "PartFlipTTA", "SemSegTTA"]
 
 
 def unflip_part_probs(probs: torch.Tensor, flip_lut: np.ndarray) -> torch.Tensor:
@@ -71,3 +81,60 @@ class PartFlipTTA(nn.Module):
             width = inp.get("width", res.image_size[1])
             outputs.append({"instances": detector_postprocess(res, height, width)})
         return outputs
+
+
+class SemSegTTA(nn.Module):
+    """Multi-scale + flip TTA of a semantic part segmenter (``BodyPartsSemanticSegmentor``
+    or any model returning ``{"sem_seg": (C, height, width) logits}``).
+
+    ``SemSegTTA(cfg, model)(batched_inputs)`` returns one ``{"sem_seg": (C, height, width)}`` per
+    input: the mean of the softmax probabilities of all views, each at the input's original size
+    (``height``/``width``, default the image size), mirrored views un-flipped with the left/right
+    channel swap of ``BODYPARTS.PART_TAXONOMY``. Use it like Detectron2's
+    ``GeneralizedRCNNWithTTA``: ``Trainer.test(cfg, SemSegTTA(cfg, model), evaluators)``.
+    """
+
+    def __init__(
+        self,
+        cfg,
+        model: nn.Module,
+        tta_mapper: Optional[DatasetMapperTTA] = None,
+        batch_size: int = 3,
+    ):
+        """
+        Args:
+            cfg: config with ``TEST.AUG`` (views) and ``BODYPARTS.PART_TAXONOMY`` (flip swap).
+            model: the segmenter (unwrapped from DDP if wrapped).
+            tta_mapper: input dict -> list of augmented dicts with ``transforms``
+                (default ``DatasetMapperTTA(cfg)``).
+            batch_size: views run through the model at once.
+        """
+        super().__init__()
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        self.model = model
+        self.flip_lut = get_part_taxonomy(cfg.BODYPARTS.PART_TAXONOMY).flip_lut()
+        self.tta_mapper = tta_mapper if tta_mapper is not None else DatasetMapperTTA(cfg)
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def forward(self, batched_inputs: List[Dict]) -> List[Dict[str, torch.Tensor]]:
+        self.model.eval()
+        return [{"sem_seg": self._probs(x)} for x in batched_inputs]
+
+    def _probs(self, inp: Dict) -> torch.Tensor:
+        """(C, height, width) mean probabilities of the views of one input."""
+        height = inp.get("height", inp["image"].shape[1])
+        width = inp.get("width", inp["image"].shape[2])
+        views = self.tta_mapper({"image": inp["image"], "height": height, "width": width})
+        total = None
+        for start in range(0, len(views), self.batch_size):
+            chunk = views[start : start + self.batch_size]
+            inputs = [{"image": v["image"], "height": height, "width": width} for v in chunk]
+            outputs = self.model(inputs)
+            for view, out in zip(chunk, outputs):
+                probs = out["sem_seg"].float().softmax(dim=0)
+                if count_hflips(view["transforms"]) % 2 == 1:
+                    probs = unflip_part_probs(probs[None], self.flip_lut)[0]
+                total = probs if total is None else total + probs
+        return total / len(views)
