@@ -288,3 +288,59 @@ def test_demo_on_video_with_stride(tmp_path, monkeypatch):
         demo.main(demo.get_parser().parse_args(
             ["--config-file", PARTS_CONFIG, "--input", str(inputs / "clip.avi"), "--output",
              str(tmp_path / "o2"), "--video-stride", "0", *DEMO_OPTS]))
+
+
+def _run_demo_in_process(tmp_path, config, opts):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    scene = render_scene(5, 64, 64, min_persons=1, max_persons=2)
+    assert cv2.imwrite(str(inputs / "scene.jpg"), scene.image[:, :, ::-1])
+    demo = _load_demo()
+    args = demo.get_parser().parse_intermixed_args(
+        ["--config-file", config, "--input", str(inputs), "--output", str(out), "--json",
+         "--confidence-threshold", "0.0", *opts]
+    )
+    assert demo.main(args) == 0
+    return out, json.loads((out / "scene.json").read_text())
+
+
+def test_demo_semantic_segmenter_outputs(tmp_path, monkeypatch):
+    """The image-level segmenter: rendered map, part map PNG and pixel counts that agree."""
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))
+    config = os.path.join(REPO, "configs", "quick_schedules", "semantic_fpn_R18_synthetic_cpu.yaml")
+    out, result = _run_demo_in_process(
+        tmp_path, config, ["MODEL.WEIGHTS", "", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "128"]
+    )
+    assert sorted(os.listdir(out)) == ["scene.json", "scene.png", "scene_parts.png"]
+    parts = cv2.imread(str(out / "scene_parts.png"), cv2.IMREAD_UNCHANGED)
+    assert parts.shape == (64, 64) and parts.max() < FINE_LR.num_classes
+    counts = np.bincount(parts.reshape(-1), minlength=FINE_LR.num_classes)
+    expected = {name: int(counts[k + 1]) for k, name in enumerate(FINE_LR.part_names) if counts[k + 1]}
+    assert result["part_pixels"] == expected and (result["height"], result["width"]) == (64, 64)
+    assert cv2.imread(str(out / "scene.png")).shape[0] == 64
+
+
+def test_demo_part_panoptic_outputs(tmp_path, monkeypatch):
+    """The part-aware panoptic model: the segment-id PNG holds exactly the JSON's segments, and the
+    3-channel PNG gives each segment's scene id (255 on unassigned pixels)."""
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))
+    config = os.path.join(REPO, "configs", "quick_schedules", "panoptic_bodyparts_R18_FPN_synthetic_cpu.yaml")
+    opts = DEMO_OPTS + ["MODEL.PANOPTIC_FPN.COMBINE.STUFF_AREA_LIMIT", "16",
+                        "MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH", "0.0"]
+    out, result = _run_demo_in_process(tmp_path, config, opts)
+    assert sorted(os.listdir(out)) == sorted(
+        ["scene.json"] + [f"scene{s}.png" for s in ("", "_parts", "_panoptic", "_part_panoptic")]
+    )
+    rgb = cv2.imread(str(out / "scene_panoptic.png"))[:, :, ::-1].astype(np.int64)
+    ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+    segments = {s["id"]: s for s in result["segments_info"]}
+    assert segments and set(np.unique(ids)) - {0} == set(segments)
+    pp = cv2.imread(str(out / "scene_part_panoptic.png"))[:, :, ::-1]
+    assert pp.shape == (64, 64, 3)
+    thing_ids, stuff_ids = [1], [-1, 2, 3, 4]  # the synthetic metadata
+    for sid, seg in segments.items():
+        scene_id = (thing_ids if seg["isthing"] else stuff_ids)[seg["category_id"]]
+        assert np.all(pp[ids == sid, 0] == scene_id)
+        if not seg["isthing"]:
+            assert np.all(pp[ids == sid, 1:] == [0, 255])  # stuff: no instance, no part
+    assert np.all(pp[ids == 0] == 255)
