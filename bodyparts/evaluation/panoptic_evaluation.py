@@ -7,7 +7,6 @@ it also writes the inputs of the reference implementation, the ``panoptic_parts`
 ``python tools/eval_part_panoptic.py <output_dir>/part_panoptic`` recomputes the metrics with it
 (:mod:`.panoptic_parts_check`).
 """
-import itertools
 import json
 import logging
 import os
@@ -20,7 +19,6 @@ import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
-from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 from tabulate import tabulate
 
@@ -37,7 +35,7 @@ from .panoptic_parts_check import (
     save_tif,
     write_panoptic_parts_specs,
 )
-from .parsing_evaluation import ground_truth_maps
+from .parsing_evaluation import gather_on_main, ground_truth_maps
 from .partpq import (
     PRED_VOID,
     PanopticStats,
@@ -386,13 +384,9 @@ class PartPanopticEvaluator(DatasetEvaluator):
             save_png(np.stack(part_maps, axis=-1), os.path.join(d, "pred", stem + ".png"))
 
     def evaluate(self) -> "OrderedDict[str, Dict[str, float]]":
-        if self._distributed:
-            comm.synchronize()
-            stats = list(itertools.chain(*comm.gather(self._stats, dst=0)))
-            if not comm.is_main_process():
-                return OrderedDict()
-        else:
-            stats = self._stats
+        stats = gather_on_main(self._stats, self._distributed)
+        if stats is None:
+            return OrderedDict()
         if not stats:
             logger.warning("[PartPanopticEvaluator] did not receive valid predictions.")
             return OrderedDict()

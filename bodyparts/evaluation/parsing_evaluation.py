@@ -86,6 +86,16 @@ def ground_truth_maps(
     return np.stack(persons), semantic
 
 
+def gather_on_main(items: List[Any], distributed: bool) -> Optional[List[Any]]:
+    """An evaluator's per-image statistics of all processes, on the main process (None on the
+    others); this process's own when not ``distributed``."""
+    if not distributed:
+        return items
+    comm.synchronize()
+    gathered = list(itertools.chain(*comm.gather(items, dst=0)))
+    return gathered if comm.is_main_process() else None
+
+
 class BodyPartParsingEvaluator(DatasetEvaluator):
     """Parsing metrics of an instance part model (``instances.pred_part_masks``) or, image level
     only, of a semantic part model (``sem_seg``).
@@ -278,13 +288,9 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
         }
 
     def evaluate(self) -> "OrderedDict[str, Dict[str, float]]":
-        if self._distributed:
-            comm.synchronize()
-            stats = list(itertools.chain(*comm.gather(self._stats, dst=0)))
-            if not comm.is_main_process():
-                return OrderedDict()
-        else:
-            stats = self._stats
+        stats = gather_on_main(self._stats, self._distributed)
+        if stats is None:
+            return OrderedDict()
         if not stats:
             logger.warning("[BodyPartParsingEvaluator] did not receive valid predictions.")
             return OrderedDict()
