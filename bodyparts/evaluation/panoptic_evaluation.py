@@ -17,14 +17,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 from detectron2.config import CfgNode, configurable
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils.file_io import PathManager
 from tabulate import tabulate
 
 from ..data.contract import PART_IGNORE
 from ..data.panoptic_mapper import read_panoptic_ids
-from ..taxonomy import PartTaxonomy, get_part_taxonomy, mapping_lut
+from ..taxonomy import PartTaxonomy, get_part_taxonomy
 from .panoptic_parts_check import (
     MAX_INSTANCE_ID,
     MAX_SCENE_ID,
@@ -35,7 +35,7 @@ from .panoptic_parts_check import (
     save_tif,
     write_panoptic_parts_specs,
 )
-from .parsing_evaluation import gather_on_main, ground_truth_maps
+from .parsing_evaluation import gather_on_main, ground_truth_maps, load_ground_truth_index
 from .partpq import (
     PRED_VOID,
     PanopticStats,
@@ -242,36 +242,18 @@ class PartPanopticEvaluator(DatasetEvaluator):
         }
 
     def _load_gt(self, dataset_name: str) -> Dict[Any, Dict[str, Any]]:
-        default_taxonomy = self._meta.get("part_taxonomy", None)
-        keys = ("parts", "parts_complete", "iscrowd", "segmentation", "bbox", "bbox_mode")
-        luts: Dict[str, np.ndarray] = {}
-        index = {}
-        for record in DatasetCatalog.get(dataset_name):
-            where = f"dataset {dataset_name!r}, image {record.get('image_id')!r}"
-            if not record.get("pan_seg_file_name") or record.get("segments_info") is None:
+        index = load_ground_truth_index(
+            dataset_name,
+            self._taxonomy.name,
+            require_taxonomy=any(self._classes.parts),
+            record_keys=("image_id", "pan_seg_file_name", "segments_info"),
+        )
+        for image_id, gt in index.items():
+            if not gt.get("pan_seg_file_name") or gt.get("segments_info") is None:
                 raise ValueError(
-                    f"{where}: no 'pan_seg_file_name' / 'segments_info'; PQ needs panoptic "
-                    "ground truth"
+                    f"dataset {dataset_name!r}, image {image_id!r}: no 'pan_seg_file_name' / "
+                    "'segments_info'; PQ needs panoptic ground truth"
                 )
-            source = record.get("part_taxonomy", default_taxonomy)
-            if source is None and any(self._classes.parts):
-                raise ValueError(
-                    f"{where}: no 'part_taxonomy' in the record nor in the dataset metadata"
-                )
-            if source is not None and source not in luts:
-                luts[source] = mapping_lut(source, self._taxonomy.name, dataset=dataset_name)
-            index[record["image_id"]] = {
-                "image_id": record["image_id"],
-                "height": int(record["height"]),
-                "width": int(record["width"]),
-                "pan_seg_file_name": record["pan_seg_file_name"],
-                "segments_info": [dict(s) for s in record["segments_info"]],
-                "sem_seg_file_name": record.get("sem_seg_file_name"),
-                "lut": luts.get(source),
-                "annotations": [
-                    {k: a[k] for k in keys if k in a} for a in record.get("annotations", [])
-                ],
-            }
         return index
 
     def reset(self) -> None:

@@ -5,6 +5,7 @@ confusion matrix, per-prediction and per-region numbers); no full-image map of t
 :meth:`~BodyPartParsingEvaluator.evaluate` gathers them on the main process and computes the
 metrics with :mod:`.parsing_metrics`.
 """
+import copy
 import itertools
 import json
 import logging
@@ -38,7 +39,13 @@ from .parsing_metrics import (
     semantic_metrics,
 )
 
-__all__ = ["BodyPartParsingEvaluator", "build_parsing_evaluator", "ground_truth_maps"]
+__all__ = [
+    "BodyPartParsingEvaluator",
+    "build_parsing_evaluator",
+    "ground_truth_maps",
+    "load_ground_truth_index",
+    "gather_on_main",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +91,44 @@ def ground_truth_maps(
     if not persons:
         return np.zeros((0, height, width), dtype=np.uint8), semantic
     return np.stack(persons), semantic
+
+
+_GT_ANNOTATION_KEYS = ("category_id", "parts", "parts_complete", "iscrowd", "segmentation", "bbox", "bbox_mode")
+
+
+def load_ground_truth_index(
+    dataset_name: str, taxonomy: str, *, require_taxonomy: bool = True, record_keys: Sequence[str] = ()
+) -> Dict[Any, Dict[str, Any]]:
+    """image_id -> what the evaluators need of each record of ``dataset_name``: ``height``,
+    ``width``, ``sem_seg_file_name``, ``lut`` (record part taxonomy -> ``taxonomy``; None when the
+    record has none and not ``require_taxonomy``), the annotations' ground-truth fields, and the
+    ``record_keys`` asked for (copied).
+
+    Raises:
+        ValueError: a record without ``part_taxonomy`` (nor in the metadata) when required.
+    """
+    default_taxonomy = MetadataCatalog.get(dataset_name).get("part_taxonomy", None)
+    luts: Dict[str, np.ndarray] = {}
+    index = {}
+    for record in DatasetCatalog.get(dataset_name):
+        source = record.get("part_taxonomy", default_taxonomy)
+        if source is None and require_taxonomy:
+            raise ValueError(
+                f"dataset {dataset_name!r}, image {record.get('image_id')!r}: no "
+                "'part_taxonomy' in the record nor in the dataset metadata"
+            )
+        if source is not None and source not in luts:
+            luts[source] = mapping_lut(source, taxonomy, dataset=dataset_name)
+        anns = record.get("annotations", [])
+        index[record["image_id"]] = {
+            **{k: copy.deepcopy(record[k]) for k in record_keys if k in record},
+            "height": int(record["height"]),
+            "width": int(record["width"]),
+            "lut": luts.get(source),
+            "sem_seg_file_name": record.get("sem_seg_file_name"),
+            "annotations": [{k: a[k] for k in _GT_ANNOTATION_KEYS if k in a} for a in anns],
+        }
+    return index
 
 
 def gather_on_main(items: List[Any], distributed: bool) -> Optional[List[Any]]:
@@ -158,28 +203,7 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
 
     def _load_gt(self, dataset_name: str) -> Dict[Any, Dict[str, Any]]:
         """image_id -> the few record fields needed (size, look-up table, annotations)."""
-        default_taxonomy = MetadataCatalog.get(dataset_name).get("part_taxonomy", None)
-        keys = ("category_id", "parts", "parts_complete", "iscrowd", "segmentation", "bbox", "bbox_mode")
-        luts: Dict[str, np.ndarray] = {}
-        index = {}
-        for record in DatasetCatalog.get(dataset_name):
-            source = record.get("part_taxonomy", default_taxonomy)
-            if source is None:
-                raise ValueError(
-                    f"dataset {dataset_name!r}, image {record.get('image_id')!r}: no "
-                    "'part_taxonomy' in the record nor in the dataset metadata"
-                )
-            if source not in luts:
-                luts[source] = mapping_lut(source, self._taxonomy.name, dataset=dataset_name)
-            anns = record.get("annotations", [])
-            index[record["image_id"]] = {
-                "height": int(record["height"]),
-                "width": int(record["width"]),
-                "lut": luts[source],
-                "sem_seg_file_name": record.get("sem_seg_file_name"),
-                "annotations": [{k: a[k] for k in keys if k in a} for a in anns],
-            }
-        return index
+        return load_ground_truth_index(dataset_name, self._taxonomy.name)
 
     def reset(self) -> None:
         self._stats: List[Dict[str, Any]] = []
