@@ -5,7 +5,7 @@ QUICK_CONFIG ?= configs/quick_schedules/bodyparts_rcnn_R18_FPN_synthetic_cpu_sha
 BASELINE_CONFIG ?= configs/quick_schedules/person_rcnn_R18_FPN_synthetic_cpu.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test benchmark clean-output
+.PHONY: setup setup-main demo test test-main benchmark clean-output
 
 setup:
 	bash scripts/setup_env.sh
@@ -18,6 +18,14 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# The same suite on upstream Detectron2 main with its compiled ops, built from ../shared/detectron2-main
+# into a second environment under ~/.cache/bodyparts (reused; rebuilt only when the tarball changes).
+setup-main:
+	bash scripts/setup_d2main.sh
+
+test-main:
+	PY_MAIN="$$(bash scripts/setup_d2main.sh)" && "$$PY_MAIN" -m pytest tests $(PYTEST_ARGS)
 
 benchmark: setup
 	$(PY) tools/benchmark.py --config-file $(BASELINE_CONFIG) --vs $(QUICK_CONFIG)

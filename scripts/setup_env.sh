@@ -33,7 +33,8 @@ fi
 # The stamp records what was installed; it changes when a requirement file or this script changes.
 STAMP_DIR="$("$PY" -c 'import sys; print(sys.prefix)')"
 STAMP="$STAMP_DIR/.bodyparts-setup-stamp"
-WANT="$(cat requirements/base.txt requirements/test.txt scripts/setup_env.sh scripts/detectron2_setup.py scripts/fetch_sdist.py setup.py | sha256sum | cut -d' ' -f1)"
+# It also records this checkout's path: the editable install of bodyparts points at it.
+WANT="$( (echo "$REPO"; cat requirements/base.txt requirements/test.txt scripts/setup_env.sh scripts/detectron2_setup.py scripts/fetch_sdist.py setup.py) | sha256sum | cut -d' ' -f1)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]] \
    && "$PY" -c "import torch, torchvision, detectron2, bodyparts, pytest" >/dev/null 2>&1; then
   say "environment is up to date ($PY)"

@@ -23,14 +23,26 @@ from detectron2.structures import Boxes, pairwise_iou
 from detectron2.utils import comm
 
 
-# ------------------------------------------------------------ (1) the _C stand-in
+# ------------------------------------------------------------ (1) detectron2._C: stand-in or compiled
+#
+# The suite runs on both Detectron2 builds (README, CI): the v0.6 pure-Python build, where bodyparts
+# installs its stand-in for detectron2._C, and upstream main built with its compiled ops, where the
+# real extension is used untouched. Each test below asserts the behaviour of the build it runs on.
+
+COMPILED = has_compiled_ops()
+BUILD = "compiled detectron2._C" if COMPILED else "pure-Python build (bodyparts stand-in for detectron2._C)"
 
 
-def test_standin_installed():
-    assert PREPARED["c_standin"] is True
-    assert has_compiled_ops() is False
-    assert getattr(detectron2._C, "BODYPARTS_STANDIN", False) is True
+def test_build_is_detected_from_the_extension_itself():
+    """has_compiled_ops() is True exactly when detectron2._C is a real extension module."""
+    c_file = getattr(detectron2._C, "__file__", "") or ""
+    assert COMPILED == c_file.endswith((".so", ".pyd")), (BUILD, c_file)
+    assert PREPARED["c_standin"] is (not COMPILED)
+    assert getattr(detectron2._C, "BODYPARTS_STANDIN", False) is (not COMPILED)
     assert bodyparts.compat.prepare_detectron2() is PREPARED  # idempotent
+
+
+ROTATED_A = torch.tensor([[5.0, 5.0, 4.0, 2.0, 0.0], [5.0, 5.0, 4.0, 2.0, 90.0], [20.0, 20.0, 2.0, 2.0, 0.0]])
 
 
 @pytest.mark.parametrize(
@@ -43,28 +55,60 @@ def test_standin_installed():
         ("InstanceAnnotation", ()),
     ],
 )
-def test_missing_op_names_op_and_build(name, args):
+def test_c_ops_missing_or_compiled(name, args):
+    """Pure build: each missing op raises an error naming the op, the build and an alternative.
+    Compiled build: the name is the extension's own callable, not the stand-in's error."""
+    op = getattr(detectron2._C, name)
+    if COMPILED:
+        assert callable(op) and op.__module__ != "bodyparts.compat.c_ops", (name, op)
+        return
     with pytest.raises(MissingCompiledOpError) as e:
-        getattr(detectron2._C, name)(*args)
+        op(*args)
     msg = str(e.value)
     assert f"detectron2._C.{name} is not available" in msg and "compiled" in msg
     assert "Alternative:" in msg
-
-
-def test_missing_op_is_a_runtime_error():
     assert issubclass(MissingCompiledOpError, RuntimeError)
 
 
-def test_torch_ops_nms_rotated_error():
-    boxes = torch.tensor([[5.0, 5.0, 4.0, 2.0, 0.0], [5.0, 5.0, 4.0, 2.0, 10.0]])
-    with pytest.raises(Exception, match="nms_rotated"):
-        torch.ops.detectron2.nms_rotated(boxes, torch.tensor([0.9, 0.8]), 0.5)
+def test_rotated_iou_and_nms():
+    """Pure build: both rotated ops raise the named error. Compiled build: hand-computed values.
+
+    Boxes (cx, cy, w, h, angle in degrees): a 4x2 box, the same box turned 90 degrees (overlap 2x2 = 4,
+    union 8 + 8 - 4 = 12), and a far-away 2x2 box."""
+    from detectron2.layers.rotated_boxes import pairwise_iou_rotated
+
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    if not COMPILED:
+        with pytest.raises(MissingCompiledOpError, match="nms_rotated.*compiled"):
+            nms_rotated(ROTATED_A, scores, 0.5)
+        with pytest.raises(Exception, match="nms_rotated"):
+            torch.ops.detectron2.nms_rotated(ROTATED_A, scores, 0.5)
+        with pytest.raises(MissingCompiledOpError, match="box_iou_rotated"):
+            pairwise_iou_rotated(ROTATED_A, ROTATED_A)
+        return
+    iou = pairwise_iou_rotated(ROTATED_A, ROTATED_A)
+    expected = torch.tensor([[1.0, 4 / 12, 0.0], [4 / 12, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    torch.testing.assert_close(iou, expected, atol=1e-5, rtol=0)
+    # IoU 1/3 <= 0.5: all kept; <= 0.3: the turned box is suppressed by the first one
+    assert nms_rotated(ROTATED_A, scores, 0.5).tolist() == [0, 1, 2]
+    assert nms_rotated(ROTATED_A, scores, 0.3).tolist() == [0, 2]
 
 
-def test_layers_nms_rotated_error():
-    boxes = torch.tensor([[5.0, 5.0, 4.0, 2.0, 0.0], [5.0, 5.0, 4.0, 2.0, 10.0]])
-    with pytest.raises(MissingCompiledOpError, match="nms_rotated.*compiled"):
-        nms_rotated(boxes, torch.tensor([0.9, 0.8]), 0.5)
+def test_deform_conv_on_cpu_equals_torchvision():
+    """Detectron2's DeformConv on CPU equals torchvision's deform_conv2d on both builds (v0.6 calls
+    torchvision on CPU itself; main calls its compiled CPU kernel), and zero offsets give a plain
+    convolution. The compiled entry point itself: see test_c_ops_missing_or_compiled."""
+    from detectron2.layers import DeformConv
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 2, 6, 7, generator=g)
+    conv = DeformConv(2, 3, kernel_size=3, padding=1, bias=False)
+    offset = torch.rand(1, 18, 6, 7, generator=g) - 0.5
+    ours = conv(x, offset)
+    ref = torchvision.ops.deform_conv2d(x, offset, conv.weight, padding=(1, 1))
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    plain = torch.nn.functional.conv2d(x, conv.weight, padding=1)
+    torch.testing.assert_close(conv(x, torch.zeros_like(offset)), plain, atol=1e-5, rtol=1e-5)
 
 
 def test_collect_env_info_works():
@@ -72,6 +116,8 @@ def test_collect_env_info_works():
 
     info = collect_env_info()
     assert isinstance(info, str) and "detectron2" in info and "PyTorch" in info
+    if not COMPILED:
+        assert "bodyparts stand-in" in info  # the stand-in's compiler answer
 
 
 # ------------------------------------------------------------ compiled-op replacements
@@ -148,11 +194,20 @@ def test_pairwise_iou_hand_computed():
 
 
 def test_pillow_linear_alias():
-    assert Image.LINEAR == Image.BILINEAR
+    """The alias is set exactly when Pillow lacks Image.LINEAR and Detectron2's transform.py uses it
+    (v0.6); upstream main uses Image.BILINEAR and gets no alias."""
     pillow_major = int(PIL.__version__.split(".")[0])
-    expected = pillow_major >= 10 and runtime._transform_uses_image_linear()
-    assert PREPARED["pillow_linear_alias"] is expected
-    assert pillow_major >= 13 and expected is True  # this environment: Pillow 13, Detectron2 v0.6
+    uses_linear = runtime._transform_uses_image_linear()
+    assert PREPARED["pillow_linear_alias"] is (pillow_major >= 10 and uses_linear)
+    if PREPARED["pillow_linear_alias"]:
+        assert Image.LINEAR == Image.BILINEAR
+    elif pillow_major >= 10:
+        assert not hasattr(Image, "LINEAR")  # nothing was added to Pillow
+    from detectron2.data.transforms import ExtentTransform
+    import inspect
+
+    default = inspect.signature(ExtentTransform.__init__).parameters["interp"].default
+    assert default == Image.BILINEAR  # LINEAR (aliased) in v0.6, BILINEAR in main: the same filter
 
 
 def test_detectron2_resize_with_default_interp():
@@ -267,4 +322,45 @@ def test_ddp_single_process_returns_model(ddp_recorder, monkeypatch):
 
 
 def test_coco_evaluator_kwargs():
-    assert coco_evaluator_kwargs() == {"use_fast_impl": False}
+    """The C++ COCOeval only with a compiled _C; pycocotools otherwise."""
+    assert coco_evaluator_kwargs() == {"use_fast_impl": COMPILED}
+
+
+def test_coco_evaluator_fast_impl_matches_pycocotools(tmp_path):
+    """On the build it runs on, COCOEvaluator with bodyparts' options gives the AP computed by hand:
+    one image, two ground-truth boxes, one exact detection (score 0.9) and one at IoU 0.5 (score 0.8):
+    AP50 = 100 (both match at IoU >= 0.5) and AP75 = 100 * 51 / 101 (only the first matches:
+    precision 1 at the 51 of COCO's 101 recall points 0, 0.01, ..., 0.5, none above). With a compiled _C, the C++ implementation also equals pycocotools exactly."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.evaluation import COCOEvaluator
+    from detectron2.structures import Instances
+
+    name = "test_compat_coco_fast_impl"
+    gt = [[0.0, 0.0, 20.0, 20.0], [40.0, 40.0, 60.0, 60.0]]
+    record = {
+        "file_name": "x.jpg", "image_id": 1, "height": 80, "width": 80,
+        "annotations": [{"bbox": b, "bbox_mode": 0, "category_id": 0, "iscrowd": 0} for b in gt],
+    }
+    DatasetCatalog.register(name, lambda: [record])
+    MetadataCatalog.get(name).set(thing_classes=["person"])
+    try:
+        # second detection: 20 x 10 box inside the 20 x 20 ground truth -> IoU 200 / 400 = 0.5
+        pred = Instances((80, 80))
+        pred.pred_boxes = Boxes(torch.tensor([[0.0, 0.0, 20.0, 20.0], [40.0, 40.0, 60.0, 50.0]]))
+        pred.scores = torch.tensor([0.9, 0.8])
+        pred.pred_classes = torch.tensor([0, 0])
+        results = {}
+        for fast in sorted({False, COMPILED}):
+            ev = COCOEvaluator(name, tasks=("bbox",), distributed=False, output_dir=str(tmp_path / str(fast)),
+                               use_fast_impl=fast)
+            ev.reset()
+            ev.process([{"image_id": 1, "height": 80, "width": 80}], [{"instances": pred}])
+            results[fast] = ev.evaluate()["bbox"]
+        for res in results.values():
+            assert res["AP50"] == pytest.approx(100.0)
+            assert res["AP75"] == pytest.approx(100.0 * 51 / 101, abs=1e-6)
+        if COMPILED:
+            assert results[True] == pytest.approx(results[False], abs=1e-9)
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
