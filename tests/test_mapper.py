@@ -1,8 +1,10 @@
 """Part maps through augmentation (flip swaps sides, nearest resize) and BodyPartsDatasetMapper."""
+import cv2
 import numpy as np
 import pytest
 import torch
 from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
@@ -327,7 +329,6 @@ def test_from_config_test_mode_skips_parts(dataset_name):  # noqa: F811
     assert not mapper.use_parts and not mapper.is_train
 
 
-
 # ------------------------------------------------------------ joint training: keypoints and coverage
 
 
@@ -415,3 +416,147 @@ def test_uncovered_silhouette_pixels_are_ignored(record):
     assert parts[3, 3] == 255
     assert (parts[~bigger] == 0).all()
     assert (parts[silhouette] == FINE_PART_MAP[silhouette]).all()
+
+
+# ------------------------------------------------------------ INPUT.CROP, as Detectron2's DatasetMapper
+
+
+def _always_last_offset(monkeypatch):
+    """Make RandomCrop pick its last offset: h0 = H - crop_h, w0 = W - crop_w (a known crop)."""
+
+    def randint(low, high=None, size=None, dtype=int):
+        assert size is None
+        return (low if high is None else high) - 1
+
+    monkeypatch.setattr(np.random, "randint", randint)
+
+
+def _crop_cfg(dataset_name, mask_on):  # noqa: F811
+    if dataset_name not in DatasetCatalog.list():
+        register_bodyparts_json(dataset_name, "unused.json", "unused", part_taxonomy="fine_lr")
+    cfg = _cfg(dataset_name, "fine_lr")
+    cfg.MODEL.MASK_ON = mask_on
+    cfg.MODEL.KEYPOINT_ON = True
+    cfg.INPUT.MASK_FORMAT = "bitmask"
+    cfg.INPUT.CROP.ENABLED = True
+    cfg.INPUT.CROP.TYPE = "absolute"
+    cfg.INPUT.CROP.SIZE = [3, 4]  # (height, width)
+    cfg.INPUT.MIN_SIZE_TRAIN = (3,)  # the crop's short side: the resize keeps 3 x 4
+    cfg.INPUT.MAX_SIZE_TRAIN = 1000
+    cfg.INPUT.RANDOM_FLIP = "none"
+    return cfg
+
+
+@pytest.fixture
+def crop_record(record):
+    """The 4 x 6 record plus a third person on row 0, columns 4-5 (outside the known crop), and a
+    visible left hip of person 0 inside it."""
+    rec, image, silhouette, other = record
+    third = np.zeros((H, W), np.uint8)
+    third[0, 4:6] = 1
+    assert not (third.astype(bool) & (silhouette | other.astype(bool))).any()
+    rec["annotations"].append(
+        {
+            "bbox": [4.0, 0.0, 6.0, 1.0],
+            "bbox_mode": BoxMode.XYXY_ABS,
+            "category_id": 0,
+            "iscrowd": 0,
+            "segmentation": encode_mask(third),
+            "keypoints": keypoints(),
+            "parts": parts_from_map(third),
+        }
+    )
+    rec["annotations"][0]["keypoints"] = keypoints(
+        {"nose": (2.5, 0.5, 2), "left_wrist": (0.5, 1.5, 2), "left_hip": (3.5, 2.5, 2)}
+    )
+    return rec, image
+
+
+def test_from_config_crop_is_detectron2s(dataset_name):  # noqa: F811
+    """INPUT.CROP gives the augmentations and box recomputation of Detectron2's DatasetMapper."""
+    from detectron2.data import DatasetMapper
+
+    for mask_on in (True, False):
+        cfg = _crop_cfg(dataset_name, mask_on)
+        ours, theirs = BodyPartsDatasetMapper(cfg, is_train=True), DatasetMapper(cfg, is_train=True)
+        assert repr(ours.augmentations) == repr(theirs.augmentations)
+        assert isinstance(ours.augmentations.augs[0], T.RandomCrop)
+        assert ours.recompute_boxes is theirs.recompute_boxes is mask_on
+        # no crop at test time
+        test_augs = BodyPartsDatasetMapper(cfg, is_train=False).augmentations.augs
+        assert not any(isinstance(a, T.RandomCrop) for a in test_augs)
+
+
+@pytest.mark.parametrize("mask_on", [True, False])
+def test_known_crop_transforms_everything(
+    crop_record, dataset_name, monkeypatch, mask_on  # noqa: F811
+):
+    rec, image = crop_record
+    _always_last_offset(monkeypatch)  # crop rows 1..3, columns 2..5 (y0 = 4 - 3, x0 = 6 - 4)
+    out = BodyPartsDatasetMapper(_crop_cfg(dataset_name, mask_on), is_train=True)(rec)
+
+    assert out["image"].shape == (3, 3, 4)
+    assert (out["image"].numpy() == image[1:4, 2:6].transpose(2, 0, 1)).all()
+    inst = out["instances"]
+    assert inst.image_size == (3, 4)
+    assert len(inst) == 2  # the third person lies on row 0, cropped away entirely: dropped
+    # person 0: box [0, 0, 4, 4] - (2, 1) clipped to the crop; person 1: [4, 1, 6, 3] - (2, 1)
+    assert inst.gt_boxes.tensor.tolist() == [[0.0, 0.0, 2.0, 3.0], [2.0, 0.0, 4.0, 2.0]]
+    assert inst.gt_part_maps.tensor[0].tolist() == [[2, 7, 0, 0], [2, 2, 0, 0], [2, 0, 0, 0]]
+    assert (inst.gt_part_maps.tensor[1] == 255).all()  # person 1 has no part annotation
+    if mask_on:
+        assert inst.gt_masks.tensor[0].int().tolist() == [[1, 1, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0]]
+        assert inst.gt_masks.tensor[1].int().tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0]]
+    # keypoints: (x - 2, y - 1); nose (0.5, -0.5) and left wrist (-1.5, 0.5) fall outside: invisible
+    kps = inst.gt_keypoints.tensor
+    assert kps[0, KP.names.index("left_hip")].tolist() == [1.5, 1.5, 2.0]
+    assert kps[0, KP.names.index("nose")].tolist() == [0.0, 0.0, 0.0]
+    assert kps[0, KP.names.index("left_wrist")].tolist() == [0.0, 0.0, 0.0]
+    assert int((kps[0, :, 2] > 0).sum()) == 1 and (kps[1] == 0).all()
+
+
+def test_known_crop_of_polygon_silhouettes(crop_record, dataset_name, monkeypatch):  # noqa: F811
+    """Polygon silhouettes (COCO-style data) are cropped too, also when a person is cropped away."""
+    rec, _ = crop_record
+    rec["annotations"][1]["segmentation"] = [[4.0, 1.0, 6.0, 1.0, 6.0, 3.0, 4.0, 3.0]]
+    rec["annotations"][2]["segmentation"] = [[4.0, 0.0, 6.0, 0.0, 6.0, 1.0, 4.0, 1.0]]
+    _always_last_offset(monkeypatch)
+    inst = BodyPartsDatasetMapper(_crop_cfg(dataset_name, True), is_train=True)(rec)["instances"]
+    assert len(inst) == 2
+    assert inst.gt_boxes.tensor[1].tolist() == [2.0, 0.0, 4.0, 2.0]
+    assert inst.gt_masks.tensor[1].int().tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0]]
+
+
+def test_semantic_mapper_known_crop(record, dataset_name, monkeypatch):  # noqa: F811
+    from bodyparts.data.semantic_mapper import BodyPartsSemSegMapper
+
+    rec, image, _, _ = record
+    _always_last_offset(monkeypatch)
+    out = BodyPartsSemSegMapper(_crop_cfg(dataset_name, False), is_train=True)(rec)
+    assert (out["image"].numpy() == image[1:4, 2:6].transpose(2, 0, 1)).all()
+    # the image-level map of the record, rows 1..3, columns 2..5; person 1 (no parts) is ignored
+    assert out["sem_seg"].tolist() == [[2, 7, 255, 255], [2, 2, 255, 255], [2, 0, 0, 0]]
+
+
+def test_panoptic_mapper_known_crop(record, dataset_name, monkeypatch, tmp_path):  # noqa: F811
+    from bodyparts.data.panoptic_mapper import BodyPartsPanopticMapper
+
+    rec, image, silhouette, other = record
+    ids = np.where(silhouette, 1, np.where(other.astype(bool), 2, 3)).astype(np.int64)  # 3 = stuff
+    rgb = np.stack([ids % 256, ids // 256 % 256, ids // 65536], axis=-1).astype(np.uint8)
+    assert cv2.imwrite(str(tmp_path / "pan.png"), rgb[:, :, ::-1])
+    rec["pan_seg_file_name"] = str(tmp_path / "pan.png")
+    rec["segments_info"] = [
+        {"id": 1, "category_id": 0, "iscrowd": 0, "isthing": True},
+        {"id": 2, "category_id": 0, "iscrowd": 0, "isthing": True},
+        {"id": 3, "category_id": 1, "iscrowd": 0, "isthing": False},
+    ]
+    cfg = _crop_cfg(dataset_name, True)
+    cfg.MODEL.BODYPART_ON = True
+    _always_last_offset(monkeypatch)
+    out = BodyPartsPanopticMapper(cfg, is_train=True)(rec)
+    assert (out["image"].numpy() == image[1:4, 2:6].transpose(2, 0, 1)).all()
+    assert out["sem_seg"].tolist() == [[0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 1, 1]]
+    parts = out["instances"].gt_part_maps.tensor
+    assert parts[0].tolist() == [[2, 7, 0, 0], [2, 2, 0, 0], [2, 0, 0, 0]]
+    assert out["instances"].gt_boxes.tensor.tolist() == [[0.0, 0.0, 2.0, 3.0], [2.0, 0.0, 4.0, 2.0]]

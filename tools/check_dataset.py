@@ -10,9 +10,12 @@ For each split NAME (see ``datasets/README.md`` for the registered names; the da
 * images, persons, persons with full / partial / no part labels, persons with keypoints and the
   visible keypoint count, part pixel share per part label (native taxonomy, and in ``--taxonomy``
   when given: this also checks at start-up that the dataset can express it);
-* problems: every record that breaks the data contract (file, image, annotation, field), images
-  missing on disk; with ``--skip-bad`` the loader skips broken source files (``BODYPARTS_ON_ERROR=
-  skip``) and their count is reported instead of stopping at the first;
+* problems: every record that breaks the data contract (file, image, annotation, field), and every
+  image that cannot be used: missing, empty, not an image, truncated or corrupt (each image is
+  decoded in full, as the mappers do, with :func:`bodyparts.data.image_io.read_record_image`), of
+  a pixel mode without an 8-bit image, or of another size than its record says (listed, not
+  rendered, in both modes); with ``--skip-bad`` the loader skips broken source files
+  (``BODYPARTS_ON_ERROR=skip``) and their count is reported instead of stopping at the first;
 * with ``--timing``: the load time and records/s of a cold load (record cache cleared for this
   split) and of a warm load (from the cache);
 * ``DIR/NAME/samples/*.png``: ``--num-vis`` records drawn with their part labels (taxonomy colours),
@@ -30,7 +33,7 @@ import tempfile
 import time
 import warnings
 from collections import Counter
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterable, List
 
 warnings.filterwarnings("ignore", r"`torch.jit.script` is deprecated", FutureWarning)
 
@@ -38,6 +41,7 @@ import bodyparts  # noqa: F401,E402  (prepares Detectron2 and registers the data
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from bodyparts.data.contract import DataContractError, part_label_map, validate_record  # noqa: E402
+from bodyparts.data.image_io import ImageFileError, read_record_image  # noqa: E402
 from bodyparts.taxonomy import TaxonomyError, get_part_taxonomy, mapping_lut  # noqa: E402
 from bodyparts.utils.visualizer import draw_ground_truth, metadata_for  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
@@ -94,6 +98,7 @@ def summarize(name: str, records: List[Dict[str, Any]], taxonomy: str = None) ->
     persons = Counter()
     native_pixels, mapped_pixels = Counter(), Counter()
     problems: List[str] = []
+    unreadable = set()
     lut = mapping_lut(native, taxonomy, dataset=name) if (native and taxonomy) else None
     for rec in tqdm(records, desc=f"{name}: checking", unit="img", disable=len(records) < 50):
         source = rec.get("part_taxonomy", native)
@@ -103,8 +108,11 @@ def summarize(name: str, records: List[Dict[str, Any]], taxonomy: str = None) ->
                             num_parts=num_parts, keypoint_names=keypoint_names)
         except DataContractError as e:
             problems.append(str(e))
-        if not os.path.isfile(rec["file_name"]):
-            problems.append(f"{name}: image {rec.get('image_id')!r}: file {rec['file_name']} not found")
+        try:
+            read_record_image(rec, "RGB")
+        except ImageFileError as e:  # "<file>: <problem>"
+            problems.append(f"{name}: image {rec.get('image_id')!r}: {e}")
+            unreadable.add(rec["file_name"])
         for ann in rec.get("annotations", []):
             persons["total"] += 1
             if ann.get("parts") is None:
@@ -129,6 +137,7 @@ def summarize(name: str, records: List[Dict[str, Any]], taxonomy: str = None) ->
         "images_with_persons": sum(1 for r in records if r.get("annotations")),
         "persons": dict(persons),
         "problems": problems,
+        "unreadable_images": sorted(unreadable),
     }
     if native:
         summary["part_share"] = _shares(native, native_pixels)
@@ -143,10 +152,15 @@ def _shares(taxonomy: str, pixels: Counter) -> Dict[str, float]:
     return {names[k]: round(100.0 * pixels.get(k, 0) / total, 2) for k in range(1, len(names))}
 
 
-def render_samples(name: str, records: List[Dict[str, Any]], out_dir: str, num: int) -> List[str]:
-    """Draw up to ``num`` records (those with persons first) into ``out_dir``; returns the paths."""
+def render_samples(
+    name: str, records: List[Dict[str, Any]], out_dir: str, num: int, skip: Iterable[str] = ()
+) -> List[str]:
+    """Draw up to ``num`` records (those with persons first) into ``out_dir``; returns the paths.
+    Records whose ``file_name`` is in ``skip`` (unreadable images) are not drawn."""
     meta = MetadataCatalog.get(name)
-    chosen = sorted(records, key=lambda r: -len(r.get("annotations", [])))[:num]
+    skip = set(skip)
+    readable = [r for r in records if r["file_name"] not in skip]
+    chosen = sorted(readable, key=lambda r: -len(r.get("annotations", [])))[:num]
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for rec in chosen:
@@ -175,7 +189,10 @@ def check(name: str, args) -> Dict[str, Any]:
     if timing:
         summary["timing"] = timing
     out_dir = os.path.join(args.output, name)
-    summary["samples"] = render_samples(name, records, os.path.join(out_dir, "samples"), args.num_vis)
+    samples_dir = os.path.join(out_dir, "samples")
+    summary["samples"] = render_samples(
+        name, records, samples_dir, args.num_vis, skip=summary["unreadable_images"]
+    )
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
@@ -190,6 +207,8 @@ def print_summary(s: Dict[str, Any]) -> None:
           f"{p.get('no_parts', 0)} without parts, {p.get('with_keypoints', 0)} with keypoints "
           f"({p.get('visible_keypoints', 0)} visible)")
     print(f"   loaded in {s['load_s']:.2f} s")
+    if s["unreadable_images"]:
+        print(f"   {len(s['unreadable_images'])} unreadable image(s) (listed as problems)")
     if "timing" in s:
         t = s["timing"]
         print(f"   cold load {t['cold_s']:.2f} s ({t['cold_records_per_s']} records/s), "

@@ -1,7 +1,7 @@
 """Run-time preparation of Detectron2 v0.6 for today's libraries, applied once and only where needed.
 
 :func:`prepare_detectron2` is called by ``import bodyparts`` before any ``detectron2`` sub-package is
-imported. It does exactly two things, each only when the condition holds:
+imported. It does exactly three things, each only when the condition holds:
 
 1. No compiled ``detectron2._C``: install the stand-in of :mod:`bodyparts.compat.c_ops` as
    ``detectron2._C`` (v0.6 imports ``_C`` at module level in ``layers``, ``evaluation`` and
@@ -10,14 +10,21 @@ imported. It does exactly two things, each only when the condition holds:
    ``data/transforms/transform.py`` still uses ``Image.LINEAR`` as a default argument (v0.6;
    upstream main uses ``BILINEAR``): define ``Image.LINEAR = Image.BILINEAR``, the value it had in
    Pillow < 10.
+3. ``MapDataset`` cannot retry (v0.6 on Python >= 3.11: when a mapper returns None to skip a record,
+   v0.6 draws another index with ``random.sample(a_set)``, a TypeError since Python 3.11; upstream
+   main draws from ``list(a_set)``): each new ``MapDataset`` gets a ``random.Random`` with the same
+   state whose ``sample`` also takes a set, in iteration order as main's ``list(...)``. Detected by
+   running a two-item ``MapDataset`` whose mapper skips the first item.
 
 Everything else that v0.6 trips over (numpy >= 1.24 aliases in ``SemSegEvaluator``, the training
 loader's class histogram, ``pascal_voc``) is avoided by not calling those code paths; see README.md.
 Import ``bodyparts`` before ``detectron2.data`` / ``detectron2.modeling`` when using v0.6.
 """
+import functools
 import importlib.util
 import logging
 import os
+import random
 import sys
 from typing import Dict
 
@@ -68,6 +75,42 @@ def _transform_uses_image_linear() -> bool:
         return False
 
 
+class _SetSamplingRandom(random.Random):
+    """``random.Random`` whose ``sample`` also takes a set or frozenset, drawn from in iteration
+    order (what upstream main's ``MapDataset`` does with ``sample(list(candidates))``)."""
+
+    def sample(self, population, k, **kwargs):
+        if isinstance(population, (set, frozenset)):
+            population = list(population)
+        return super().sample(population, k, **kwargs)
+
+
+def _map_dataset_retries() -> bool:
+    """Whether Detectron2's ``MapDataset`` maps another index when its mapper returns None."""
+    from detectron2.data.common import MapDataset
+
+    probe = MapDataset([0, 1], lambda x: x if x else None)
+    try:
+        return probe[0] == 1
+    except TypeError:
+        return False
+
+
+def _fix_map_dataset_retry() -> None:
+    from detectron2.data import common
+
+    original_init = common.MapDataset.__init__
+
+    @functools.wraps(original_init)
+    def __init__(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        rng = _SetSamplingRandom()
+        rng.setstate(self._rng.getstate())  # the same draws as Detectron2's own generator
+        self._rng = rng
+
+    common.MapDataset.__init__ = __init__
+
+
 def prepare_detectron2() -> Dict[str, bool]:
     """Apply the fixes described in the module docstring (idempotent). Returns what was applied."""
     if PREPARED:
@@ -85,5 +128,14 @@ def prepare_detectron2() -> Dict[str, bool]:
     pillow_alias = not hasattr(Image, "LINEAR") and _transform_uses_image_linear()
     if pillow_alias:
         Image.LINEAR = Image.BILINEAR
-    PREPARED.update({"c_standin": standin, "pillow_linear_alias": pillow_alias})
+    map_dataset_fix = not _map_dataset_retries()  # imports detectron2.data: after 1. and 2.
+    if map_dataset_fix:
+        _fix_map_dataset_retry()
+    PREPARED.update(
+        {
+            "c_standin": standin,
+            "pillow_linear_alias": pillow_alias,
+            "map_dataset_retry_fix": map_dataset_fix,
+        }
+    )
     return PREPARED

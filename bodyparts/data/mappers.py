@@ -9,6 +9,18 @@ nearest-neighbour sampling, and swapped left <-> right on a horizontal flip. Sil
 part label covers (datasets whose part masks miss some of the person) are ignored (255), not taught
 as background.
 
+Augmentations are Detectron2's (:func:`detectron2_augmentations`): ``INPUT.CROP`` means what it
+means for ``DatasetMapper``, a ``RandomCrop`` first in training, with boxes recomputed from the
+cropped silhouettes when ``MODEL.MASK_ON``. The crop moves part maps, silhouettes, boxes and
+keypoints together; keypoints outside the crop become unlabelled (0, 0, 0) and persons cropped away
+entirely are dropped (``filter_empty_instances``), as in Detectron2. Polygon silhouettes are
+rasterised before a crop when masks are bitmasks (Detectron2 would clip the polygons with
+``shapely`` and fails on a polygon cropped away entirely).
+
+Images are read by :class:`~bodyparts.data.image_io.RecordImageReader`: a broken image is an error
+naming the file and the problem, or, in training with ``BODYPARTS_ON_ERROR=skip``, a logged and
+counted skip (the mapper returns None and Detectron2's ``MapDataset`` maps another record).
+
 Joint training on several datasets: part labels come from each record's ``part_taxonomy``, keypoints
 from each record's ``keypoint_taxonomy`` (default: the model's), both mapped to the model's
 taxonomies; a person without keypoints (a dataset that has none, or a joint the dataset lacks) gets
@@ -27,10 +39,12 @@ from detectron2.data import transforms as T
 
 from ..structures import PartMaps
 from ..taxonomy import get_keypoint_taxonomy, get_part_taxonomy, keypoint_index_map, mapping_lut
-from .contract import PART_IGNORE, part_label_map, silhouette_mask
+from .contract import PART_IGNORE, encode_mask, part_label_map, silhouette_mask
+from .image_io import RecordImageReader
 
 __all__ = [
     "BodyPartsDatasetMapper",
+    "detectron2_augmentations",
     "part_luts_for_datasets",
     "count_hflips",
     "transform_part_map",
@@ -53,6 +67,20 @@ def part_luts_for_datasets(dataset_names: List[str], target_taxonomy: str) -> Di
             continue
         luts[source] = mapping_lut(source, target_taxonomy, dataset=name)
     return luts
+
+
+def detectron2_augmentations(cfg, is_train: bool) -> List[T.Augmentation]:
+    """The augmentations of Detectron2's ``DatasetMapper.from_config``: ``utils.build_augmentation``
+    (resize, flip), preceded in training by ``RandomCrop(INPUT.CROP.TYPE, INPUT.CROP.SIZE)`` when
+    ``INPUT.CROP.ENABLED``."""
+    augs = utils.build_augmentation(cfg, is_train)
+    if is_train and cfg.INPUT.CROP.ENABLED:
+        augs.insert(0, T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
+    return augs
+
+
+def _has_crop(transforms: T.TransformList) -> bool:
+    return any(isinstance(t, T.CropTransform) for t in transforms.transforms)
 
 
 def count_hflips(transforms: T.TransformList) -> int:
@@ -140,7 +168,25 @@ class BodyPartsDatasetMapper:
         part_luts: Optional[Dict[str, np.ndarray]] = None,
         part_flip_lut: Optional[np.ndarray] = None,
         recompute_boxes: bool = False,
+        on_error: Optional[str] = None,
     ):
+        """
+        Args:
+            is_train: training (instances from the annotations) or test mapping (image only).
+            augmentations: Detectron2 augmentations (:func:`detectron2_augmentations`).
+            image_format: ``INPUT.FORMAT``.
+            use_instance_mask, instance_mask_format, use_keypoint, keypoint_hflip_indices,
+                recompute_boxes: as Detectron2's ``DatasetMapper``.
+            keypoint_taxonomy: the model's keypoint taxonomy; records' keypoints are mapped to it.
+            use_parts: add ``gt_part_maps``.
+            part_luts: record part taxonomy -> uint8 LUT to the model's taxonomy
+                (:func:`part_luts_for_datasets`).
+            part_flip_lut: uint8 (C,) model part label -> label after a horizontal flip.
+            on_error: "skip" = in training, a record whose image cannot be read gives None (logged,
+                counted in ``num_skipped``); "raise" = an error naming the file. None =
+                ``$BODYPARTS_ON_ERROR``. At test time errors always raise: an evaluation never runs
+                on a silently different set of images.
+        """
         if recompute_boxes and not use_instance_mask:
             raise ValueError("recompute_boxes requires instance masks")
         if use_parts and (part_luts is None or part_flip_lut is None):
@@ -158,8 +204,16 @@ class BodyPartsDatasetMapper:
         self.part_luts = part_luts or {}
         self.part_flip_lut = part_flip_lut
         self.recompute_boxes = recompute_boxes
+        self.image_reader = RecordImageReader(
+            image_format, on_error if is_train else "raise", owner=type(self).__name__
+        )
         mode = "training" if is_train else "inference"
-        logger.info(f"[BodyPartsDatasetMapper] Augmentations used in {mode}: {augmentations}")
+        logger.info(f"[{type(self).__name__}] Augmentations used in {mode}: {augmentations}")
+
+    @property
+    def num_skipped(self) -> int:
+        """Distinct images this mapper (this DataLoader worker's copy) skipped as unreadable."""
+        return self.image_reader.num_skipped
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
@@ -167,13 +221,14 @@ class BodyPartsDatasetMapper:
         target = cfg.BODYPARTS.PART_TAXONOMY
         ret = {
             "is_train": is_train,
-            "augmentations": utils.build_augmentation(cfg, is_train),
+            "augmentations": detectron2_augmentations(cfg, is_train),
             "image_format": cfg.INPUT.FORMAT,
             "use_instance_mask": cfg.MODEL.MASK_ON,
             "instance_mask_format": cfg.INPUT.MASK_FORMAT,
             "use_keypoint": _keypoints_on(cfg),
             "keypoint_taxonomy": cfg.BODYPARTS.KEYPOINT_TAXONOMY,
-            "recompute_boxes": False,
+            # as Detectron2: after a crop, boxes are the tight boxes of the cropped silhouettes
+            "recompute_boxes": bool(is_train and cfg.INPUT.CROP.ENABLED and cfg.MODEL.MASK_ON),
             "use_parts": is_train,
             "part_luts": part_luts_for_datasets(datasets, target),
             "part_flip_lut": get_part_taxonomy(target).flip_lut(),
@@ -204,10 +259,12 @@ class BodyPartsDatasetMapper:
         except ValueError as e:
             raise ValueError(f"{record.get('file_name')}: keypoints in taxonomy {source!r}: {e}") from None
 
-    def __call__(self, dataset_dict: dict) -> dict:
+    def __call__(self, dataset_dict: dict) -> Optional[dict]:
+        """The model input of one record; None when its image is skipped (see ``on_error``)."""
+        image = self.image_reader(dataset_dict)
+        if image is None:
+            return None
         record = copy.deepcopy(dataset_dict)
-        image = utils.read_image(record["file_name"], format=self.image_format)
-        utils.check_image_size(record, image)
         aug_input = T.AugInput(image)
         transforms = self.augmentations(aug_input)
         image = aug_input.image
@@ -218,11 +275,15 @@ class BodyPartsDatasetMapper:
             return record
         annos_in = [a for a in annos_in if a.get("iscrowd", 0) == 0]
         part_maps = [self._part_map(record, a, transforms) for a in annos_in] if self.use_parts else None
+        rasterise = self.instance_mask_format == "bitmask" and _has_crop(transforms)
         annos = []
         for a in annos_in:
             a = dict(a)
             if not self.use_instance_mask:
                 a.pop("segmentation", None)
+            elif rasterise and isinstance(a.get("segmentation"), list):
+                h, w = record["height"], record["width"]
+                a["segmentation"] = encode_mask(silhouette_mask(a, h, w))
             if self.use_keypoint:
                 a["keypoints"] = self._keypoints(record, a)
             else:

@@ -4,8 +4,9 @@
 gives (boxes, classes, silhouettes, keypoints, part maps) and, in training, ``sem_seg``: the target
 of Detectron2's semantic branch in its *separated* panoptic convention, built from the record's
 ``pan_seg_file_name`` and ``segments_info`` (see :mod:`bodyparts.data.contract`) and transformed
-with the image's geometric transforms (nearest-neighbour). Part maps are kept for the thing classes
-that carry parts (persons); other thing classes get all-255 maps, so the part loss ignores them.
+with the image's geometric transforms (nearest-neighbour, ``INPUT.CROP`` included). Part maps are
+kept for the thing classes that carry parts (persons); other thing classes get all-255 maps, so the
+part loss ignores them.
 
 Shapes: H x W = image size in pixels (before augmentation for the record, after it for the output).
 """
@@ -15,10 +16,10 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import torch
 from detectron2.config import configurable
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from .contract import PART_IGNORE
+from .image_io import ImageFileError, read_image
 from .mappers import BodyPartsDatasetMapper
 
 __all__ = ["BodyPartsPanopticMapper", "panoptic_semantic_labels", "read_panoptic_ids"]
@@ -31,7 +32,7 @@ def read_panoptic_ids(record: Mapping) -> np.ndarray:
 
     Raises:
         KeyError: the record has no ``pan_seg_file_name``.
-        FileNotFoundError: the PNG cannot be read.
+        FileNotFoundError: the PNG cannot be read (missing, empty, truncated, not an image).
         ValueError: the PNG's size differs from the record's ``height`` x ``width``.
     """
     where = f"image {record.get('image_id', '?')!r} ({record.get('file_name', '?')})"
@@ -39,9 +40,9 @@ def read_panoptic_ids(record: Mapping) -> np.ndarray:
     if not path:
         raise KeyError(f"{where}: no 'pan_seg_file_name'; the panoptic model needs panoptic ground truth")
     try:
-        rgb = utils.read_image(path, format="RGB").astype(np.int64)
-    except (FileNotFoundError, OSError) as e:
-        raise FileNotFoundError(f"{where}: cannot read the panoptic PNG {path}: {e}") from None
+        rgb = read_image(path, "RGB").astype(np.int64)
+    except ImageFileError as e:  # missing, empty, truncated, ...: "<path>: <problem>"
+        raise FileNotFoundError(f"{where}: cannot read the panoptic PNG {e}") from None
     size = (record.get("height"), record.get("width"))
     if rgb.shape[:2] != size:
         raise ValueError(f"{path}: panoptic PNG is {rgb.shape[0]}x{rgb.shape[1]}, the record says {size[0]}x{size[1]}")
@@ -130,8 +131,10 @@ class BodyPartsPanopticMapper(BodyPartsDatasetMapper):
             ann = {**ann, "parts": None}  # a class without parts: all 255, no part loss
         return super()._part_map(record, ann, transforms)
 
-    def __call__(self, dataset_dict: dict) -> dict:
+    def __call__(self, dataset_dict: dict) -> Optional[dict]:
         record = super().__call__(dataset_dict)
+        if record is None:  # unreadable image, skipped (BODYPARTS_ON_ERROR=skip)
+            return None
         if self.is_train:
             source = dataset_dict.get("pan_seg_file_name", dataset_dict.get("file_name"))
             labels = panoptic_semantic_labels(

@@ -1,7 +1,9 @@
 """Dataset mapper of the image-level part segmenter: contract records -> ``image`` + ``sem_seg``.
 
 :class:`BodyPartsSemSegMapper` reads and augments the image exactly as Detectron2's
-``DatasetMapper`` does (``utils.build_augmentation``, optional ``INPUT.CROP``) and transforms the
+``DatasetMapper`` does (:func:`~bodyparts.data.mappers.detectron2_augmentations`: Detectron2's
+``utils.build_augmentation`` and, in training, ``INPUT.CROP`` as a ``RandomCrop``, not the
+``RandomCrop_CategoryAreaConstraint`` of Detectron2's semantic projects) and transforms the
 image-level part map with it (``T.AugInput(image, sem_seg=...)``, nearest-neighbour sampling);
 on an odd number of horizontal flips the left/right labels are swapped (the model taxonomy's
 ``flip_lut``).
@@ -14,6 +16,9 @@ crowd regions and persons with ``parts_complete: False`` are ignored (255) over 
 In training, silhouette pixels that no part covers are ignored too (not taught as background); at
 test time they are background, so that the test-time ``sem_seg`` is exactly the ground truth of
 :class:`~bodyparts.evaluation.BodyPartParsingEvaluator` (in the resized input frame).
+
+Images are read by :class:`~bodyparts.data.image_io.RecordImageReader` (errors name the file and
+the problem; ``BODYPARTS_ON_ERROR=skip`` skips unreadable images in training).
 """
 
 import copy
@@ -23,12 +28,12 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 from detectron2.config import configurable
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from ..taxonomy import TaxonomyError, get_part_taxonomy, mapping_lut
 from .contract import image_part_map
-from .mappers import count_hflips, part_luts_for_datasets
+from .image_io import RecordImageReader
+from .mappers import count_hflips, detectron2_augmentations, part_luts_for_datasets
 
 __all__ = ["BodyPartsSemSegMapper"]
 
@@ -53,16 +58,21 @@ class BodyPartsSemSegMapper:
         part_taxonomy: str,
         part_luts: Optional[Dict[str, np.ndarray]] = None,
         ignore_unlabelled: Optional[bool] = None,
+        on_error: Optional[str] = None,
     ):
         """
         Args:
             is_train: training (a record without ground truth is an error) or test mapping.
-            augmentations: Detectron2 augmentations (``utils.build_augmentation``).
+            augmentations: Detectron2 augmentations
+                (:func:`~bodyparts.data.mappers.detectron2_augmentations`).
             image_format: ``INPUT.FORMAT``.
             part_taxonomy: the model's part taxonomy (name); its ``flip_lut`` swaps sides.
             part_luts: record taxonomy -> LUT to ``part_taxonomy``, checked at start-up for the
                 configured datasets; other record taxonomies are mapped on first use.
             ignore_unlabelled: ignore silhouette pixels no part covers (default: ``is_train``).
+            on_error: "skip" = in training, a record whose image cannot be read gives None (logged,
+                counted in ``num_skipped``); "raise" = an error naming the file; None =
+                ``$BODYPARTS_ON_ERROR``. At test time errors always raise.
         """
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
@@ -73,14 +83,20 @@ class BodyPartsSemSegMapper:
         self.flip_lut = np.arange(256, dtype=np.uint8)
         self.flip_lut[: len(flip_lut)] = flip_lut
         self.ignore_unlabelled = is_train if ignore_unlabelled is None else ignore_unlabelled
+        self.image_reader = RecordImageReader(
+            image_format, on_error if is_train else "raise", owner=type(self).__name__
+        )
         mode = "training" if is_train else "inference"
         logger.info(f"[BodyPartsSemSegMapper] Augmentations used in {mode}: {augmentations}")
 
+    @property
+    def num_skipped(self) -> int:
+        """Distinct images this mapper (this DataLoader worker's copy) skipped as unreadable."""
+        return self.image_reader.num_skipped
+
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
-        augs = utils.build_augmentation(cfg, is_train)
-        if cfg.INPUT.CROP.ENABLED and is_train:
-            augs.insert(0, T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
+        augs = detectron2_augmentations(cfg, is_train)
         datasets = list(cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST)
         target = cfg.BODYPARTS.PART_TAXONOMY
         return {
@@ -124,10 +140,12 @@ class BodyPartsSemSegMapper:
             ignore_unlabelled=self.ignore_unlabelled,
         )
 
-    def __call__(self, dataset_dict: dict) -> dict:
+    def __call__(self, dataset_dict: dict) -> Optional[dict]:
+        """The model input of one record; None when its image is skipped (see ``on_error``)."""
+        image = self.image_reader(dataset_dict)
+        if image is None:
+            return None
         record = copy.deepcopy(dataset_dict)
-        image = utils.read_image(record["file_name"], format=self.image_format)
-        utils.check_image_size(record, image)
         sem_seg = self.part_map(record)
         aug_input = T.AugInput(image, sem_seg=sem_seg)
         transforms = self.augmentations(aug_input)
