@@ -416,3 +416,152 @@ def test_draw_part_panoptic_colours_parts_inside_person_segments():
     assert segments[1] == {"id": 2, "isthing": False, "category_id": 1}  # inputs not modified
     with_legend = draw_part_panoptic(image, seg, segments, parts, meta, "fine_lr", legend=True)
     assert with_legend.shape[0] == h and with_legend.shape[1] > w
+
+
+# ------------------------------------------------- thing classes without parts (multi-class data)
+
+SIDE = 96
+
+
+def _two_class_dataset(name: str) -> dict:
+    """Register ``name``: panoptic metadata with persons (parts) and cars (no parts), one 96 x 96
+    record with a person whose box is (10, 20)-(40, 80): head above torso."""
+    person = np.zeros((SIDE, SIDE), bool)
+    person[20:80, 10:40] = True
+    parts = np.zeros((SIDE, SIDE), np.uint8)
+    parts[20:40, 10:40] = 1
+    parts[40:80, 10:40] = 2
+    record = {
+        "file_name": "scene.png",
+        "height": SIDE,
+        "width": SIDE,
+        "image_id": 0,
+        "part_taxonomy": "fine_lr",
+        "annotations": [_annotation(person, 0, parts_from_map(parts))],
+    }
+    DatasetCatalog.register(name, lambda: [record])
+    MetadataCatalog.get(name).set(
+        thing_classes=["person", "car"],
+        thing_scene_ids=[1, 5],
+        part_taxonomy="fine_lr",
+        **{k: PANOPTIC_METADATA[k] for k in ("stuff_classes", "stuff_colors", "stuff_scene_ids")},
+    )
+    return record
+
+
+TWO_CLASS_OPTS = [
+    "MODEL.ROI_HEADS.NUM_CLASSES", "2",
+    "MODEL.MASK_ON", "True",
+    "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS", "False",
+    "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS", "False",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+    "TEST.DETECTIONS_PER_IMAGE", "200",  # every proposal's person and car detections are kept
+]
+
+
+def _two_class_cfg(name, *opts):
+    datasets = ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)"]
+    return _cfg(QUICK, *datasets, *TWO_CLASS_OPTS, *opts)
+
+
+def _two_class_model(name, *opts):
+    cfg = _two_class_cfg(name, *opts)
+    torch.manual_seed(0)
+    return cfg, build_model(cfg).eval()
+
+
+def test_part_slots_and_maps_only_for_classes_with_parts(datasets_root, dataset_name):  # noqa: F811
+    from bodyparts.modeling import SubsetPartMasks
+    from bodyparts.utils.visualizer import draw_predictions, person_part_maps
+
+    _two_class_dataset(dataset_name)
+    cfg, model = _two_class_model(dataset_name)
+    branch = model.roi_heads.part_branch
+    # training: part slots for person proposals only (test_part_branch.py checks the selection)
+    assert branch.part_class_ids == [0]
+    assert build_model(_cfg(QUICK)).roi_heads.part_branch.part_class_ids is None  # all have parts
+    silhouettes = ["MODEL.MASK_ON", "False", "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS", "True"]
+    with pytest.raises(ValueError, match="SILHOUETTE_FROM_PARTS"):
+        build_model(_two_class_cfg(dataset_name, *silhouettes))
+
+    # given detections: persons 0 and 3, cars 1, 2, 4; the part head sees the 2 persons only
+    seen = []
+    branch.head.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[0]))
+    boxes = [[10, 20, 40, 80], [50, 50, 90, 70], [60, 10, 90, 40], [30, 20, 60, 90], [0, 0, 20, 20]]
+    dets = Instances(
+        (SIDE, SIDE),
+        pred_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32)),
+        pred_classes=torch.tensor([0, 1, 1, 0, 1]),
+        scores=torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5]),
+    )
+    torch.manual_seed(1)
+    image = torch.randint(0, 256, (3, SIDE, SIDE)).float()
+    with torch.no_grad():
+        features = model.backbone(model.preprocess_image([{"image": image}]).tensor)
+        (inst,) = model.roi_heads.forward_with_given_boxes(features, [dets])
+    node = cfg.MODEL.ROI_BODYPART_HEAD
+    c, m = FINE_LR.num_classes, 2 * node.POOLER_RESOLUTION * node.UP_SCALE
+    masks = inst.pred_part_masks
+    assert seen == [2] and isinstance(masks, SubsetPartMasks) and masks.index.tolist() == [0, 3]
+    assert masks.masks.shape == (2, c, m, m)  # memory: 2 of 5 detections
+    assert inst.pred_masks.shape[0] == 5  # silhouettes of every class from the mask head
+
+    # the merge: parts inside the person segment, none (255) inside the car segment
+    seg = torch.zeros(SIDE, SIDE, dtype=torch.int32)
+    seg[20:80, 10:40], seg[50:70, 50:90], seg[:10, 60:] = 1, 2, 3
+    segments = [
+        {"id": 1, "isthing": True, "category_id": 0, "instance_id": 0},
+        {"id": 2, "isthing": True, "category_id": 1, "instance_id": 1},
+        {"id": 3, "isthing": False, "category_id": 1},
+    ]
+    maps = model._part_label_maps(inst, segments)
+    out = part_panoptic_map(seg, segments, maps, [1, 5], PANOPTIC_METADATA["stuff_scene_ids"], [0])
+    person = paste_part_masks(masks.masks[:1], inst.pred_boxes.tensor[:1], (SIDE, SIDE))[0]
+    assert torch.equal(out[20:80, 10:40, 2], person[20:80, 10:40])
+    assert (out[50:70, 50:90] == torch.tensor([5, 1, 255], dtype=torch.uint8)).all()
+
+    # the visualizer: the cars' maps are empty, the persons' are their pasted probabilities
+    maps = person_part_maps(inst)
+    assert maps.shape == (5, SIDE, SIDE) and not maps[[1, 2, 4]].any()
+    persons = paste_part_masks(masks.masks, inst.pred_boxes.tensor[[0, 3]], (SIDE, SIDE))
+    np.testing.assert_array_equal(maps[[0, 3]], persons.numpy())
+    drawn = draw_predictions(np.zeros((SIDE, SIDE, 3), np.uint8), inst, FINE_LR, score_threshold=0)
+    assert drawn.shape == (SIDE, SIDE, 3) and drawn.any()
+
+
+def test_panoptic_outputs_with_thing_classes_without_parts(datasets_root, dataset_name):  # noqa: F811
+    """The whole model on an image: part maps only for person detections, and the parsing evaluator
+    scores them exactly as the same persons given with dense part probabilities."""
+    from bodyparts.evaluation import BodyPartParsingEvaluator
+    from bodyparts.modeling import SubsetPartMasks
+
+    _two_class_dataset(dataset_name)
+    combine = "MODEL.PANOPTIC_FPN.COMBINE"
+    _, model = _two_class_model(
+        dataset_name, f"{combine}.INSTANCES_CONFIDENCE_THRESH", "0.0", f"{combine}.STUFF_AREA_LIMIT", "0"
+    )
+    torch.manual_seed(1)
+    image = torch.randint(0, 256, (3, SIDE, SIDE)).float()
+    with torch.no_grad():
+        out = model([{"image": image, "height": SIDE, "width": SIDE}])[0]
+    inst = out["instances"]
+    person = inst.pred_classes == 0
+    assert person.any() and (~person).any(), inst.pred_classes.tolist()
+    masks = inst.pred_part_masks
+    assert isinstance(masks, SubsetPartMasks) and torch.equal(masks.has_masks, person)
+    assert masks.masks.shape[0] == int(person.sum())
+    seg, segments = out["panoptic_seg"]
+    for s in segments:
+        if s["isthing"] and s["category_id"] == 1:
+            assert (out["part_panoptic"][seg == s["id"]][:, 2] == 255).all()
+
+    results = []
+    for given in (inst, inst[person]):
+        if given is not inst:
+            given.pred_part_masks = given.pred_part_masks.masks  # the persons, dense
+        evaluator = BodyPartParsingEvaluator(dataset_name, "fine_lr", distributed=False)
+        evaluator.process([{"image_id": 0}], [{"instances": given}])
+        results.append(evaluator.evaluate()["parsing"])
+    assert results[0].keys() == results[1].keys()
+    for key, value in results[0].items():
+        assert value == pytest.approx(results[1][key], nan_ok=True), key

@@ -237,23 +237,79 @@ def test_unflip_part_probs_swaps_sides_and_columns():
     assert out[0, 4, 0, 1] == 1.0 and out.sum() == 1.0  # right_arm at the last column
 
 
-def test_flip_tta_averages_both_views(datasets_root, tmp_path):
-    from bodyparts.modeling.test_time_augmentation import PartFlipTTA, unflip_part_probs
+class _TwoViewPartModel(torch.nn.Module):
+    """Stands in for a part model with known outputs: one detection, box (1, 0, 3, 2) in a 2 x 5
+    image, with LR6 part probabilities ``ORIGINAL`` on the image and ``MIRRORED`` on the mirrored
+    image (ROI of 1 x 2 cells)."""
+
+    def __init__(self):
+        super().__init__()
+        self.mirrored_boxes = None
+
+    def inference(self, batched_inputs, detected_instances=None, do_postprocess=True):
+        assert not do_postprocess and len(batched_inputs) == 1
+        height, width = batched_inputs[0]["image"].shape[1:]
+        if detected_instances is None:
+            inst = Instances(
+                (height, width),
+                pred_boxes=Boxes(torch.tensor([[1.0, 0.0, 3.0, 2.0]])),
+                scores=torch.tensor([0.9]),
+                pred_classes=torch.tensor([0]),
+            )
+            inst.pred_part_masks = _lr6_probs(ORIGINAL)
+        else:
+            inst = detected_instances[0]
+            self.mirrored_boxes = inst.pred_boxes.tensor.tolist()
+            inst.pred_part_masks = _lr6_probs(MIRRORED)
+        return [inst]
+
+
+def _lr6_probs(columns):
+    """(1, 7, 1, 2) probabilities from {label: (p at column 0, p at column 1)}."""
+    probs = torch.zeros(1, 7, 1, 2)
+    for label, (p0, p1) in columns.items():
+        probs[0, label, 0] = torch.tensor([p0, p1])
+    return probs
+
+
+# LR6: 0 background, 3 left_arm, 4 right_arm. Original view: column 0 left_arm 0.8 / background 0.2,
+# column 1 background. Mirrored view (columns swapped, left and right swapped): its column 1 is the
+# original column 0, where it says left_arm 0.6 (= right_arm 0.6 in the original) / background 0.4.
+ORIGINAL = {0: (0.2, 1.0), 3: (0.8, 0.0)}
+MIRRORED = {0: (1.0, 0.4), 3: (0.0, 0.6)}
+# averaged: column 0: background (0.2 + 0.4) / 2, left_arm 0.8 / 2, right_arm 0.6 / 2;
+# column 1: background
+EXPECTED = {0: (0.3, 1.0), 3: (0.4, 0.0), 4: (0.3, 0.0)}
+
+
+def test_flip_tta_averages_the_unflipped_mirrored_view():
+    from bodyparts.modeling.test_time_augmentation import PartFlipTTA
+    from bodyparts.taxonomy import LR6
+
+    model = _TwoViewPartModel()
+    out = PartFlipTTA(model, LR6.flip_lut())([{"image": torch.zeros(3, 2, 5)}])[0]["instances"]
+    assert model.mirrored_boxes == [[2.0, 0.0, 4.0, 2.0]]  # x -> 5 - x
+    assert torch.allclose(out.pred_part_masks, _lr6_probs(EXPECTED))
+    assert out.pred_boxes.tensor.tolist() == [[1.0, 0.0, 3.0, 2.0]]
+
+
+def test_flip_tta_keeps_the_models_fields_with_paste_in_image(datasets_root, tmp_path):
+    from bodyparts.modeling import part_label_maps_in_image
+    from bodyparts.modeling.test_time_augmentation import PartFlipTTA
     from bodyparts.taxonomy import FINE_LR
 
-    cfg = _train_cfg(tmp_path, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0")
+    opts = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "MODEL.ROI_BODYPART_HEAD.PASTE_IN_IMAGE", "True"]
+    cfg = _train_cfg(tmp_path, *opts)
     model = build_model(cfg).eval()
-    image = _batch(cfg)[0]["image"]
-    inputs = [{"image": image}]
+    inputs = [{"image": _batch(cfg)[0]["image"], "height": 50, "width": 60}]
     with torch.no_grad():
-        plain = model.inference(inputs, do_postprocess=False)[0]
-        mirrored = model.inference([{"image": image.flip(-1)}], detected_instances=[
-            __import__("bodyparts.modeling.test_time_augmentation", fromlist=["_mirror_boxes"])._mirror_boxes(plain)
-        ], do_postprocess=False)[0]
+        plain = model(inputs)[0]["instances"]
     out = PartFlipTTA(model, FINE_LR.flip_lut())(inputs)[0]["instances"]
-    expected = 0.5 * (plain.pred_part_masks + unflip_part_probs(mirrored.pred_part_masks, FINE_LR.flip_lut()))
     assert len(out) == len(plain) > 0
-    assert torch.allclose(out.pred_part_masks, expected, atol=1e-6)
+    assert set(out.get_fields()) == set(plain.get_fields()) and out.has("pred_part_labels")
+    assert out.pred_part_labels.shape == (len(out), 50, 60)
+    # the labels are those of the averaged probabilities, pasted at the output size
+    assert torch.equal(out.pred_part_labels, part_label_maps_in_image(out))
 
 
 def _explicit_branch(num_classes=5, max_fg=2):

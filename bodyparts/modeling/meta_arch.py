@@ -1,6 +1,7 @@
 """BodyPartsRCNN: Detectron2's GeneralizedRCNN with the part outputs' image-space post-processing."""
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
+from detectron2.structures import Instances
 
 from .inference import part_label_maps_in_image
 
@@ -26,9 +27,16 @@ class BodyPartsRCNN(GeneralizedRCNN):
 
     def inference(self, batched_inputs, detected_instances=None, do_postprocess: bool = True):
         results = super().inference(batched_inputs, detected_instances, do_postprocess)
-        if do_postprocess and self.paste_part_labels:
+        if do_postprocess:
             for result in results:
-                inst = result["instances"]
-                if inst.has("pred_part_masks"):
-                    inst.pred_part_labels = part_label_maps_in_image(inst)
+                self.postprocess_parts(result["instances"])
         return results
+
+    def postprocess_parts(self, instances: Instances) -> Instances:
+        """The part outputs' image-space post-processing of one image's detections, already
+        rescaled to the output size (Detectron2's ``detector_postprocess``): with
+        ``paste_part_labels``, adds ``pred_part_labels`` uint8 (R, H, W). Test-time augmentation
+        (``PartFlipTTA``) calls it too, so that both return the same fields."""
+        if self.paste_part_labels and instances.has("pred_part_masks"):
+            instances.pred_part_labels = part_label_maps_in_image(instances)
+        return instances

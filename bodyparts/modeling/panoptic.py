@@ -18,6 +18,7 @@ from detectron2.modeling.meta_arch.panoptic_fpn import PanopticFPN
 from detectron2.structures import Instances
 
 from .inference import paste_part_masks
+from .part_outputs import SubsetPartMasks
 
 __all__ = ["BodyPartsPanopticFPN", "part_panoptic_map", "panoptic_metadata_from_cfg", "NO_LABEL"]
 
@@ -156,6 +157,11 @@ class BodyPartsPanopticFPN(PanopticFPN):
     segments_info; thing segments also get their ``area``), plus ``part_panoptic``: uint8
     (H, W, 3) on CPU, see :func:`part_panoptic_map`. With ``ROI_BODYPART_HEAD.PASTE_IN_IMAGE`` the
     instances also get ``pred_part_labels`` (R, H, W) uint8.
+
+    When ``MODEL.BODYPART_PANOPTIC.PART_THING_IDS`` leaves some thing classes without parts, the
+    part branch trains on (``MAX_FG_PER_IMAGE`` slots) and predicts for the detections of the
+    classes with parts only: ``pred_part_masks`` is then a :class:`SubsetPartMasks` (memory for
+    those S detections, not all R), and ``pred_part_labels`` is 0 for the others.
     """
 
     @configurable
@@ -214,16 +220,26 @@ class BodyPartsPanopticFPN(PanopticFPN):
 
     def _part_label_maps(self, instances: Instances, segments_info) -> Dict[int, torch.Tensor]:
         """{instance_id: uint8 (H, W) part labels} of the detections that became segments of a
-        class with parts (all detections' maps with ``paste_part_labels``)."""
+        class with parts and have part probabilities (with ``paste_part_labels``: of every
+        detection with part probabilities, also stored as ``pred_part_labels``, zero elsewhere).
+
+        ``pred_part_masks`` is a dense (R, C, M, M) tensor, or a :class:`SubsetPartMasks` when only
+        some detector classes have parts (then only those detections have probabilities)."""
         if not instances.has("pred_part_masks"):
             return {}
-        boxes = instances.pred_boxes.tensor
+        masks, boxes = instances.pred_part_masks, instances.pred_boxes.tensor
+        size = instances.image_size
+        if isinstance(masks, SubsetPartMasks):  # detection -> its row of probabilities
+            rows, probs = {int(i): k for k, i in enumerate(masks.index.tolist())}, masks.masks
+        else:
+            rows, probs = {i: i for i in range(len(instances))}, masks
         if self.paste_part_labels:
-            instances.pred_part_labels = paste_part_masks(instances.pred_part_masks, boxes, instances.image_size)
-            return dict(enumerate(instances.pred_part_labels))
+            instances.pred_part_labels = paste_part_masks(masks, boxes, size)
+            return {i: instances.pred_part_labels[i] for i in rows}
         parts_of = set(self.part_thing_ids)
         ids = [s["instance_id"] for s in segments_info if s["isthing"] and s["category_id"] in parts_of]
         return {
-            i: paste_part_masks(instances.pred_part_masks[i : i + 1], boxes[i : i + 1], instances.image_size)[0]
+            i: paste_part_masks(probs[rows[i] : rows[i] + 1], boxes[i : i + 1], size)[0]
             for i in ids
+            if i in rows
         }

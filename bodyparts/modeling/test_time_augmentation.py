@@ -11,7 +11,7 @@ augmented view (Detectron2's ``DatasetMapperTTA``: ``TEST.AUG.MIN_SIZES``, ``MAX
 is predicted at the original size, mirrored views are un-flipped the same way, and the softmax
 probabilities of all views are averaged.
 """
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data.mappers import count_hflips
 from ..taxonomy import get_part_taxonomy
+from .part_outputs import SubsetPartMasks
 
 __all__ = ["unflip_part_probs", "PartFlipTTA", "SemSegTTA"]
 
@@ -40,6 +41,19 @@ def unflip_part_probs(probs: torch.Tensor, flip_lut: np.ndarray) -> torch.Tensor
     return probs.flip(-1)[:, index]
 
 
+def _average_with_mirrored(
+    probs: Union[torch.Tensor, SubsetPartMasks],
+    mirrored: Union[torch.Tensor, SubsetPartMasks],
+    flip_lut: np.ndarray,
+) -> Union[torch.Tensor, SubsetPartMasks]:
+    """Mean of the original view's part probabilities and the un-flipped mirrored view's (the same
+    detections, so a :class:`SubsetPartMasks` has the same rows in both)."""
+    if isinstance(probs, SubsetPartMasks):
+        mean = 0.5 * (probs.masks + unflip_part_probs(mirrored.masks, flip_lut))
+        return SubsetPartMasks(mean, probs.index, len(probs))
+    return 0.5 * (probs + unflip_part_probs(mirrored, flip_lut))
+
+
 def _mirror_boxes(instances: Instances) -> Instances:
     width = instances.image_size[1]
     boxes = instances.pred_boxes.tensor.clone()
@@ -55,7 +69,9 @@ class PartFlipTTA(nn.Module):
     """Wrap a BodyPartsRCNN / GeneralizedRCNN with the part branch for flip TTA at inference.
 
     ``PartFlipTTA(model, flip_lut)(batched_inputs)`` returns what the model returns (one dict with
-    ``"instances"`` per image, post-processed to each input's ``height``/``width``).
+    ``"instances"`` per image, post-processed to each input's ``height``/``width``, with the same
+    fields: ``BodyPartsRCNN.postprocess_parts`` runs on the averaged outputs, so
+    ``ROI_BODYPART_HEAD.PASTE_IN_IMAGE`` gives ``pred_part_labels`` of the averaged probabilities).
     """
 
     def __init__(self, model: nn.Module, flip_lut: np.ndarray):
@@ -74,12 +90,18 @@ class PartFlipTTA(nn.Module):
         outputs = []
         for inp, res, mir in zip(batched_inputs, results, mirrored):
             if res.has("pred_part_masks"):
-                res.pred_part_masks = 0.5 * (res.pred_part_masks + unflip_part_probs(mir.pred_part_masks, self.flip_lut))
+                res.pred_part_masks = _average_with_mirrored(
+                    res.pred_part_masks, mir.pred_part_masks, self.flip_lut
+                )
             if res.has("pred_masks") and mir.has("pred_masks"):
                 res.pred_masks = 0.5 * (res.pred_masks + mir.pred_masks.flip(-1))
             height = inp.get("height", res.image_size[0])
             width = inp.get("width", res.image_size[1])
-            outputs.append({"instances": detector_postprocess(res, height, width)})
+            out = detector_postprocess(res, height, width)
+            postprocess_parts = getattr(self.model, "postprocess_parts", None)
+            if postprocess_parts is not None:  # BodyPartsRCNN: the same image-space part outputs
+                out = postprocess_parts(out)
+            outputs.append({"instances": out})
         return outputs
 
 

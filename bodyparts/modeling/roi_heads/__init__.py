@@ -4,5 +4,6 @@ from .part_head import (  # noqa: F401
     PartDilatedContextHead,
     PartRCNNConvDeconvHead,
     build_part_head,
+    check_shared_trunk,
 )
 from .roi_heads import BodyPartROIHeads  # noqa: F401

@@ -14,23 +14,31 @@ adds ``_init_part_head`` / ``_forward_part`` and extends ``forward`` and
 ``forward_with_given_boxes`` through ``super()``: the host class keeps its own box, mask and
 keypoint logic. Without the mixin, build a :class:`BodyPartBranch` and call it yourself.
 """
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.layers import ConvTranspose2d, interpolate
 from detectron2.modeling.poolers import ROIPooler
-from detectron2.modeling.roi_heads.keypoint_head import keypoint_rcnn_inference, keypoint_rcnn_loss
+from detectron2.modeling.roi_heads.keypoint_head import (
+    BaseKeypointRCNNHead,
+    keypoint_rcnn_inference,
+    keypoint_rcnn_loss,
+)
 from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
 from detectron2.structures import Instances
 from torch import nn
 
 from ..inference import part_inference
 from ..losses import part_loss, part_targets
-from .part_head import build_part_head
+from .part_head import build_part_head, check_shared_trunk
 
-__all__ = ["BodyPartBranch", "BodyPartHeadsMixin", "subsample_foreground"]
+__all__ = ["BodyPartBranch", "BodyPartHeadsMixin", "subsample_foreground", "select_part_foreground"]
+
+# Meta-architectures whose data (BodyPartsPanopticMapper) and merge honour
+# MODEL.BODYPART_PANOPTIC.PART_THING_IDS: only there do some detector classes lack parts.
+_PANOPTIC_ARCHS = ("BodyPartsPanopticFPN", "PanopticFPN")
 
 
 def subsample_foreground(instances: List[Instances], max_per_image: int) -> List[Instances]:
@@ -44,18 +52,69 @@ def subsample_foreground(instances: List[Instances], max_per_image: int) -> List
     return out
 
 
+def select_part_foreground(
+    proposals: List[Instances],
+    num_classes: Optional[int],
+    part_class_ids: Optional[Sequence[int]] = None,
+) -> List[Instances]:
+    """The proposals that train the part branch: foreground as Detectron2's
+    ``select_foreground_proposals`` (``gt_classes`` neither -1 nor the background label
+    ``num_classes``, i.e. ``0 <= gt_classes < num_classes``), then only classes in
+    ``part_class_ids`` (None: every class).
+
+    Args:
+        proposals: per image, sampled proposals with ``gt_classes`` (Detectron2's
+            ``label_and_sample_proposals``: 0..num_classes-1 objects, num_classes background).
+        num_classes: the detector's number of object classes K; None: a person-only detector
+            (K = 1, background label 1).
+        part_class_ids: detector classes that have parts.
+    Raises:
+        ValueError: ``num_classes`` None but some ``gt_classes`` > 1 (a multi-class detector must
+            say which label is background).
+    """
+    if num_classes is None:
+        top = max((int(p.gt_classes.max()) for p in proposals if len(p)), default=0)
+        if top > 1:
+            raise ValueError(
+                f"BodyPartBranch: gt_classes up to {top} but num_classes not given (default 1, a "
+                "person-only detector): pass num_classes, the detector's number of object classes"
+            )
+        num_classes = 1
+    fg, _ = select_foreground_proposals(proposals, num_classes)
+    if part_class_ids is None:
+        return fg
+    ids = torch.as_tensor(list(part_class_ids), dtype=torch.long)
+    return [p[torch.isin(p.gt_classes, ids.to(p.gt_classes.device))] for p in fg]
+
+
+def _part_class_ids(cfg) -> Optional[List[int]]:
+    """``MODEL.BODYPART_PANOPTIC.PART_THING_IDS`` for the panoptic models when it leaves some of the
+    ``MODEL.ROI_HEADS.NUM_CLASSES`` detector classes without parts; None (all classes) otherwise."""
+    if cfg.MODEL.META_ARCHITECTURE not in _PANOPTIC_ARCHS:
+        return None
+    ids = sorted({int(c) for c in cfg.MODEL.BODYPART_PANOPTIC.PART_THING_IDS})
+    return None if set(range(cfg.MODEL.ROI_HEADS.NUM_CLASSES)) <= set(ids) else ids
+
+
 class BodyPartBranch(nn.Module):
     """Pooler + part head + loss/inference of the per-person part label maps.
 
-    Training (``forward(features, proposals)`` on sampled proposals with ``gt_classes``,
-    ``proposal_boxes`` and ``gt_part_maps``): selects foreground proposals, keeps at most
-    ``max_fg_per_image`` of them, returns ``{"loss_part": loss_weight * part_loss}``.
+    Training (``forward(features, proposals, num_classes)`` on sampled proposals with
+    ``gt_classes``, ``proposal_boxes`` and ``gt_part_maps``): selects the foreground proposals of
+    the classes with parts (:func:`select_part_foreground`), keeps at most ``max_fg_per_image`` of
+    them per image, returns ``{"loss_part": loss_weight * part_loss}`` (and ``loss_keypoint``
+    with keypoints from the part trunk).
 
     Inference (``forward(features, instances)`` on detections with ``pred_boxes``): adds
     ``pred_part_masks`` (R, C, M, M) probabilities in ROI space; with ``silhouette_from_parts`` also
-    ``pred_masks`` = 1 - P(background) (R, 1, M, M). Pasting into image space happens in
-    post-processing (``BodyPartsRCNN``, ``part_label_maps_in_image``), once the boxes are in the
-    output image's coordinates.
+    ``pred_masks`` = 1 - P(background) (R, 1, M, M). With ``part_class_ids``, only detections of
+    those classes (``pred_classes``) are run through the head and ``pred_part_masks`` is a
+    :class:`~bodyparts.modeling.SubsetPartMasks` holding their S rows only. Pasting into image
+    space happens in post-processing (``BodyPartsRCNN``, ``part_label_maps_in_image``), once the
+    boxes are in the output image's coordinates.
+
+    The head is used through the part-head contract (``part_head.py``): ``head(x)`` only, and
+    ``head.trunk`` / ``head.predict`` / ``head.out_channels`` when keypoints come from the trunk.
     """
 
     @configurable
@@ -71,13 +130,27 @@ class BodyPartBranch(nn.Module):
         class_weights: Optional[torch.Tensor] = None,
         silhouette_from_parts: bool = False,
         num_keypoints: int = 0,
+        keypoint_loss_weight: float = 1.0,
+        keypoint_loss_normalizer: Union[str, float] = "visible",
+        part_class_ids: Optional[Sequence[int]] = None,
     ):
         """
         Args:
+            head: a part head (the contract in ``part_head.py``); with ``num_keypoints`` > 0 it
+                needs the shared-trunk extension (``trunk``, ``predict``, ``out_channels``).
+            num_classes: C, part labels including background.
+            class_weights: optional (C,) part-loss weights, kept in the checkpoint (a persistent
+                buffer); NaN = not computed yet (``class_weights.py``: the Trainer fills them).
             num_keypoints: > 0 to predict keypoints from the part head's conv features (shared
                 trunk, one pooling) instead of Detectron2's keypoint head: a stride-2 deconv to
-                K heatmaps, upsampled to the part output size, trained with
-                ``keypoint_rcnn_loss`` (normalised by visible keypoints).
+                K heatmaps, upsampled to the part output size, trained with Detectron2's
+                ``keypoint_rcnn_loss`` on the images whose proposals have ``gt_keypoints``.
+            keypoint_loss_weight, keypoint_loss_normalizer: as Detectron2's keypoint head
+                (``BaseKeypointRCNNHead``): the loss is multiplied by the weight and divided by
+                the number of visible keypoints ("visible") or by ``normalizer * number of images
+                with keypoints`` (a float).
+            part_class_ids: detector classes that have parts (None: all). Training uses only
+                their proposals; inference runs the head on their detections only.
         """
         super().__init__()
         self.in_features = in_features
@@ -90,10 +163,26 @@ class BodyPartBranch(nn.Module):
             class_weights = torch.as_tensor(class_weights, dtype=torch.float32)
             if class_weights.shape != (num_classes,):
                 raise ValueError(f"class_weights has shape {tuple(class_weights.shape)}, expected ({num_classes},)")
-        self.register_buffer("class_weights", class_weights, persistent=False)
+        # persistent: a checkpoint carries the weights (class_weights.py)
+        self.register_buffer("class_weights", class_weights)
         self.silhouette_from_parts = silhouette_from_parts
+        self.part_class_ids = None if part_class_ids is None else [int(c) for c in part_class_ids]
+        if self.part_class_ids is not None and (silhouette_from_parts or num_keypoints > 0):
+            raise ValueError(
+                "only some detector classes have parts (MODEL.BODYPART_PANOPTIC.PART_THING_IDS "
+                f"{self.part_class_ids}), but the part branch would give every detection its "
+                "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS / KEYPOINTS_FROM_PARTS output: use "
+                "Detectron2's mask / keypoint heads (MODEL.MASK_ON, MODEL.KEYPOINT_ON) instead"
+            )
+        if keypoint_loss_normalizer != "visible" and not isinstance(keypoint_loss_normalizer, float):
+            raise ValueError(
+                f"keypoint_loss_normalizer must be 'visible' or a float, got {keypoint_loss_normalizer!r}"
+            )
+        self.keypoint_loss_weight = keypoint_loss_weight
+        self.keypoint_loss_normalizer = keypoint_loss_normalizer
         self.keypoint_predictor = None
         if num_keypoints > 0:
+            check_shared_trunk(head, "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS")
             dim = head.out_channels
             self.keypoint_predictor = ConvTranspose2d(dim, num_keypoints, 4, stride=2, padding=1)
             nn.init.kaiming_normal_(self.keypoint_predictor.weight, mode="fan_out", nonlinearity="relu")
@@ -102,7 +191,7 @@ class BodyPartBranch(nn.Module):
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         from ...taxonomy import get_part_taxonomy
-        from .class_weights import class_weights_from_cfg
+        from .class_weights import initial_class_weights
 
         node = cfg.MODEL.ROI_BODYPART_HEAD
         in_features = list(node.IN_FEATURES)
@@ -127,6 +216,7 @@ class BodyPartBranch(nn.Module):
             raise ValueError(
                 "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS and MODEL.KEYPOINT_ON both set: choose one keypoint head"
             )
+        keypoint_keys = BaseKeypointRCNNHead.from_config(cfg, None)
         return {
             "in_features": in_features,
             "pooler": pooler,
@@ -134,30 +224,47 @@ class BodyPartBranch(nn.Module):
             "num_classes": get_part_taxonomy(cfg.BODYPARTS.PART_TAXONOMY).num_classes,
             "loss_weight": node.LOSS_WEIGHT,
             "max_fg_per_image": node.MAX_FG_PER_IMAGE,
-            "class_weights": class_weights_from_cfg(cfg),
+            "class_weights": initial_class_weights(cfg),  # reads no dataset
             "silhouette_from_parts": node.SILHOUETTE_FROM_PARTS,
             "num_keypoints": cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS if node.KEYPOINTS_FROM_PARTS else 0,
+            # Detectron2's own reading of ROI_KEYPOINT_HEAD.LOSS_WEIGHT and
+            # NORMALIZE_LOSS_BY_VISIBLE_KEYPOINTS
+            "keypoint_loss_weight": keypoint_keys["loss_weight"],
+            "keypoint_loss_normalizer": keypoint_keys["loss_normalizer"],
+            "part_class_ids": _part_class_ids(cfg),
         }
 
     def forward(
         self, features: Dict[str, torch.Tensor], instances: List[Instances], num_classes: Optional[int] = None
     ) -> Union[Dict[str, torch.Tensor], List[Instances]]:
-        """See the class docstring. ``num_classes``: the detector's number of object classes
-        (foreground = ``gt_classes < num_classes``); default: all non-background proposals."""
+        """See the class docstring.
+
+        Args:
+            num_classes: training only: the detector's number of object classes K, the background
+                label of ``gt_classes``; foreground = ``0 <= gt_classes < K`` as Detectron2's
+                ``select_foreground_proposals(proposals, K)``. None: K = 1 (person-only
+                detector); an error if some ``gt_classes`` exceed 1.
+        """
         feats = [features[f] for f in self.in_features]
         if self.training:
-            fg, _ = select_foreground_proposals(instances, num_classes if num_classes is not None else 1)
+            fg = select_part_foreground(instances, num_classes, self.part_class_ids)
             fg = subsample_foreground(fg, self.max_fg_per_image)
-            trunk = self.head.trunk(self.pooler(feats, [x.proposal_boxes for x in fg]))
-            logits = self.head.predict(trunk)
+            logits, trunk = self._logits(self.pooler(feats, [x.proposal_boxes for x in fg]))
             targets = part_targets(fg, logits.shape[-1])
-            losses = {"loss_part": self.loss_weight * part_loss(logits, targets, self.class_weights)}
+            losses = {"loss_part": self.loss_weight * part_loss(logits, targets, self._loss_weights())}
             if self.keypoint_predictor is not None:
                 losses["loss_keypoint"] = self._keypoint_loss(self._keypoint_heatmaps(trunk, logits.shape[-1]), fg)
             return losses
-        trunk = self.head.trunk(self.pooler(feats, [x.pred_boxes for x in instances]))
-        logits = self.head.predict(trunk)
-        part_inference(logits, instances)
+        selected = None
+        boxes = [x.pred_boxes for x in instances]
+        if self.part_class_ids is not None:
+            ids = torch.as_tensor(self.part_class_ids, dtype=torch.long)
+            selected = [
+                torch.isin(x.pred_classes, ids.to(x.pred_classes.device)) for x in instances
+            ]
+            boxes = [b[sel] for b, sel in zip(boxes, selected)]
+        logits, trunk = self._logits(self.pooler(feats, boxes))
+        part_inference(logits, instances, selected)
         if self.keypoint_predictor is not None:
             keypoint_rcnn_inference(self._keypoint_heatmaps(trunk, logits.shape[-1]), instances)
         if self.silhouette_from_parts:
@@ -165,18 +272,51 @@ class BodyPartBranch(nn.Module):
                 inst.pred_masks = 1.0 - inst.pred_part_masks[:, :1]
         return instances
 
+    def _loss_weights(self) -> Optional[torch.Tensor]:
+        """The class weights of the part loss; an error if CLASS_BALANCE's are not computed."""
+        from .class_weights import checked_class_weights
+
+        return checked_class_weights(self.class_weights, "BodyPartBranch (MODEL.ROI_BODYPART_HEAD)")
+
+    def _logits(self, x: torch.Tensor):
+        """(R, D, P, P) pooled features -> ((R, C, M, M) part logits, (R, D', P', P') trunk
+        features, or None when no keypoints come from the trunk)."""
+        if self.keypoint_predictor is None:
+            return self.head(x), None
+        trunk = self.head.trunk(x)
+        return self.head.predict(trunk), trunk
+
     def _keypoint_heatmaps(self, trunk: torch.Tensor, size: int) -> torch.Tensor:
         """(R, D, P, P) trunk features -> (R, K, size, size) keypoint logits."""
         x = self.keypoint_predictor(trunk)
         return interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
-    @staticmethod
-    def _keypoint_loss(heatmaps: torch.Tensor, instances: List[Instances]) -> torch.Tensor:
-        with_kps = [i for i in instances if i.has("gt_keypoints")]
-        if len(with_kps) != len(instances) or heatmaps.shape[0] == 0:
-            # a batch without keypoint ground truth: zero, connected to the graph (DDP-safe)
+    def _keypoint_loss(self, heatmaps: torch.Tensor, instances: List[Instances]) -> torch.Tensor:
+        """Detectron2's keypoint-head loss, per image: only images whose proposals carry
+        ``gt_keypoints`` give targets (and count as images for a fixed normaliser); a person of
+        such an image without keypoints has visibility 0 and gives none. An image without any
+        ground-truth instance has no ``gt_*`` field on its proposals (Detectron2's
+        ``label_and_sample_proposals``), so it does not count either (Detectron2's keypoint head,
+        which sees only keypoint datasets, counts it in its fixed normaliser).
+
+        Args:
+            heatmaps: (R, K, S, S) logits of the foreground proposals of all images, in order.
+            instances: per image, those proposals (R_i of them).
+        Returns:
+            ``keypoint_loss_weight * keypoint_rcnn_loss`` over the images with keypoints, the
+            normaliser being the visible keypoints or ``keypoint_loss_normalizer * their number``;
+            ``heatmaps.sum() * 0`` (connected, DDP-safe) when none of their proposals is left.
+        """
+        rows = heatmaps.split([len(i) for i in instances])
+        keep = [k for k, inst in enumerate(instances) if inst.has("gt_keypoints")]
+        if sum(len(instances[k]) for k in keep) == 0:
             return heatmaps.sum() * 0
-        return keypoint_rcnn_loss(heatmaps, instances, normalizer=None)
+        normalizer = None
+        if self.keypoint_loss_normalizer != "visible":
+            normalizer = len(keep) * self.keypoint_loss_normalizer
+        logits = torch.cat([rows[k] for k in keep])
+        loss = keypoint_rcnn_loss(logits, [instances[k] for k in keep], normalizer=normalizer)
+        return loss * self.keypoint_loss_weight
 
 
 class BodyPartHeadsMixin:

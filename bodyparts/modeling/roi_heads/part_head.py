@@ -1,7 +1,20 @@
 """Part heads: ROI features -> per-pixel logits over background + body parts.
 
 Shapes: R = ROIs, D = input channels, P = pooler resolution, C = part labels including background,
-M = output resolution = P * 2 * up_scale.
+M = output side (the built-in heads: P * 2 * up_scale), D' x P' x P' = trunk features.
+
+The contract of a part head (what :class:`BodyPartBranch` relies on, nothing more):
+
+- **Required.** An ``nn.Module`` registered in ``ROI_BODYPART_HEAD_REGISTRY``, built as
+  ``cls(cfg, input_shape)`` (``input_shape``: ShapeSpec of the pooled features, ``channels`` = D,
+  ``height`` = ``width`` = P), whose ``forward(x)`` maps ROI features (R, D, P, P) to part logits
+  (R, C, M, M), C = the number of labels of ``BODYPARTS.PART_TAXONOMY``. Any M works: targets are
+  cropped to the logits' size.
+- **Optional: a shared trunk**, needed only by ``MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS``
+  (keypoint heatmaps from the head's features): ``trunk(x)`` (R, D, P, P) -> (R, D', P', P'),
+  ``predict(features)`` (R, D', P', P') -> (R, C, M, M) with ``forward(x) == predict(trunk(x))``,
+  and the int attribute ``out_channels`` = D'. :func:`check_shared_trunk` checks it when the
+  branch is built.
 """
 from typing import Sequence
 
@@ -14,18 +27,44 @@ from torch import nn
 
 from ...taxonomy import get_part_taxonomy
 
-__all__ = ["ROI_BODYPART_HEAD_REGISTRY", "PartRCNNConvDeconvHead", "PartDilatedContextHead", "build_part_head"]
+__all__ = [
+    "ROI_BODYPART_HEAD_REGISTRY",
+    "PartRCNNConvDeconvHead",
+    "PartDilatedContextHead",
+    "build_part_head",
+    "check_shared_trunk",
+]
 
 ROI_BODYPART_HEAD_REGISTRY = Registry("ROI_BODYPART_HEAD")
 ROI_BODYPART_HEAD_REGISTRY.__doc__ = """
-Registry for part heads: take ROI features (R, D, P, P), return part logits (R, C, M, M).
-Built with ``cfg, input_shape``.
+Registry for part heads. A head is an ``nn.Module`` built with ``cls(cfg, input_shape)`` whose
+``forward`` takes ROI features (R, D, P, P) and returns part logits (R, C, M, M). Optional
+extension for ``MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS``: ``trunk(x)`` -> (R, D', P', P'),
+``predict(features)`` -> (R, C, M, M) with ``forward(x) == predict(trunk(x))``, and
+``out_channels`` = D' (see the module docstring of ``bodyparts.modeling.roi_heads.part_head``).
 """
+
+SHARED_TRUNK_MEMBERS = ("trunk", "predict", "out_channels")
+
+
+def check_shared_trunk(head: nn.Module, needed_by: str) -> None:
+    """Raise TypeError naming ``needed_by`` unless ``head`` has the optional shared-trunk members
+    (``trunk``, ``predict`` callables and an int ``out_channels``)."""
+    missing = [m for m in SHARED_TRUNK_MEMBERS[:2] if not callable(getattr(head, m, None))]
+    if not isinstance(getattr(head, "out_channels", None), int):
+        missing.append("out_channels")
+    if missing:
+        raise TypeError(
+            f"part head {type(head).__name__} lacks {', '.join(missing)}: {needed_by} needs the "
+            "optional shared-trunk extension of the part-head contract "
+            f"({', '.join(SHARED_TRUNK_MEMBERS)}; see ROI_BODYPART_HEAD_REGISTRY)"
+        )
 
 
 class PartRCNNConvDeconvHead(nn.Module):
     """Mask R-CNN-style part head: 3x3 convs, a stride-2 deconv, a 1x1 predictor over C labels,
-    then bilinear upsampling of the logits by ``up_scale`` (Parsing R-CNN: P=32 -> 64 -> 128)."""
+    then bilinear upsampling of the logits by ``up_scale`` (Parsing R-CNN: P=32 -> 64 -> 128).
+    Implements the shared-trunk extension: ``trunk`` = the convs, D' = ``conv_dims[-1]``, P' = P."""
 
     @configurable
     def __init__(
@@ -59,7 +98,7 @@ class PartRCNNConvDeconvHead(nn.Module):
         for dim, dil in zip(conv_dims, dilations):
             self.convs.append(
                 Conv2d(channels, dim, 3, padding=dil, dilation=dil, bias=not conv_norm,
-                       norm=get_norm(conv_norm, dim), activation=F.relu)
+                       norm=get_norm(conv_norm, dim), activation=nn.ReLU())
             )
             channels = dim
         self.deconv = ConvTranspose2d(channels, channels, 4, stride=2, padding=1)
@@ -93,7 +132,7 @@ class PartRCNNConvDeconvHead(nn.Module):
         """(R, conv_dims[-1], P, P) trunk features -> (R, C, M, M) part logits."""
         x = self.predictor(F.relu(self.deconv(trunk)))
         if self.up_scale != 1:
-            x = F.interpolate(x, scale_factor=self.up_scale, mode="bilinear", align_corners=False)
+            x = F.interpolate(x, scale_factor=float(self.up_scale), mode="bilinear", align_corners=False)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,5 +156,6 @@ class PartDilatedContextHead(PartRCNNConvDeconvHead):
 
 
 def build_part_head(cfg, input_shape: ShapeSpec) -> nn.Module:
+    """The registry's head ``MODEL.ROI_BODYPART_HEAD.NAME``, built as ``cls(cfg, input_shape)``."""
     return ROI_BODYPART_HEAD_REGISTRY.get(cfg.MODEL.ROI_BODYPART_HEAD.NAME)(cfg, input_shape)
 

@@ -1,0 +1,354 @@
+"""BodyPartBranch built from explicit arguments or a tiny config: the part-trunk keypoint loss (per
+image, with Detectron2's keypoint-head semantics), the part-head contract, the foreground selection,
+and the restriction to the detector classes that have parts (training slots, inference memory)."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from detectron2.config import get_cfg
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.poolers import ROIPooler
+from detectron2.modeling.roi_heads.keypoint_head import keypoint_rcnn_loss
+from detectron2.structures import Boxes, Instances, Keypoints
+from detectron2.utils.events import EventStorage
+from torch import nn
+
+from bodyparts import add_bodyparts_config
+from bodyparts.modeling import (
+    ROI_BODYPART_HEAD_REGISTRY,
+    BodyPartBranch,
+    PartRCNNConvDeconvHead,
+    SubsetPartMasks,
+    paste_part_masks,
+    part_label_maps_in_image,
+)
+from bodyparts.structures import PartMaps
+
+C = 5  # part labels of the explicit branches
+K = 2  # keypoints
+P = 4  # pooler resolution; part / keypoint output side M = 2 P (up_scale 1)
+M = 2 * P
+SIDE = 32  # image side in pixels; features at stride 4
+
+
+class RecordingPooler(nn.Module):
+    """Detectron2's ROIPooler that records the boxes it is given (one list of (R_i, 4) per call)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pooler = ROIPooler(
+            output_size=P, scales=(1.0 / 4,), sampling_ratio=2, pooler_type="ROIAlignV2"
+        )
+        self.calls = []
+
+    def forward(self, features, boxes):
+        self.calls.append([b.tensor.clone() for b in boxes])
+        return self.pooler(features, boxes)
+
+
+def _branch(**kwargs) -> BodyPartBranch:
+    torch.manual_seed(0)
+    head = PartRCNNConvDeconvHead(ShapeSpec(channels=4), num_classes=C, conv_dims=[8], up_scale=1)
+    kwargs.setdefault("max_fg_per_image", 0)
+    return BodyPartBranch(
+        in_features=["p2"], pooler=RecordingPooler(), head=head, num_classes=C, **kwargs
+    )
+
+
+def _proposals(boxes, gt_classes, keypoints=None) -> Instances:
+    """Sampled proposals of one 32 x 32 image (part label 2 inside [8, 24)^2 for every person)."""
+    n = len(boxes)
+    maps = torch.zeros(1, SIDE, SIDE, dtype=torch.uint8)
+    maps[0, 8:24, 8:24] = 2
+    inst = Instances(
+        (SIDE, SIDE),
+        proposal_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)),
+        gt_classes=torch.tensor(gt_classes, dtype=torch.long),
+        gt_part_maps=PartMaps(maps)[torch.zeros(n, dtype=torch.long)],
+    )
+    if keypoints is not None:
+        inst.gt_keypoints = Keypoints(torch.tensor(keypoints, dtype=torch.float32).reshape(n, K, 3))
+    return inst
+
+
+def _features(n=2):
+    torch.manual_seed(1)
+    return {"p2": torch.randn(n, 4, SIDE // 4, SIDE // 4)}
+
+
+# Image A: three proposals of persons with keypoints: 2 + 2 visible keypoints inside the first two
+# boxes, none visible on the third (4 keypoint targets). Image B: a dataset without keypoints.
+A_BOXES = [[0.0, 0.0, 32.0, 32.0], [4.0, 4.0, 28.0, 28.0], [0.0, 0.0, 16.0, 16.0]]
+A_KPS = [[[10, 10, 2], [20, 20, 1]], [[12, 14, 2], [16, 16, 2]], [[5, 5, 0], [6, 6, 0]]]
+B_BOXES = [[2.0, 2.0, 30.0, 30.0], [0.0, 0.0, 20.0, 20.0]]
+
+
+def _image_a():
+    return _proposals(A_BOXES, [0, 0, 0], A_KPS)
+
+
+def _image_b():
+    return _proposals(B_BOXES, [0, 0])
+
+
+def _zero_keypoint_logits(branch):
+    """Keypoint logits 0 everywhere: each visible keypoint's softmax cross-entropy over the M x M
+    heatmap is log(M^2) exactly."""
+    nn.init.zeros_(branch.keypoint_predictor.weight)
+    nn.init.zeros_(branch.keypoint_predictor.bias)
+
+
+def test_keypoint_loss_per_image_visible_normalizer():
+    branch = _branch(num_keypoints=K, keypoint_loss_weight=3.0).train()
+    _zero_keypoint_logits(branch)
+    with EventStorage():
+        loss = branch(_features(), [_image_a(), _image_b()], num_classes=1)["loss_keypoint"]
+        # 4 targets, each log(64), normalised by the 4 visible keypoints, times the loss weight
+        assert loss.item() == pytest.approx(3.0 * math.log(M * M), rel=1e-6)
+        # Detectron2's own loss on the image with keypoints gives the same number
+        reference = keypoint_rcnn_loss(torch.zeros(3, K, M, M), [_image_a()], normalizer=None)
+        assert loss.item() == pytest.approx(3.0 * reference.item(), rel=1e-6)
+
+
+def test_keypoint_loss_fixed_normalizer_counts_images_with_keypoints():
+    branch = _branch(
+        num_keypoints=K, keypoint_loss_weight=0.5, keypoint_loss_normalizer=10.0
+    ).train()
+    _zero_keypoint_logits(branch)
+    with EventStorage():
+        loss = branch(_features(), [_image_b(), _image_a()], num_classes=1)["loss_keypoint"]
+        # Detectron2: divided by num_images * loss_normalizer; one image has keypoints
+        assert loss.item() == pytest.approx(0.5 * 4 * math.log(M * M) / 10.0, rel=1e-6)
+        reference = keypoint_rcnn_loss(torch.zeros(3, K, M, M), [_image_a()], normalizer=10.0)
+        assert loss.item() == pytest.approx(0.5 * reference.item(), rel=1e-6)
+
+
+def test_keypoint_loss_ignores_images_without_keypoints():
+    """With trained (non-zero) logits: the batch (A, B) gives exactly A's loss alone."""
+    branch = _branch(num_keypoints=K).train()
+    features = _features()
+    with EventStorage():
+        mixed = branch(features, [_image_a(), _image_b()], num_classes=1)["loss_keypoint"]
+        alone = branch({"p2": features["p2"][:1]}, [_image_a()], num_classes=1)["loss_keypoint"]
+        assert mixed.item() > 0
+        assert mixed.item() == pytest.approx(alone.item(), rel=1e-6)
+        # no image with keypoints: zero, connected to the keypoint predictor (DDP-safe)
+        zero = branch(features, [_image_b(), _image_b()], num_classes=1)["loss_keypoint"]
+        assert zero.item() == 0 and zero.requires_grad
+        zero.backward()
+        assert branch.keypoint_predictor.weight.grad is not None
+        assert torch.count_nonzero(branch.keypoint_predictor.weight.grad) == 0
+
+
+def _cfg(*opts):
+    cfg = get_cfg()
+    add_bodyparts_config(cfg)
+    cfg.merge_from_list(
+        [
+            "MODEL.BODYPART_ON",
+            "True",
+            "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION",
+            str(P),
+            "MODEL.ROI_BODYPART_HEAD.CONV_DIMS",
+            "[8]",
+            "MODEL.ROI_BODYPART_HEAD.UP_SCALE",
+            "1",
+            *opts,
+        ]
+    )
+    return cfg
+
+
+SHAPES = {"p2": ShapeSpec(channels=4, stride=4)}
+
+
+def test_keypoint_loss_keys_from_config():
+    """ROI_KEYPOINT_HEAD.LOSS_WEIGHT and NORMALIZE_LOSS_BY_VISIBLE_KEYPOINTS mean what they mean in
+    Detectron2 (normaliser POSITIVE_FRACTION * BATCH_SIZE_PER_IMAGE * NUM_KEYPOINTS per image)."""
+    kp = [
+        "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS",
+        "True",
+        "MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT",
+        "3.0",
+    ]
+    branch = BodyPartBranch(_cfg(*kp), SHAPES)
+    assert branch.keypoint_loss_weight == 3.0 and branch.keypoint_loss_normalizer == "visible"
+    fixed = _cfg(*kp, "MODEL.ROI_KEYPOINT_HEAD.NORMALIZE_LOSS_BY_VISIBLE_KEYPOINTS", "False")
+    assert BodyPartBranch(fixed, SHAPES).keypoint_loss_normalizer == pytest.approx(17 * 512 * 0.25)
+
+
+# ------------------------------------------------------------------------- the part-head contract
+
+
+@ROI_BODYPART_HEAD_REGISTRY.register()
+class PlainPartHeadForTest(nn.Module):
+    """A part head exactly as the registry documents it and nothing more: built with
+    ``(cfg, input_shape)``, ``forward`` (R, D, P, P) -> (R, C, 2P, 2P) logits."""
+
+    def __init__(self, cfg, input_shape):
+        super().__init__()
+        from bodyparts.taxonomy import get_part_taxonomy
+
+        self.predictor = nn.Conv2d(
+            input_shape.channels, get_part_taxonomy(cfg.BODYPARTS.PART_TAXONOMY).num_classes, 1
+        )
+        nn.init.zeros_(self.predictor.weight)
+        nn.init.zeros_(self.predictor.bias)
+
+    def forward(self, x):
+        return F.interpolate(self.predictor(x), scale_factor=2.0, mode="nearest")
+
+
+def test_plain_registered_head_trains_and_predicts():
+    cfg = _cfg(
+        "MODEL.ROI_BODYPART_HEAD.NAME",
+        "PlainPartHeadForTest",
+        "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS",
+        "True",
+    )
+    branch = BodyPartBranch(cfg, SHAPES).train()
+    assert isinstance(branch.head, PlainPartHeadForTest)
+    with EventStorage():
+        loss = branch(_features(), [_image_a(), _image_b()], num_classes=1)["loss_part"]
+    # zero logits: uniform over the 15 fine_lr labels, times LOSS_WEIGHT (2)
+    assert loss.item() == pytest.approx(2.0 * math.log(15), rel=1e-6)
+    branch.eval()
+    det = Instances(
+        (SIDE, SIDE),
+        pred_boxes=Boxes(torch.tensor(A_BOXES)),
+        pred_classes=torch.zeros(3, dtype=torch.long),
+    )
+    with torch.no_grad():
+        (out,) = branch(_features(1), [det])
+    assert out.pred_part_masks.shape == (3, 15, M, M)
+    assert torch.allclose(out.pred_part_masks, torch.full((3, 15, M, M), 1 / 15))
+    assert torch.allclose(out.pred_masks, torch.full((3, 1, M, M), 14 / 15))
+
+
+def test_keypoints_from_parts_needs_the_trunk_extension():
+    cfg = _cfg(
+        "MODEL.ROI_BODYPART_HEAD.NAME",
+        "PlainPartHeadForTest",
+        "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS",
+        "True",
+    )
+    with pytest.raises(
+        TypeError, match=r"PlainPartHeadForTest.*KEYPOINTS_FROM_PARTS.*trunk, predict, out_channels"
+    ):
+        BodyPartBranch(cfg, SHAPES)
+
+
+# -------------------------------------------------------------------------- foreground selection
+
+
+def _pooled_boxes(branch, instances, num_classes=None):
+    branch.pooler.calls.clear()
+    with EventStorage():
+        branch(_features(len(instances)), instances, num_classes=num_classes)
+    return [b.tolist() for b in branch.pooler.calls[-1]]
+
+
+BOXES4 = [
+    [0.0, 0.0, 8.0, 8.0],
+    [8.0, 0.0, 16.0, 8.0],
+    [16.0, 0.0, 24.0, 8.0],
+    [24.0, 0.0, 32.0, 8.0],
+]
+
+
+def test_foreground_follows_detectron2_select_foreground_proposals():
+    """Foreground = 0 <= gt_classes < num_classes: -1 (ignored) and num_classes (background) are
+    left out; without num_classes the detector is person-only (background label 1)."""
+    branch = _branch().train()
+    assert _pooled_boxes(branch, [_proposals(BOXES4, [0, 1, 2, -1])], num_classes=2) == [BOXES4[:2]]
+    assert _pooled_boxes(branch, [_proposals(BOXES4, [1, 0, -1, 0])]) == [[BOXES4[1], BOXES4[3]]]
+    with pytest.raises(ValueError, match=r"gt_classes up to 2.*num_classes"):
+        _pooled_boxes(branch, [_proposals(BOXES4, [0, 1, 2, -1])])
+
+
+# ------------------------------------------------------------------ classes with parts (panoptic)
+
+BOXES6 = [
+    [0.0, 0.0, 8.0, 8.0],
+    [8.0, 0.0, 16.0, 8.0],
+    [16.0, 0.0, 24.0, 8.0],
+    [24.0, 0.0, 32.0, 8.0],
+    [0.0, 8.0, 8.0, 16.0],
+    [8.0, 8.0, 16.0, 16.0],
+]
+
+
+def test_training_slots_go_to_part_classes_only():
+    """One person (class 0) among four cars (class 1) and a background proposal (2): with one part
+    slot per image, the person always gets it."""
+    branch = _branch(max_fg_per_image=1, part_class_ids=[0]).train()
+    props = _proposals(BOXES6, [1, 1, 1, 0, 1, 2])
+    for seed in range(5):
+        torch.manual_seed(seed)
+        assert _pooled_boxes(branch, [props], num_classes=2) == [[BOXES6[3]]]
+    everything = _branch(max_fg_per_image=0).train()
+    assert _pooled_boxes(everything, [props], num_classes=2) == [BOXES6[:5]]
+
+
+def _detections():
+    inst = Instances((SIDE, SIDE))
+    inst.pred_boxes = Boxes(torch.tensor(BOXES4))
+    inst.pred_classes = torch.tensor([1, 0, 1, 0])
+    inst.scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    return inst
+
+
+def test_inference_computes_part_maps_of_part_classes_only():
+    branch = _branch(part_class_ids=[0]).eval()
+    with torch.no_grad():
+        (out,) = branch(_features(1), [_detections()])
+    # the head ran on the two persons only; the other detections have no part maps
+    assert [b.tolist() for b in branch.pooler.calls[-1]] == [[BOXES4[1], BOXES4[3]]]
+    masks = out.pred_part_masks
+    assert isinstance(masks, SubsetPartMasks) and len(masks) == 4
+    assert masks.index.tolist() == [1, 3] and masks.has_masks.tolist() == [False, True, False, True]
+    assert masks.masks.shape == (2, C, M, M)  # memory: part-class detections only
+    # the same probabilities as the branch gives for those two boxes alone
+    persons = Instances(
+        (SIDE, SIDE),
+        pred_boxes=Boxes(torch.tensor([BOXES4[1], BOXES4[3]])),
+        pred_classes=torch.zeros(2, dtype=torch.long),
+    )
+    with torch.no_grad():
+        (alone,) = _branch().eval()(_features(1), [persons])
+    assert torch.allclose(masks.masks, alone.pred_part_masks)
+    # image space: zeros for the cars, each person's pasted map for the persons
+    pasted = part_label_maps_in_image(out)
+    assert pasted.shape == (4, SIDE, SIDE) and (pasted[[0, 2]] == 0).all()
+    assert torch.equal(
+        pasted[[1, 3]],
+        paste_part_masks(alone.pred_part_masks, persons.pred_boxes.tensor, (SIDE, SIDE)),
+    )
+
+
+def test_subset_part_masks_follow_instances_indexing():
+    branch = _branch(part_class_ids=[0]).eval()
+    with torch.no_grad():
+        (out,) = branch(_features(1), [_detections()])
+    dense = out.pred_part_masks.masks
+    high = out[out.scores > 0.75]  # detections 0 (car), 1 (person)
+    assert high.pred_part_masks.index.tolist() == [1] and torch.equal(
+        high.pred_part_masks.masks, dense[:1]
+    )
+    assert len(out[0].pred_part_masks) == 1 and out[0].pred_part_masks.masks.shape[0] == 0
+    assert torch.equal(out[3].pred_part_masks.masks, dense[1:])
+    reordered = out[torch.tensor([3, 0, 1])].pred_part_masks
+    assert reordered.index.tolist() == [0, 2] and torch.equal(reordered.masks, dense[[1, 0]])
+    both = Instances.cat([out, out[2:]])
+    assert len(both) == 6 and both.pred_part_masks.index.tolist() == [1, 3, 5]
+    assert torch.equal(both.pred_part_masks.masks, dense[[0, 1, 1]])
+    assert out.to("cpu").pred_part_masks.masks.device.type == "cpu"
+
+
+def test_part_classes_exclude_outputs_other_classes_need():
+    with pytest.raises(ValueError, match="SILHOUETTE_FROM_PARTS"):
+        _branch(part_class_ids=[0], silhouette_from_parts=True)
+    with pytest.raises(ValueError, match="KEYPOINTS_FROM_PARTS"):
+        _branch(part_class_ids=[0], num_keypoints=K)
