@@ -35,6 +35,16 @@ def datasets_root(tmp_path_factory):
         os.environ["DETECTRON2_DATASETS"] = old
 
 
+@pytest.fixture
+def restore_catalogs():
+    """For tests that (re)register datasets, e.g. ``register_all(root)``: DatasetCatalog and
+    MetadataCatalog are put back as they were before the test when it ends, passed or failed."""
+    from _helpers import catalogs_restored
+
+    with catalogs_restored():
+        yield
+
+
 def run_tool_cmd(*args):
     """Command line running a tool of the repo with the test interpreter."""
     return [sys.executable, *args]

@@ -21,8 +21,9 @@ def _tool():
 
 
 @pytest.fixture
-def pascal_root(tmp_path):
-    """The PASCAL-Part fixture in the registered layout; the val list names a corrupt .mat."""
+def pascal_root(tmp_path, restore_catalogs):
+    """The PASCAL-Part fixture in the registered layout; the val list names a corrupt .mat. The
+    splits registered under it are undone afterwards (restore_catalogs), also after a failure."""
     root = tmp_path / "datasets"
     anno = root / "pascal_part" / "Annotations_Part"
     images = root / "VOCdevkit" / "VOC2010" / "JPEGImages"
@@ -36,9 +37,6 @@ def pascal_root(tmp_path):
     assert images.is_dir()
     register_all_pascal_part(str(root))
     yield root, expected
-    from bodyparts.data.datasets.builtin import register_all
-
-    register_all()  # back to the default datasets root
 
 
 def test_check_dataset_reports_counts_and_renders(pascal_root, tmp_path, monkeypatch, capsys):
@@ -78,3 +76,27 @@ def test_check_dataset_broken_file_stops_or_is_skipped(pascal_root, tmp_path, mo
     assert summary["images"] == 1  # 2008_000002; the broken file is skipped (and logged)
     with pytest.raises(tool.CheckError, match="unknown dataset 'pascal_part_person_tset'"):
         tool.main(tool.get_parser().parse_args(["pascal_part_person_tset"]))
+
+
+def test_catalogs_are_restored_after_a_failing_test(tmp_path):
+    """What restore_catalogs does when a test fails after re-registering the PASCAL-Part splits
+    under another root and registering a split of its own."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from _helpers import catalogs_restored
+
+    name = "pascal_part_person_train"
+    loader, meta = DatasetCatalog[name], MetadataCatalog.get(name)
+    attributes = dict(vars(meta))
+    with pytest.raises(RuntimeError, match="the test failed"):
+        with catalogs_restored():
+            register_all_pascal_part(str(tmp_path))
+            assert DatasetCatalog[name] is not loader and MetadataCatalog.get(name) is not meta
+            DatasetCatalog.register("bodyparts_test_added_split", list)
+            MetadataCatalog.get("bodyparts_test_added_split").set(part_taxonomy="lr6")
+            raise RuntimeError("the test failed")
+    assert DatasetCatalog[name] is loader and MetadataCatalog.get(name) is meta
+    assert vars(MetadataCatalog.get(name)) == attributes
+    assert str(tmp_path) not in str(attributes)  # the default root, not the test's
+    assert "bodyparts_test_added_split" not in DatasetCatalog.list()
+    assert "bodyparts_test_added_split" not in MetadataCatalog.list()

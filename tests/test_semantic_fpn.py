@@ -2,6 +2,7 @@
 checks, multi-scale + flip TTA, the configs, and overfitting a tiny synthetic set."""
 
 import glob
+import logging
 import math
 import os
 from argparse import Namespace
@@ -33,7 +34,7 @@ from bodyparts.modeling.semantic_seg import BodyPartSemSegFPNHead, check_sem_seg
 from bodyparts.modeling.test_time_augmentation import SemSegTTA
 from bodyparts.taxonomy import FINE_LR, TaxonomyError, get_part_taxonomy, mapping_lut
 
-from _helpers import parts_from_map, remove_dataset, write_image, write_label_png
+from _helpers import one_person_record, parts_from_map, remove_dataset, write_image, write_label_png
 from _helpers import dataset_name  # noqa: F401  (fixture)
 from conftest import REPO, TINY_OPTS
 
@@ -269,25 +270,14 @@ def test_weighted_loss_hand_computed():
         _head(class_weights=torch.ones(4))
 
 
+# inverse frequency of one_person_record's image-level counts [16, 2, 6]: 1 / f = 24/16, 24/2,
+# 24/6 = 1.5, 12, 4, normalised to mean 1 over the present labels; absent labels: 0
+ONE_PERSON_INVERSE = np.zeros(15)
+ONE_PERSON_INVERSE[:3] = np.array([1.5, 12.0, 4.0]) * 3 / 17.5
+
+
 def test_class_weights_from_training_pixels(dataset_name):  # noqa: F811
-    # 4 x 6 image, one person: head 2 px, torso 6 px, box 3 x 4 -> image background 24 - 8 = 16
-    parts = np.zeros((H, W), dtype=np.uint8)
-    parts[0, :2] = 1
-    parts[1:3, :3] = 2
-    ann = {
-        "bbox": [0.0, 0.0, 3.0, 4.0],
-        "bbox_mode": BoxMode.XYWH_ABS,
-        "category_id": 0,
-        "parts": parts_from_map(parts),
-    }
-    rec = {
-        "file_name": "x.png",
-        "height": H,
-        "width": W,
-        "image_id": 0,
-        "part_taxonomy": "fine_lr",
-        "annotations": [ann],
-    }
+    rec = one_person_record("x.png")
     lut = {"fine_lr": mapping_lut("fine_lr", "fine_lr")}
     assert part_pixel_counts([rec], lut, 15, "image")[:3].tolist() == [16, 2, 6]
     assert part_pixel_counts([rec], lut, 15, "box")[:3].tolist() == [4, 2, 6]
@@ -300,21 +290,150 @@ def test_class_weights_from_training_pixels(dataset_name):  # noqa: F811
         "MODEL.BODYPART_SEM_SEG.CLASS_BALANCE",
         "inverse",
     )
-    # inverse frequency: 1 / f = 24/16, 24/2, 24/6 = 1.5, 12, 4, normalised to mean 1; absent: 0
-    expected = np.zeros(15)
-    expected[:3] = np.array([1.5, 12.0, 4.0]) * 3 / 17.5
     w = class_weights_from_cfg(cfg, "BODYPART_SEM_SEG", background="image")
-    np.testing.assert_allclose(w.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(w.numpy(), ONE_PERSON_INVERSE, rtol=1e-6)
+    # the head is built without them: a NaN placeholder, in the checkpoint, that training fills
     shapes = {f"p{k}": ShapeSpec(channels=128, stride=2**k) for k in (2, 3, 4, 5)}
     head = build_sem_seg_head(cfg, shapes)
     assert isinstance(head, BodyPartSemSegFPNHead)
-    np.testing.assert_allclose(head.class_weights.numpy(), expected, rtol=1e-6)
-    assert "class_weights" not in head.state_dict()  # derived from the data, not a checkpoint entry
+    assert head.class_weights.shape == (15,) and torch.isnan(head.class_weights).all()
+    assert "class_weights" in head.state_dict()
     cfg.MODEL.BODYPART_SEM_SEG.CLASS_WEIGHTS = [1.0, 2.0]
     with pytest.raises(
         ValueError, match=r"MODEL\.BODYPART_SEM_SEG\.CLASS_WEIGHTS has 2 values.*15 labels"
     ):
         class_weights_from_cfg(cfg, "BODYPART_SEM_SEG", background="image")
+    with pytest.raises(ValueError, match=r"MODEL\.BODYPART_SEM_SEG\.CLASS_WEIGHTS has 2 values"):
+        build_sem_seg_head(cfg, shapes)
+    cfg.MODEL.BODYPART_SEM_SEG.CLASS_WEIGHTS = [float(i) for i in range(15)]
+    assert build_sem_seg_head(cfg, shapes).class_weights.tolist() == list(range(15))
+    cfg.MODEL.BODYPART_SEM_SEG.CLASS_WEIGHTS = []
+    cfg.MODEL.BODYPART_SEM_SEG.CLASS_BALANCE = "sqrt"
+    with pytest.raises(ValueError, match=r"MODEL\.BODYPART_SEM_SEG\.CLASS_BALANCE.*'sqrt'"):
+        build_sem_seg_head(cfg, shapes)
+
+
+def test_model_with_class_balance_builds_without_the_training_set():
+    """The demo and --eval-only build the model with no training set on disk."""
+    cfg = _cfg(
+        QUICK,
+        "DATASETS.TRAIN",
+        "('bodyparts_test_never_registered',)",
+        "MODEL.BODYPART_SEM_SEG.CLASS_BALANCE",
+        "inverse",
+    )
+    assert "bodyparts_test_never_registered" not in DatasetCatalog.list()
+    model = build_model(cfg)
+    assert torch.isnan(model.state_dict()["sem_seg_head.class_weights"]).all()
+    model.eval()
+    with torch.no_grad():
+        out = model([{"image": torch.zeros(3, 32, 32, dtype=torch.uint8), "height": 8, "width": 8}])
+    assert out[0]["sem_seg"].shape == (15, 8, 8)  # inference needs no class weights
+    model.train()
+    image, labels = torch.zeros(3, 32, 32, dtype=torch.uint8), torch.zeros(32, 32, dtype=torch.long)
+    batch = [{"image": image, "sem_seg": labels}]
+    with pytest.raises(RuntimeError, match=r"BODYPART_SEM_SEG.*CLASS_BALANCE are not computed"):
+        with EventStorage():
+            model(batch)
+
+
+class _Messages(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_class_weights_computed_in_training_and_restored_from_checkpoint(
+    datasets_root, tmp_path, dataset_name  # noqa: F811
+):
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    from bodyparts.data.datasets.generic import bodyparts_metadata
+    from bodyparts.engine import Trainer
+    from bodyparts.engine.trainer import ClassWeightsHook
+
+    write_image(tmp_path / "x.png", H, W)
+    rec = one_person_record(str(tmp_path / "x.png"))
+    DatasetCatalog.register(dataset_name, lambda: [rec])
+    MetadataCatalog.get(dataset_name).set(**bodyparts_metadata("fine_lr", None))
+    out_dir = tmp_path / "out"
+    opts = [
+        *("DATASETS.TRAIN", f"('{dataset_name}',)", "DATASETS.TEST", "()"),
+        *("SOLVER.MAX_ITER", "1", "SOLVER.IMS_PER_BATCH", "1"),
+        *("INPUT.MIN_SIZE_TRAIN", "(32,)", "INPUT.RANDOM_FLIP", "none", "TEST.AUG.ENABLED", "False"),
+        *("MODEL.BODYPART_SEM_SEG.CLASS_BALANCE", "inverse"),
+    ]
+    cfg = _train_cfg(out_dir, QUICK, *opts)
+    trainer = Trainer(cfg)
+    assert isinstance(trainer._hooks[0], ClassWeightsHook)
+    assert torch.isnan(trainer.model.sem_seg_head.class_weights).all()  # not computed when built
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    np.testing.assert_allclose(
+        trainer.model.sem_seg_head.class_weights.numpy(), ONE_PERSON_INVERSE, rtol=1e-6
+    )
+    final = str(out_dir / "model_final.pth")
+    saved = torch.load(final, map_location="cpu", weights_only=False)["model"]
+    np.testing.assert_allclose(saved["sem_seg_head.class_weights"], ONE_PERSON_INVERSE, rtol=1e-6)
+    batch = [BodyPartsSemSegMapper(cfg, True)(rec)]
+
+    # as --eval-only and the demo do, with no training set: build, load the checkpoint
+    remove_dataset(dataset_name)
+    loaded = Trainer.build_model(cfg)
+    DetectionCheckpointer(loaded).load(final)
+    np.testing.assert_allclose(
+        loaded.sem_seg_head.class_weights.numpy(), ONE_PERSON_INVERSE, rtol=1e-6
+    )
+    with EventStorage():
+        trained_loss = trainer.model(batch)["loss_sem_seg"].item()
+        loaded_loss = loaded(batch)["loss_sem_seg"].item()
+        loaded.sem_seg_head.class_weights = None
+        unweighted = loaded(batch)["loss_sem_seg"].item()
+    assert loaded_loss == pytest.approx(trained_loss, rel=1e-6)
+    assert abs(unweighted - trained_loss) > 1e-3 * trained_loss  # the weights matter
+
+    # a checkpoint written before the weights were persistent: a warning naming the key, no crash
+    old = str(tmp_path / "old.pth")
+    torch.save({"model": {k: v for k, v in saved.items() if "class_weights" not in k}}, old)
+    legacy = Trainer.build_model(cfg)
+    checkpointer = DetectionCheckpointer(legacy)
+    log = _Messages()
+    checkpointer.logger.addHandler(log)
+    try:
+        checkpointer.load(old)
+    finally:
+        checkpointer.logger.removeHandler(log)
+    warnings = [m for m in log.messages if "not found in the checkpoint" in m]
+    assert len(warnings) == 1 and "sem_seg_head.class_weights" in warnings[0], log.messages
+    assert torch.isnan(legacy.sem_seg_head.class_weights).all()
+    legacy.eval()
+    with torch.no_grad():
+        out = legacy([{"image": batch[0]["image"], "height": H, "width": W}])
+    assert out[0]["sem_seg"].shape == (15, H, W)
+
+    # resuming keeps the checkpoint's weights (7: no training set gives them); a new training from
+    # the same file as MODEL.WEIGHTS computes them again
+    DatasetCatalog.register(dataset_name, lambda: [rec])
+    MetadataCatalog.get(dataset_name).set(**bodyparts_metadata("fine_lr", None))
+    ckpt = torch.load(final, map_location="cpu", weights_only=False)
+    ckpt["model"]["sem_seg_head.class_weights"] = torch.full((15,), 7.0)
+    torch.save(ckpt, final)
+    resumed = Trainer(cfg)
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 1
+    resumed._hooks[0].before_train()
+    assert resumed.model.sem_seg_head.class_weights.tolist() == [7.0] * 15
+    fresh_cfg = _train_cfg(tmp_path / "fresh", QUICK, *opts, "MODEL.WEIGHTS", final)
+    fresh = Trainer(fresh_cfg)
+    fresh.resume_or_load(resume=False)
+    assert fresh.start_iter == 0 and fresh.model.sem_seg_head.class_weights.tolist() == [7.0] * 15
+    fresh._hooks[0].before_train()
+    np.testing.assert_allclose(
+        fresh.model.sem_seg_head.class_weights.numpy(), ONE_PERSON_INVERSE, rtol=1e-6
+    )
 
 
 # ------------------------------------------------------------------ start-up checks and configs
@@ -485,23 +604,64 @@ def test_quick_configs_train_and_evaluate(datasets_root, tmp_path, path):
     trainer.train()
     with open(os.path.join(tmp_path, "metrics.json")) as f:
         rows = [json.loads(line) for line in f]
-    losses = [r["total_loss"] for r in rows if "total_loss" in r]  # = loss_sem_seg, the only loss
-    assert losses and all(np.isfinite(losses))
+    # total_loss (= loss_sem_seg, the only loss) logged after the last iteration (index 1)
+    assert [r["iteration"] for r in rows if "total_loss" in r] == [1]
     evals = [r for r in rows if "parsing/mIoU" in r]
-    assert len(evals) == 1 and 0 <= evals[0]["parsing/mIoU"] <= 100
+    assert len(evals) == 1
     assert "parsing/IoU-left_hand" in evals[0] and "parsing/F1-left_hand" in evals[0]
     weights = getattr(trainer.model.sem_seg_head, "class_weights", None)
     assert (weights is not None) == (path == QUICK)  # the plain head has no class weights
-    if (
-        path == QUICK
-    ):  # evaluation with multi-scale + flip TTA, the way Trainer.test_with_TTA would run it
-        tta_cfg = cfg.clone()
-        tta_cfg.defrost()
-        tta_cfg.TEST.AUG.MIN_SIZES, tta_cfg.TEST.AUG.MAX_SIZE = (64, 96, 128), 400
-        name = cfg.DATASETS.TEST[0]
-        evaluator = Trainer.build_evaluator(tta_cfg, name, str(tmp_path / "inference_TTA"))
-        res = Trainer.test(tta_cfg, SemSegTTA(tta_cfg, trainer.model), [evaluator])
-        assert 0 <= res["parsing"]["mIoU"] <= 100 and "IoU-right_foot" in res["parsing"]
+    # the evaluation the Trainer runs (test loader, mapper, evaluator by metadata), without and
+    # with flip TTA, on a model whose answer is known: the ground truth itself scores mIoU 100
+    oracle = _GroundTruthModel(cfg, cfg.DATASETS.TEST[0])
+    assert Trainer.test(cfg, oracle)["parsing"]["mIoU"] == pytest.approx(100.0)
+    tta_cfg = cfg.clone()
+    tta_cfg.defrost()
+    tta_cfg.TEST.AUG.MIN_SIZES, tta_cfg.TEST.AUG.FLIP = (96,), True  # the images' own size
+    name = cfg.DATASETS.TEST[0]
+    evaluator = Trainer.build_evaluator(tta_cfg, name, str(tmp_path / "inference_TTA"))
+    res = Trainer.test(tta_cfg, SemSegTTA(tta_cfg, oracle), [evaluator])
+    assert res["parsing"]["mIoU"] == pytest.approx(100.0) and "IoU-right_foot" in res["parsing"]
+    assert oracle.flipped_views == len(DatasetCatalog.get(name))  # TTA ran the mirrored views
+    # the trained model through TTA with its one plain view: softmax of its logits, same argmax,
+    # so the mIoU logged after training
+    tta_cfg.TEST.AUG.FLIP = False
+    evaluator = Trainer.build_evaluator(tta_cfg, name, str(tmp_path / "inference_TTA_plain"))
+    res = Trainer.test(tta_cfg, SemSegTTA(tta_cfg, trainer.model), [evaluator])
+    assert res["parsing"]["mIoU"] == pytest.approx(evals[0]["parsing/mIoU"], abs=1e-9)
+
+
+class _GroundTruthModel(nn.Module):
+    """A semantic segmenter that knows the test images of ``dataset_name``: for an input image
+    equal to one of them, or to its mirror image, it returns logits 10 x one-hot of that view's
+    ground truth (mirrored maps with left/right labels swapped), at the input's height x width."""
+
+    def __init__(self, cfg, dataset_name):
+        super().__init__()
+        taxonomy = get_part_taxonomy(cfg.BODYPARTS.PART_TAXONOMY)
+        self.num_classes = taxonomy.num_classes
+        flip = torch.as_tensor(list(taxonomy.flip_lut()) + [0] * (256 - taxonomy.num_classes))
+        flip[I] = I
+        mapper = BodyPartsSemSegMapper(cfg, False)
+        self.views, self.flipped_views = [], 0
+        for rec in DatasetCatalog.get(dataset_name):
+            image = mapper(rec)["image"]
+            lut = mapping_lut(rec["part_taxonomy"], taxonomy.name)
+            gt = image_part_map(rec["annotations"], rec["height"], rec["width"], lut)
+            gt = torch.from_numpy(gt).long()
+            assert image.shape[1:] == gt.shape  # no resize at test time
+            self.views += [(image, gt, False), (image.flip(-1), flip[gt.flip(-1)], True)]
+
+    def forward(self, inputs):
+        outs = []
+        for x in inputs:
+            gt, flipped = next((g, f) for im, g, f in self.views if torch.equal(im, x["image"]))
+            self.flipped_views += flipped
+            one_hot = F.one_hot(torch.where(gt == I, 0, gt), self.num_classes)  # any on ignored
+            logits = 10 * one_hot.permute(2, 0, 1).float()
+            assert (x["height"], x["width"]) == tuple(gt.shape)
+            outs.append({"sem_seg": logits})
+        return outs
 
 
 def test_overfits_tiny_synthetic_set(datasets_root):

@@ -6,7 +6,7 @@ from typing import Callable, Dict, List, Optional, Union
 
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.engine import DefaultTrainer, HookBase, default_setup
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators
 
 from ..compat import coco_evaluator_kwargs, ddp_without_device_ids_on_cpu
@@ -14,7 +14,16 @@ from ..config import add_bodyparts_config
 from ..data.datasets.synthetic import register_synthetic_from_cfg
 from ..data.mappers import BodyPartsDatasetMapper
 
-__all__ = ["Trainer", "setup_cfg", "build_mapper", "check_keypoint_config", "MAPPERS", "EVALUATORS", "build_coco_evaluator"]
+__all__ = [
+    "Trainer",
+    "ClassWeightsHook",
+    "setup_cfg",
+    "build_mapper",
+    "check_keypoint_config",
+    "MAPPERS",
+    "EVALUATORS",
+    "build_coco_evaluator",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -113,14 +122,39 @@ def build_mapper(cfg: CfgNode, dataset_names: List[str], is_train: bool):
     return cls(cfg, is_train) if cls is not None else None
 
 
+class ClassWeightsHook(HookBase):
+    """Before the first iteration, sets the class weights of the part losses (``CLASS_BALANCE``
+    from ``DATASETS.TRAIN``'s pixel counts, or ``CLASS_WEIGHTS``) in the model's persistent
+    buffers, so that they are saved with every checkpoint. When training resumes from a checkpoint
+    that carries them, they are kept and the training set is not read for them."""
+
+    def __init__(self, cfg: CfgNode):
+        self._cfg = cfg
+
+    def before_train(self) -> None:
+        from ..modeling.roi_heads.class_weights import init_class_weights
+
+        model = self.trainer.model
+        model = model.module if hasattr(model, "module") else model  # DDP
+        # start_iter > 0 only after DefaultTrainer.resume_or_load resumed from a checkpoint
+        init_class_weights(model, self._cfg, keep_loaded=self.trainer.start_iter > 0)
+
+
 class Trainer(DefaultTrainer):
     """``DefaultTrainer`` that also trains on CPU with several processes (gloo DDP), and picks the
     dataset mapper and evaluators from each dataset's metadata (``data_format``, ``evaluator_type``).
-    Writes metrics.json, tensorboard events and checkpoints to ``cfg.OUTPUT_DIR`` like Detectron2."""
+    Writes metrics.json, tensorboard events and checkpoints to ``cfg.OUTPUT_DIR`` like Detectron2.
+    The class weights of the part losses are computed when training starts
+    (:class:`ClassWeightsHook`), never when the model is built."""
 
     def __init__(self, cfg: CfgNode):
         with ddp_without_device_ids_on_cpu(cfg.MODEL.DEVICE):
             super().__init__(cfg)
+
+    def build_hooks(self) -> List[HookBase]:
+        """:class:`ClassWeightsHook`, then Detectron2's default hooks (first, so that the weights
+        are set before any other hook or iteration runs)."""
+        return [ClassWeightsHook(self.cfg), *super().build_hooks()]
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):

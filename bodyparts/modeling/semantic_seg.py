@@ -19,6 +19,7 @@ from detectron2.modeling.meta_arch.semantic_seg import SemSegFPNHead
 
 from ..taxonomy import PartTaxonomy, get_part_taxonomy
 from .losses import IGNORE, part_loss
+from .roi_heads.class_weights import checked_class_weights, initial_class_weights
 
 __all__ = ["BodyPartSemSegFPNHead", "BodyPartsSemanticSegmentor", "check_sem_seg_config"]
 
@@ -69,7 +70,9 @@ class BodyPartSemSegFPNHead(SemSegFPNHead):
         Args:
             input_shape, num_classes, kwargs: as ``SemSegFPNHead`` (conv_dims, common_stride,
                 loss_weight, norm).
-            class_weights: optional (C,) per-label loss weights (background first).
+            class_weights: optional (C,) per-label loss weights (background first), kept in the
+                checkpoint (a persistent buffer); NaN = not computed yet (the Trainer fills
+                them, ``roi_heads/class_weights.py``).
             ignore_value: must be 255, the mappers' ignore label.
         """
         if ignore_value != IGNORE:
@@ -85,15 +88,13 @@ class BodyPartSemSegFPNHead(SemSegFPNHead):
                     f"{num_classes} classes"
                 )
         super().__init__(input_shape, num_classes=num_classes, ignore_value=ignore_value, **kwargs)
-        self.register_buffer("class_weights", weights, persistent=False)
+        self.register_buffer("class_weights", weights)  # persistent: in the checkpoint
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
-        from .roi_heads.class_weights import class_weights_from_cfg
-
         check_sem_seg_config(cfg)
         ret = super().from_config(cfg, input_shape)
-        ret["class_weights"] = class_weights_from_cfg(cfg, "BODYPART_SEM_SEG", background="image")
+        ret["class_weights"] = initial_class_weights(cfg, "BODYPART_SEM_SEG")  # reads no dataset
         return ret
 
     def losses(self, predictions: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -110,9 +111,10 @@ class BodyPartSemSegFPNHead(SemSegFPNHead):
             mode="bilinear",
             align_corners=False,
         )
-        return {
-            "loss_sem_seg": part_loss(predictions, targets, self.class_weights) * self.loss_weight
-        }
+        weights = checked_class_weights(
+            self.class_weights, "BodyPartSemSegFPNHead (MODEL.BODYPART_SEM_SEG)"
+        )
+        return {"loss_sem_seg": part_loss(predictions, targets, weights) * self.loss_weight}
 
 
 @META_ARCH_REGISTRY.register()
