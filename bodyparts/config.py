@@ -66,12 +66,14 @@ def add_part_head_config(cfg: CN) -> None:
     # At most this many foreground ROIs per image train the part branch (0 = all).
     _C.MODEL.ROI_BODYPART_HEAD.MAX_FG_PER_IMAGE = 16
     # Class balancing of the part loss: "none", "inverse" (1 / frequency), "exponential".
-    # Weights are computed once from the training set's pixel counts (METRICS.md section 8).
+    # Weights are computed once, when training starts, from the training set's pixel counts
+    # (METRICS.md section 8) and saved in the checkpoint.
     _C.MODEL.ROI_BODYPART_HEAD.CLASS_BALANCE = "none"
     # Explicit class weights (background first, one per label); overrides CLASS_BALANCE.
     _C.MODEL.ROI_BODYPART_HEAD.CLASS_WEIGHTS = []
     # Keypoints from the part head's conv features (shared trunk, one pooling) instead of
-    # Detectron2's keypoint head; needs MODEL.KEYPOINT_ON False.
+    # Detectron2's keypoint head; needs MODEL.KEYPOINT_ON False. Its loss uses Detectron2's
+    # ROI_KEYPOINT_HEAD.LOSS_WEIGHT and NORMALIZE_LOSS_BY_VISIBLE_KEYPOINTS, per image.
     _C.MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS = False
     # Silhouette (pred_masks) = 1 - P(background) of the part branch instead of the mask head.
     _C.MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS = False
@@ -86,7 +88,8 @@ def add_semantic_config(cfg: CN) -> None:
     _C = cfg
     _C.MODEL.BODYPART_SEM_SEG = CN()
     # Class balancing of the pixel loss: "none", "inverse" (1 / frequency), "exponential";
-    # computed once from DATASETS.TRAIN's pixel counts (METRICS.md section 8), applied "outer".
+    # computed once, when training starts, from DATASETS.TRAIN's pixel counts (METRICS.md
+    # section 8), applied "outer", saved in the checkpoint.
     _C.MODEL.BODYPART_SEM_SEG.CLASS_BALANCE = "none"
     # Explicit class weights (background first, one per label); overrides CLASS_BALANCE.
     _C.MODEL.BODYPART_SEM_SEG.CLASS_WEIGHTS = []
@@ -97,8 +100,52 @@ def add_panoptic_config(cfg: CN) -> None:
     itself uses Detectron2's MODEL.PANOPTIC_FPN.COMBINE keys."""
     _C = cfg
     _C.MODEL.BODYPART_PANOPTIC = CN()
-    # Contiguous thing class ids whose instances carry part maps (persons: 0).
+    # Contiguous thing class ids whose instances carry part maps (persons: 0); the part branch
+    # trains on and predicts for these classes' ROIs only.
     _C.MODEL.BODYPART_PANOPTIC.PART_THING_IDS = [0]
+
+
+def add_parsing_eval_config(cfg: CN) -> None:
+    """Settings of the human-parsing evaluation (BodyPartParsingEvaluator and
+    tools/export_parsing_predictions.py). The person class comes from the dataset metadata
+    (thing_classes.index("person"))."""
+    _C = cfg
+    _C.BODYPARTS.PARSING_EVAL = CN()
+    # Persons with score >= it are pasted (ascending score) into the image-level map scored by mIoU
+    # (Parsing R-CNN PRCNN.SEMSEG_SCORE_THRESH: 0.3 on CIHP, 0.05 on MHP-v2).
+    _C.BODYPARTS.PARSING_EVAL.PASTE_SCORE_THRESH = 0.5
+    # Persons (and their part regions) with score < it are skipped by AP^p, PCP and AP^r
+    # (Parsing R-CNN PRCNN.SCORE_THRESH: 0.001).
+    _C.BODYPARTS.PARSING_EVAL.AP_SCORE_THRESH = 0.0
+
+
+def add_regnet_config(cfg: CN) -> None:
+    """Keys of the RegNet backbones (MODEL.BACKBONE.NAME build_regnet_backbone or
+    build_regnet_fpn_backbone: Detectron2's RegNet, bodyparts/modeling/backbone).
+    Defaults: RegNetX-400MF."""
+    _C = cfg
+    _C.MODEL.REGNETS = CN()
+    # Number of blocks of the whole network (RegNet parameter d).
+    _C.MODEL.REGNETS.DEPTH = 22
+    # Width of the first block, a multiple of 8 (w_0).
+    _C.MODEL.REGNETS.W_0 = 24
+    # Width increase per block before quantization (w_a).
+    _C.MODEL.REGNETS.W_A = 24.48
+    # Width quantization factor between stages, > 1 (w_m).
+    _C.MODEL.REGNETS.W_M = 2.54
+    # Channels per group of the 3x3 group convs (g).
+    _C.MODEL.REGNETS.GROUP_WIDTH = 16
+    # Bottleneck channels / block channels (b; 1.0 for RegNetX and RegNetY).
+    _C.MODEL.REGNETS.BOTTLENECK_RATIO = 1.0
+    # Squeeze-excitation channels / block input channels (0.0 = none: RegNetX; 0.25: RegNetY).
+    _C.MODEL.REGNETS.SE_RATIO = 0.0
+    # Output channels of the stride-2 3x3 stem.
+    _C.MODEL.REGNETS.STEM_WIDTH = 32
+    # Normalization of every conv: "BN", "SyncBN", "GN" (32 groups: widths must be multiples of
+    # 32), "FrozenBN" (fine-tuning only: random weights diverge with it).
+    _C.MODEL.REGNETS.NORM = "BN"
+    # Stages returned (s1..s4 at strides 4, 8, 16, 32).
+    _C.MODEL.REGNETS.OUT_FEATURES = ["s1", "s2", "s3", "s4"]
 
 
 def add_bodyparts_config(cfg: CN) -> None:
@@ -108,3 +155,5 @@ def add_bodyparts_config(cfg: CN) -> None:
     add_part_head_config(cfg)
     add_semantic_config(cfg)
     add_panoptic_config(cfg)
+    add_regnet_config(cfg)
+    add_parsing_eval_config(cfg)

@@ -20,6 +20,8 @@ __all__ = [
     "TaxonomyError",
     "PART_TAXONOMIES",
     "PART_MAPPINGS",
+    "PART_UNMAPPED",
+    "UNMAPPED_LABEL",
     "KEYPOINT_TAXONOMIES",
     "get_part_taxonomy",
     "get_keypoint_taxonomy",
@@ -249,6 +251,66 @@ PART_TAXONOMIES: Dict[str, PartTaxonomy] = {
     t.name: t for t in (FINE_LR, LR6, PPP6, PASCAL_PART24, LAP14, ADE_PERSON15, JHMDB10)
 }
 
+# MHP-v2 (LV-MHP-v2): 58 body parts, clothes and accessories; label k = value k in channel 0 of a
+# parsing_annos PNG, in the order of the official README (checked against M2FP's
+# register_mhpv2_parsing.py and a third loader; datasets/README.md). Names are the official ones
+# in snake case ("/" and "-" -> "_"). The 8 flip pairs are the official (5,6) (7,8) (22,23) (24,25)
+# (26,27) (28,29) (30,31) (32,33) (Parsing R-CNN's and M2FP's FLIP_MAP). Arms, hands, legs, feet
+# and torso skin are the naked skin only (sleeves are in the tops, trousers in pants); the mapping
+# into lr6 is declared below PART_UNMAPPED.
+MHP59 = PartTaxonomy(
+    name="mhp59",
+    part_names=(
+        "cap_hat", "helmet", "face", "hair", "left_arm", "right_arm", "left_hand", "right_hand",
+        "protector", "bikini_bra", "jacket_windbreaker_hoodie", "t_shirt", "polo_shirt", "sweater",
+        "singlet", "torso_skin", "pants", "shorts_swim_shorts", "skirt", "stockings", "socks",
+        "left_boot", "right_boot", "left_shoe", "right_shoe", "left_highheel", "right_highheel",
+        "left_sandal", "right_sandal", "left_leg", "right_leg", "left_foot", "right_foot", "coat",
+        "dress", "robe", "jumpsuit", "other_full_body_clothes", "headwear", "backpack", "ball",
+        "bats", "belt", "bottle", "carrybag", "cases", "sunglasses", "eyewear", "glove", "scarf",
+        "umbrella", "wallet_purse", "watch", "wristband", "tie", "other_accessary",
+        "other_upper_body_clothes", "other_lower_body_clothes",
+    ),
+    colors=_palette(58, 58),
+    flip_pairs=(
+        ("left_arm", "right_arm"), ("left_hand", "right_hand"), ("left_boot", "right_boot"),
+        ("left_shoe", "right_shoe"), ("left_highheel", "right_highheel"),
+        ("left_sandal", "right_sandal"), ("left_leg", "right_leg"), ("left_foot", "right_foot"),
+    ),
+    description="MHP-v2: face, hair, skin of arms/hands/legs/feet/torso, clothes, shoes, accessories",
+)
+PART_TAXONOMIES[MHP59.name] = MHP59
+
+# CIHP (instance-level human parsing) and LIP (single person): 19 labels each, label k = value k of
+# the Category_ids / *_segmentations PNGs, in the order of the official label lists (checked against
+# M2FP's register_cihp_parsing.py / register_lip_semseg.py and Parsing R-CNN's FLIP_MAP;
+# datasets/README.md). The two sets differ only in label 10: CIHP torso skin, LIP jumpsuits. Names
+# are the official ones in snake case; arms and legs are the naked skin only (sleeves are in
+# upper_clothes, trousers in pants), shoes are sided.
+_CIHP_LIP_NAMES = (
+    "hat", "hair", "glove", "sunglasses", "upper_clothes", "dress", "coat", "socks", "pants",
+    "torso_skin", "scarf", "skirt", "face", "left_arm", "right_arm", "left_leg", "right_leg",
+    "left_shoe", "right_shoe",
+)
+_CIHP_LIP_FLIPS = (
+    ("left_arm", "right_arm"), ("left_leg", "right_leg"), ("left_shoe", "right_shoe"),
+)
+CIHP20 = PartTaxonomy(
+    name="cihp20",
+    part_names=_CIHP_LIP_NAMES,
+    colors=_palette(19, 19),
+    flip_pairs=_CIHP_LIP_FLIPS,
+    description="CIHP: hat, hair, face, sunglasses, clothes, torso skin, L/R arm, leg (skin), shoe",
+)
+LIP20 = PartTaxonomy(
+    name="lip20",
+    part_names=tuple("jumpsuits" if n == "torso_skin" else n for n in _CIHP_LIP_NAMES),
+    colors=_palette(19, 19),
+    flip_pairs=_CIHP_LIP_FLIPS,
+    description="LIP: the CIHP labels with jumpsuits (label 10) instead of torso skin",
+)
+PART_TAXONOMIES.update({CIHP20.name: CIHP20, LIP20.name: LIP20})
+
 
 def _lr(side_parts: Dict[str, Sequence[str]]) -> Dict[str, List[str]]:
     """Expand ``{"arm": ["upper_arm", ...]}`` to both sides: ``{"left_arm": ["left_upper_arm"...]}``."""
@@ -351,6 +413,56 @@ PART_MAPPINGS.update(
     }
 )
 
+# (source taxonomy, target taxonomy) -> source parts with no counterpart in the target: labels that
+# cover several target parts (a dress holds torso and legs, pants both legs, upper clothes the
+# torso and the arms) or whose side is unknown (gloves, socks). mapping_lut sends their pixels to
+# UNMAPPED_LABEL (= contract.PART_IGNORE, 255: no loss, not scored), never to background, so a
+# person's clothes are not taught as background. A part may not be both mapped and listed here.
+PART_UNMAPPED: Dict[Tuple[str, str], Tuple[str, ...]] = {}
+UNMAPPED_LABEL = 255
+
+# CIHP -> lr6: hat, hair, sunglasses and face are the head; torso skin the torso; the naked arms and
+# legs, and the shoes (lr6 legs include the feet), their sides. The clothes, gloves, socks and scarf
+# map nowhere. CIHP has no upper/lower limb split: fine_lr and ppp6 cannot be expressed. LIP has no
+# torso label at all (the torso is under clothes, jumpsuits or a dress), so it expresses none of the
+# shared taxonomies: train LIP in lip20.
+PART_MAPPINGS[("cihp20", "lr6")] = {
+    "head": ["hat", "hair", "sunglasses", "face"],
+    "torso": ["torso_skin"],
+    "left_arm": ["left_arm"], "right_arm": ["right_arm"],
+    "left_leg": ["left_leg", "left_shoe"], "right_leg": ["right_leg", "right_shoe"],
+}
+PART_UNMAPPED[("cihp20", "lr6")] = (
+    "glove", "upper_clothes", "dress", "coat", "socks", "pants", "scarf", "skirt",
+)
+# The same table for LIP, declared so that the start-up error names the one lr6 part it lacks.
+PART_MAPPINGS[("lip20", "lr6")] = {**PART_MAPPINGS[("cihp20", "lr6")], "torso": []}
+PART_UNMAPPED[("lip20", "lr6")] = PART_UNMAPPED[("cihp20", "lr6")] + ("jumpsuits",)
+
+# MHP-v2 -> lr6: head gear, hair, face and glasses are the head; torso skin and the two garments
+# that lie on the torso alone (bikini/bra, singlet) the torso; the naked arms with the hands, the
+# naked legs with the feet and the sided footwear (lr6 legs include the feet) their sides. Every
+# other label maps nowhere: tops with sleeves, coats, dresses, full-body clothes and trousers cover
+# several lr6 parts; socks, stockings, gloves, protectors, watches and wristbands have no side;
+# scarf, tie, belt and the carried objects (bags, ball, bats, bottle, umbrella, ...) are no body
+# part. MHP-v2 has no upper/lower limb split: fine_lr and ppp6 cannot be expressed.
+PART_MAPPINGS[("mhp59", "lr6")] = {
+    "head": ["cap_hat", "helmet", "headwear", "hair", "face", "sunglasses", "eyewear"],
+    "torso": ["torso_skin", "bikini_bra", "singlet"],
+    "left_arm": ["left_arm", "left_hand"], "right_arm": ["right_arm", "right_hand"],
+    "left_leg": ["left_leg", "left_foot", "left_shoe", "left_boot", "left_highheel", "left_sandal"],
+    "right_leg": [
+        "right_leg", "right_foot", "right_shoe", "right_boot", "right_highheel", "right_sandal",
+    ],
+}
+PART_UNMAPPED[("mhp59", "lr6")] = (
+    "protector", "jacket_windbreaker_hoodie", "t_shirt", "polo_shirt", "sweater", "pants",
+    "shorts_swim_shorts", "skirt", "stockings", "socks", "coat", "dress", "robe", "jumpsuit",
+    "other_full_body_clothes", "backpack", "ball", "bats", "belt", "bottle", "carrybag", "cases",
+    "glove", "scarf", "umbrella", "wallet_purse", "watch", "wristband", "tie", "other_accessary",
+    "other_upper_body_clothes", "other_lower_body_clothes",
+)
+
 
 COCO_PERSON_KEYPOINTS = KeypointTaxonomy(
     name="coco17",
@@ -419,6 +531,38 @@ KEYPOINT_MAPPINGS: Dict[Tuple[str, str], Dict[str, str]] = {
     ("jhmdb15", "coco17"): {},
 }
 
+# MHP-v2 pose_annos keypoints in file row order (rows 0..15 of each person_<k> array: the official
+# annotation tool's order, MPII's; mmpose's MHP dataset and two loaders agree). OKS sigmas: COCO's
+# for the 12 joints COCO has; pelvis like the hips, thorax, upper neck and head top like the
+# shoulders (a project choice: MHP-v2 defines none). They map to COCO by name: 12 of 17.
+MHP_KEYPOINTS = KeypointTaxonomy(
+    name="mhp16",
+    names=(
+        "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "pelvis",
+        "thorax", "upper_neck", "head_top", "right_wrist", "right_elbow", "right_shoulder",
+        "left_shoulder", "left_elbow", "left_wrist",
+    ),
+    flip_map=(
+        ("left_ankle", "right_ankle"), ("left_knee", "right_knee"), ("left_hip", "right_hip"),
+        ("left_wrist", "right_wrist"), ("left_elbow", "right_elbow"),
+        ("left_shoulder", "right_shoulder"),
+    ),
+    skeleton=(
+        ("right_ankle", "right_knee"), ("right_knee", "right_hip"), ("right_hip", "pelvis"),
+        ("pelvis", "left_hip"), ("left_hip", "left_knee"), ("left_knee", "left_ankle"),
+        ("pelvis", "thorax"), ("thorax", "upper_neck"), ("upper_neck", "head_top"),
+        ("upper_neck", "right_shoulder"), ("right_shoulder", "right_elbow"),
+        ("right_elbow", "right_wrist"), ("upper_neck", "left_shoulder"),
+        ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
+    ),
+    oks_sigmas=(
+        0.089, 0.087, 0.107, 0.107, 0.087, 0.089, 0.107, 0.079, 0.079, 0.079, 0.062, 0.072,
+        0.079, 0.079, 0.072, 0.062,
+    ),
+)
+KEYPOINT_TAXONOMIES[MHP_KEYPOINTS.name] = MHP_KEYPOINTS
+KEYPOINT_MAPPINGS[("mhp16", "coco17")] = {}  # by name; pelvis, thorax, upper_neck, head_top unmapped
+
 
 def get_part_taxonomy(name: str) -> PartTaxonomy:
     if name not in PART_TAXONOMIES:
@@ -457,8 +601,9 @@ def mapping_lut(source: str, target: str, dataset: str = "") -> np.ndarray:
 
     Returns:
         uint8 array (num_classes of source,), ``lut[source_label] = target_label``; background and
-        source parts that the mapping does not list map to 0. An ignore label 255 is kept as 255
-        by callers (index the LUT only with values < len(lut)).
+        source parts that the mapping does not list map to 0, the parts of :data:`PART_UNMAPPED`
+        to :data:`UNMAPPED_LABEL` (255, ignored). An ignore label 255 is kept as 255 by callers
+        (index the LUT only with values < len(lut)).
 
     Raises:
         TaxonomyError: naming the dataset, both taxonomies and the target parts with no source.
@@ -474,9 +619,16 @@ def mapping_lut(source: str, target: str, dataset: str = "") -> np.ndarray:
     if source == target:
         return np.arange(src.num_classes, dtype=np.uint8)
     lut = np.zeros(src.num_classes, dtype=np.uint8)
-    for dst_part, src_parts in _sources(source, target).items():
+    sources = _sources(source, target)
+    for dst_part, src_parts in sources.items():
         for sp in src_parts:
             lut[src.label_of(sp)] = dst.label_of(dst_part)
+    unmapped = PART_UNMAPPED.get((source, target), ())
+    both = sorted(set(unmapped) & {p for parts in sources.values() for p in parts})
+    if both:
+        raise TaxonomyError(f"mapping {source}->{target}: parts {both} are both mapped and unmapped")
+    for sp in unmapped:
+        lut[src.label_of(sp)] = UNMAPPED_LABEL
     return lut
 
 

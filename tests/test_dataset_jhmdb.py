@@ -412,3 +412,114 @@ def test_matlab_variants_single_frame_and_double(tmp_path):
     np.testing.assert_allclose(
         np.array(ann["keypoints"]).reshape(15, 3)[:, :2], fx.expected_keypoints(0)
     )
+
+
+# ---- the real clip of ../shared/realdata/jhmdb (40 frames, joints and silhouettes, no puppet flow)
+
+REAL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "realdata", "jhmdb")
+REAL_CLIP = "catch/Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
+needs_real_clip = pytest.mark.skipif(
+    not os.path.isdir(os.path.join(REAL, "Rename_Images", REAL_CLIP)),
+    reason="real J-HMDB clip ../shared/realdata/jhmdb not found",
+)
+
+
+@pytest.fixture(scope="module")
+def real_root(tmp_path_factory):
+    """A J-HMDB tree of symlinks to the real clip's folders, with our own split list (the real
+    sample has none): the clip is in the train subset of split 1."""
+    root = tmp_path_factory.mktemp("jhmdb_real")
+    for sub in ("Rename_Images", "joint_positions", "puppet_mask"):
+        os.symlink(os.path.realpath(os.path.join(REAL, sub)), root / sub)
+    (root / "splits").mkdir()
+    (root / "splits" / "catch_test_split1.txt").write_text(f"{REAL_CLIP.split('/')[1]}.avi 1\n")
+    return str(root)
+
+
+def _real_arrays():
+    import scipy.io
+
+    pos = scipy.io.loadmat(os.path.join(REAL, "joint_positions", REAL_CLIP, "joint_positions.mat"))["pos_img"]
+    mask = scipy.io.loadmat(os.path.join(REAL, "puppet_mask", REAL_CLIP, "puppet_mask.mat"))["part_mask"]
+    return pos, mask
+
+
+@needs_real_clip
+def test_real_clip_is_read_exactly(real_root):
+    pos, mask = _real_arrays()
+    assert pos.shape == (2, 15, 40) and mask.shape == (240, 320, 40) and mask.dtype == np.uint8
+    records = load_jhmdb(real_root, 1, "train", use_cache=False)
+    assert len(records) == 40
+    validate_records(records, real_root, 10, list(JHMDB_KEYPOINTS.names))
+    for t, rec in enumerate(records):
+        assert rec["file_name"].endswith(os.path.join(REAL_CLIP, f"{t + 1:05d}.png"))
+        assert (rec["height"], rec["width"], rec["frame_index"]) == (240, 320, t)
+        assert rec["image_id"] == f"{REAL_CLIP}/{t + 1:05d}" and rec["video_id"] == REAL_CLIP
+        (person,) = rec["annotations"]  # one person per frame
+        silhouette = mask[:, :, t] != 0
+        assert (decode_rle(person["segmentation"]).astype(bool) == silhouette).all()  # pixel for pixel
+        rows, cols = np.nonzero(silhouette)
+        box = [cols.min(), rows.min(), cols.max() + 1 - cols.min(), rows.max() + 1 - rows.min()]
+        assert person["bbox"] == [float(v) for v in box] and person["area"] == float(silhouette.sum())
+        assert person["parts"] is None  # no puppet_flow in the sample: no part labels
+        kps = np.asarray(person["keypoints"], dtype=np.float64).reshape(15, 3)
+        # 1-based MATLAB positions -> continuous coordinates: minus half a pixel
+        np.testing.assert_allclose(kps[:, :2], pos[:, :, t].T - 0.5)
+        assert (kps[:, 2] == 2).all()  # every joint of this clip lies inside the frame
+    assert records[0]["annotations"][0]["bbox"] == [257.0, 91.0, 57.0, 112.0]
+
+
+@needs_real_clip
+def test_real_clip_decides_the_coordinate_base():
+    """pos_img is 1-based (MATLAB): in frame 1 (a key frame, all positions on half pixels) the
+    puppet's head is symmetric about the face-neck line. The head's column runs between the face
+    (y 90.5) and the neck (y 106.5) are centred, in 0-based pixel indices, on pos_img x - 1 (285.5
+    for x 286.5), not on x (0-based positions) or x - 0.5 (continuous positions)."""
+    pos, mask = _real_arrays()
+    (neck_x, neck_y), (face_x, face_y) = pos[:, 0, 0], pos[:, 2, 0]
+    assert neck_x == face_x == 286.5 and (face_y, neck_y) == (90.5, 106.5)
+    centres = []
+    for row in range(int(face_y), int(neck_y) - 3):  # 0-based rows inside the head
+        col = int(face_x) - 1
+        if not mask[row, col, 0]:
+            continue
+        left, right = col, col
+        while mask[row, left - 1, 0]:
+            left -= 1
+        while mask[row, right + 1, 0]:
+            right += 1
+        centres.append((left + right) / 2)
+    assert len(centres) >= 10
+    assert np.median(centres) == face_x - 1  # 0-based centre = pos_img - 1: the origin is 1
+    from bodyparts.data.datasets.jhmdb import POS_IMG_ORIGIN
+
+    assert POS_IMG_ORIGIN == 1.0
+
+
+@needs_real_clip
+def test_real_clip_registered_and_checked(real_root, tmp_path, monkeypatch):
+    """The real clip through a registered split and tools/check_dataset.py: 40 frames, 40 persons
+    without part labels, 15 joints each, no problem."""
+    import importlib.util
+    import json
+
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    os.symlink(real_root, datasets / "jhmdb")
+    register_all_jhmdb(str(datasets))
+    try:
+        tool_path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "check_dataset.py")
+        spec = importlib.util.spec_from_file_location("bodyparts_check_dataset_tool_jhmdb", tool_path)
+        tool = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(tool)
+        monkeypatch.setenv("BODYPARTS_ON_ERROR", "raise")
+        out = tmp_path / "report"
+        args = tool.get_parser().parse_args(["jhmdb_split1_train", "--output", str(out), "--num-vis", "1"])
+        assert tool.main(args) == 0
+        summary = json.loads((out / "jhmdb_split1_train" / "summary.json").read_text())
+        assert summary["images"] == 40 == summary["images_with_persons"] and summary["problems"] == []
+        persons = summary["persons"]
+        assert persons["total"] == persons["no_parts"] == persons["with_keypoints"] == 40
+        assert persons["visible_keypoints"] == 40 * 15
+    finally:
+        register_all_jhmdb()

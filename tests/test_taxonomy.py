@@ -92,10 +92,11 @@ def test_color_count_must_match_parts():
 def test_get_part_taxonomy():
     assert get_part_taxonomy("fine_lr") is FINE_LR
     assert sorted(PART_TAXONOMIES) == [
-        "ade_person15", "fine_lr", "jhmdb10", "lap14", "lr6", "pascal_part24", "ppp6"
+        "ade_person15", "cihp20", "fine_lr", "jhmdb10", "lap14", "lip20", "lr6", "mhp59",
+        "pascal_part24", "ppp6",
     ]
-    with pytest.raises(TaxonomyError, match=r"unknown part taxonomy 'lip20'.*'fine_lr'"):
-        get_part_taxonomy("lip20")
+    with pytest.raises(TaxonomyError, match=r"unknown part taxonomy 'atr18'.*'fine_lr'"):
+        get_part_taxonomy("atr18")
 
 
 # ---------------------------------------------------------------- mappings
@@ -159,12 +160,16 @@ def test_mapping_tables_well_formed(pair):
     assert set(sources) <= set(src.part_names)
 
 
-@pytest.mark.parametrize("pair", sorted(PART_MAPPINGS))
+# a table declared for an inexpressible pair (lip20 -> lr6: it names the missing parts) has no LUT
+@pytest.mark.parametrize("pair", [p for p in sorted(PART_MAPPINGS) if can_express(*p)])
 def test_mapping_commutes_with_flip(pair):
-    """Mapping then flipping equals flipping then mapping (left parts map to left parts)."""
+    """Mapping then flipping equals flipping then mapping (left parts map to left parts); unmapped
+    parts (255) stay unmapped."""
     src, dst = (get_part_taxonomy(n) for n in pair)
     lut = mapping_lut(*pair)
-    assert (lut[src.flip_lut()] == dst.flip_lut()[lut]).all()
+    dst_flip = np.arange(256)
+    dst_flip[: dst.num_classes] = dst.flip_lut()
+    assert (lut[src.flip_lut()] == dst_flip[lut]).all()
 
 
 # ---------------------------------------------------------------- keypoints
@@ -227,6 +232,9 @@ def test_same_name_parts_map_implicitly_and_missing_parts_are_exact():
         ("lap14", {"fine_lr", "lr6", "ppp6"}),
         ("ade_person15", {"lr6"}),
         ("jhmdb10", {"lr6", "ppp6"}),
+        ("cihp20", {"lr6"}),  # no upper/lower limbs; clothes ignored
+        ("lip20", set()),  # no torso label
+        ("mhp59", {"lr6"}),  # no upper/lower limbs; clothes ignored
     ],
 )
 def test_native_taxonomies_express_the_shared_ones(source, expressible):
@@ -261,8 +269,32 @@ def test_native_mappings_on_known_labels():
     assert lut[lap.label_of("lthigh")] == fine.label_of("left_upper_leg")
 
 
+def test_unmapped_parts_become_the_ignore_label(monkeypatch):
+    """PART_UNMAPPED: parts with no counterpart in the target map to 255 (the contract's ignore
+    label), not to background; a part both mapped and unmapped is refused."""
+    from bodyparts import taxonomy
+    from bodyparts.data.contract import PART_IGNORE
+
+    assert taxonomy.UNMAPPED_LABEL == PART_IGNORE == 255
+    for (source, target), parts in taxonomy.PART_UNMAPPED.items():
+        src = get_part_taxonomy(source)
+        assert set(parts) <= set(src.part_names), (source, target)
+        mapped = {p for ps in PART_MAPPINGS.get((source, target), {}).values() for p in ps}
+        assert not set(parts) & mapped, (source, target)
+        # every source part is either mapped or declared unmapped: nothing falls to background
+        assert set(parts) | mapped == set(src.part_names), (source, target)
+    lut = mapping_lut("cihp20", "lr6")
+    cihp = get_part_taxonomy("cihp20")
+    assert lut[cihp.label_of("pants")] == 255 and lut[cihp.label_of("dress")] == 255
+    assert lut[cihp.label_of("face")] == LR6.label_of("head")
+    assert lut[cihp.label_of("left_shoe")] == LR6.label_of("left_leg")
+    monkeypatch.setitem(taxonomy.PART_UNMAPPED, ("cihp20", "lr6"), ("face",))
+    with pytest.raises(TaxonomyError, match=r"cihp20->lr6: parts \['face'\] are both mapped and unmapped"):
+        mapping_lut("cihp20", "lr6")
+
+
 def test_native_flip_tables_swap_sides():
-    for name in ("pascal_part24", "lap14", "ade_person15", "jhmdb10"):
+    for name in ("pascal_part24", "lap14", "ade_person15", "jhmdb10", "cihp20", "lip20", "mhp59"):
         tax = get_part_taxonomy(name)
         lut = tax.flip_lut()
         assert (lut[lut] == range(tax.num_classes)).all()  # an involution

@@ -22,9 +22,10 @@ Format decisions (see ``datasets/_sections/jhmdb.md``):
   are in no part mask (the mapper treats them as "person pixel, part unknown": ignored). A value
   outside 0..10 is an error. ``parts_complete`` is True: the puppet has no other parts.
 * ``pos_img`` is taken as MATLAB pixel coordinates (1-based: the centre of the top-left pixel is
-  (1, 1)), because the puppets were annotated with MATLAB tools. UNVERIFIED on real files. The
-  contract's continuous coordinates put that centre at (0.5, 0.5), so ``x = pos_img_x - 0.5``
-  (:data:`POS_IMG_ORIGIN`). The choice moves joints by half a pixel at most.
+  (1, 1)). Checked on the real clip of ``../shared/realdata/jhmdb``: in its first frame the
+  puppet's head is symmetric about the face-neck line at 0-based column ``pos_img_x - 1``
+  (``tests/test_dataset_jhmdb.py``). The contract's continuous coordinates put that centre at
+  (0.5, 0.5), so ``x = pos_img_x - 0.5`` (:data:`POS_IMG_ORIGIN`).
 * J-HMDB has no occlusion flags: a joint inside the frame gets visibility 2. A joint outside the
   frame (``0 <= x <= W``, ``0 <= y <= H`` fails) gets visibility 0 at (0, 0) with
   ``keypoints_outside="invisible"`` (counted in the log), or an error naming the file, frame and

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..contract import DataContractError, validate_record
@@ -35,6 +36,7 @@ __all__ = [
     "check_on_error",
     "validate_records",
     "image_size",
+    "read_label_png",
 ]
 
 logger = logging.getLogger(__name__)
@@ -260,6 +262,67 @@ def image_size(path: str, missing: str = "image not found") -> Tuple[int, int]:
     except Exception as e:  # PIL raises many types for truncated or odd files
         raise DatasetFormatError(path, f"not a readable image ({type(e).__name__}: {e})") from None
     return h, w
+
+
+def read_label_png(
+    path: str,
+    what: str,
+    size: Optional[Tuple[int, int]] = None,
+    image: str = "",
+    num_labels: Optional[int] = None,
+    ignore_value: Optional[int] = None,
+) -> np.ndarray:
+    """Decode an 8-bit single-channel label PNG (PIL mode ``L`` or ``P``: grey values or palette
+    indices, which both are the labels).
+
+    Args:
+        path: the PNG.
+        what: what the file is, for errors (e.g. "Category_ids map").
+        size: expected (H, W), the size of ``image``; None = not checked.
+        image: the image the map belongs to, named in size errors.
+        num_labels: labels must lie in ``0 .. num_labels - 1`` (or be ``ignore_value``); None = any.
+        ignore_value: one more allowed value (e.g. 255 = ignore), or None.
+    Returns:
+        uint8 (H, W).
+    Raises:
+        DatasetFormatError: naming ``path``: missing, truncated or not a PNG, another pixel mode (an
+            RGB or 16-bit PNG where an 8-bit label map is expected), another size than the image,
+            labels outside the allowed range (the first few are listed).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            labels = np.asarray(im) if mode in ("L", "P") else None
+    except FileNotFoundError:
+        raise DatasetFormatError(path, f"{what} not found") from None
+    except Exception as e:  # PIL raises many types for truncated or foreign files
+        problem = f"{what} is truncated or not a PNG ({type(e).__name__}: {e})"
+        raise DatasetFormatError(path, problem) from None
+    if labels is None:
+        raise DatasetFormatError(
+            path,
+            f"{what} has PIL mode {mode} ({len(mode)} channel(s) or a wider type); expected an "
+            "8-bit single-channel label map (mode L or P)",
+        )
+    if size is not None and labels.shape != tuple(size):
+        of = f" but its image {image}" if image else " but its image"
+        raise DatasetFormatError(
+            path,
+            f"{what} is {labels.shape[1]}x{labels.shape[0]} (W x H){of} is {size[1]}x{size[0]}",
+        )
+    if num_labels is not None:
+        present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
+        bad = [int(v) for v in present if v >= num_labels and v != ignore_value]
+        if bad:
+            allowed = f"0..{num_labels - 1}"
+            if ignore_value is not None:
+                allowed += f" (and {ignore_value})"
+            raise DatasetFormatError(
+                path, f"{what} holds label value(s) {bad[:8]} outside {allowed}"
+            )
+    return labels
 
 
 def validate_records(records: List[Dict[str, Any]], source: str, num_parts: int, keypoint_names=None) -> None:
