@@ -5,6 +5,7 @@ Ground truth is in the fine_lr taxonomy, the model predicts lr6 (C = 7: 0 backgr
 lr6 3 (left_arm). Predictions are one-hot ROI probabilities on pixel-aligned boxes with M equal to
 the box side, so pasting reproduces the intended labels exactly.
 """
+
 import json
 import math
 import os
@@ -126,11 +127,14 @@ F1 = {"background": 10 / 11, "head": 4 / 5, "torso": 12 / 13, "left_arm": 2 / 3}
 #   t = .8, .9:    FP TP FP FP FP FP            -> 1/3 * 1/2 = 1/6
 # PCP50: p1-a1 parts {head 1, left_arm 1/2 (not > .5)} -> 1/2; p2-a2 {torso 1} -> 1;
 #   q1-b1 {head 0, torso 2/3} -> 1/2; (1/2 + 1 + 1/2) / 3 = 2/3
-# AP^r: GT regions head 2 (a1, b1), torso 2 (a2, b1), left_arm 1 (a1).
-#   head: p1 1, p3 1, q2 0, p4 0 -> TP TP FP FP at every t (p3 reuses a1's head) -> AP 1
+# AP^r: regions of the persons pasted in ascending score order (p4, p3, p2, p1; q2, q1): p1
+#   overwrites all of p3 (head only), so p3 has no region. GT regions head 2 (a1, b1), torso 2
+#   (a2, b1), left_arm 1 (a1). Region IoUs: p1 head 1, p1 left_arm 1/2, p2 torso 1, p4 head 0
+#   (a3 is no ground truth); q1 torso 2/(3 + 2 - 2) = 2/3, q2 head 0.
+#   head: p1 .9 TP, q2 .4 FP, p4 .3 FP at every t -> AP 1/2
 #   torso: p2 1, q1 2/3 -> AP 1 for t <= .6, 1/2 for t >= .7
 #   left_arm: p1 1/2 -> AP 1 for t <= .4, 0 for t >= .5
-#   APr: t .1-.4: 1; .5, .6: 2/3; .7-.9: 1/2 -> vol (4 + 4/3 + 3/2) / 9 = 41/54
+#   APr: t .1-.4: 5/6; .5, .6: 1/2; .7-.9: 1/3 -> vol (10/3 + 1 + 1) / 9 = 16/27
 EXPECTED = {
     "mIoU": (5 / 6 + 2 / 3 + 6 / 7 + 1 / 2) / 4,  # 5/7
     "pixel_acc": 14 / 16,
@@ -142,8 +146,8 @@ EXPECTED = {
     "APp50": 11 / 12,
     "APp_vol": (5 * 11 / 12 + 2 * 2 / 3 + 2 * 1 / 6) / 9,  # 25/36
     "PCP50": 2 / 3,
-    "APr50": 2 / 3,
-    "APr_vol": 41 / 54,
+    "APr50": 1 / 2,
+    "APr_vol": 16 / 27,
 }
 
 
@@ -161,6 +165,7 @@ def _check(results, expected):
 @pytest.fixture
 def parsing_dataset(dataset_name):  # noqa: F811
     DatasetCatalog.register(dataset_name, _records)
+    MetadataCatalog.get(dataset_name).set(thing_classes=["person"])
     return dataset_name
 
 
@@ -291,9 +296,7 @@ def test_ground_truth_maps_ignore_rules():
     np.testing.assert_array_equal(persons, [[[1, 3, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]])
     # A's unlabelled silhouette pixel (0, 2), B's box column 3 and the crowd pixel are ignored;
     # C is annotated as having no part: background
-    np.testing.assert_array_equal(
-        semantic, [[1, 3, 255, 255], [0, 0, 0, 255], [255, 0, 0, 255]]
-    )
+    np.testing.assert_array_equal(semantic, [[1, 3, 255, 255], [0, 0, 0, 255], [255, 0, 0, 255]])
 
 
 def test_other_thing_classes_have_no_parts(dataset_name):  # noqa: F811
@@ -302,14 +305,22 @@ def test_other_thing_classes_have_no_parts(dataset_name):  # noqa: F811
     evaluator skips predicted boxes of other classes."""
     person = np.array([[1, 2, 0, 0]], dtype=np.uint8)
     car = dict(_person(silhouette=np.array([[0, 0, 1, 1]]) > 0), category_id=1)
-    persons, semantic = ground_truth_maps([_person(person), car], 1, 4, mapping_lut("fine_lr", "lr6"))
+    persons, semantic = ground_truth_maps(
+        [_person(person), car], 1, 4, mapping_lut("fine_lr", "lr6")
+    )
     np.testing.assert_array_equal(persons, [[[1, 2, 0, 0]]])
     np.testing.assert_array_equal(semantic, [[1, 2, 0, 0]])
 
-    record = {"file_name": "c.png", "height": 1, "width": 4, "image_id": 0, "part_taxonomy": "fine_lr",
-              "annotations": [_person(person), car]}
+    record = {
+        "file_name": "c.png",
+        "height": 1,
+        "width": 4,
+        "image_id": 0,
+        "part_taxonomy": "fine_lr",
+        "annotations": [_person(person), car],
+    }
     DatasetCatalog.register(dataset_name, lambda: [record])
-    MetadataCatalog.get(dataset_name).set(part_taxonomy="fine_lr")
+    MetadataCatalog.get(dataset_name).set(part_taxonomy="fine_lr", thing_classes=["person", "car"])
     evaluator = BodyPartParsingEvaluator(dataset_name, "lr6", distributed=False)
     # the person exactly, and a "car" box predicted with head labels over the car's pixels
     inst = _instances((1, 4), [[0, 0, 2, 1], [2, 0, 4, 1]], [0.9, 0.8], [[[1, 2]], [[1, 1]]])
@@ -317,3 +328,203 @@ def test_other_thing_classes_have_no_parts(dataset_name):  # noqa: F811
     evaluator.process([{"image_id": 0}], [{"instances": inst}])
     res = evaluator.evaluate()["parsing"]
     assert res["pixel_acc"] == 100.0 and res["APp50"] == 100.0
+
+
+# ------------------------------------------------------------------------------ protocol settings
+
+
+def test_thresholds_from_config(parsing_dataset):
+    """BODYPARTS.PARSING_EVAL.* reach the evaluator; hand computation on the records above with
+    paste threshold 0.3 and AP score threshold 0.65.
+
+    Image level: q2 (0.4, a head on image 2's background cols 2-3) is now pasted; p4 (0.3) paints
+    a3's ignored pixels only. hist[g, p]: (0,0) 1, (0,1) 4, (1,1) 2, (1,2) 1, (2,2) 6, (3,3) 1,
+    (3,0) 1; rows 5, 3, 6, 2; cols 2, 6, 7, 1 -> IoU 1/6, 2/7, 6/7, 1/2.
+    AP: q1 (0.6), q2, p4 are skipped. Ranked p1 TP, p2 TP, p3 FP (t <= .7; p1 FP at t >= .8):
+    AP 2/3 for t <= .7, 1/6 for t .8, .9 -> vol (14/3 + 1/3) / 9 = 5/9. PCP50: (1/2 + 1 + 0) / 3.
+    AP^r: persons p3, p2, p1 pasted (p3 overwritten): head p1 1 (of 2 GT heads) -> 1/2; torso p2 1
+    (of 2) -> 1/2; left_arm p1 1/2 -> 1 for t <= .4, else 0. APr_t: 2/3 (t <= .4), 1/3 (t >= .5).
+    """
+    cfg = get_cfg()
+    add_bodyparts_config(cfg)
+    assert cfg.BODYPARTS.PARSING_EVAL.PASTE_SCORE_THRESH == 0.5  # defaults keep the old behaviour
+    assert cfg.BODYPARTS.PARSING_EVAL.AP_SCORE_THRESH == 0.0
+    cfg.BODYPARTS.PART_TAXONOMY = "lr6"
+    cfg.merge_from_list(
+        [
+            "BODYPARTS.PARSING_EVAL.PASTE_SCORE_THRESH",
+            "0.3",
+            "BODYPARTS.PARSING_EVAL.AP_SCORE_THRESH",
+            "0.65",
+        ]
+    )
+    ev = build_parsing_evaluator(cfg, parsing_dataset, None)
+    ev._distributed = False
+    ev.process(*zip(*_outputs()))
+    res = ev.evaluate()["parsing"]
+    iou = [1 / 6, 2 / 7, 6 / 7, 1 / 2]
+    assert res["mIoU"] == pytest.approx(100 * sum(iou) / 4)
+    assert res["pixel_acc"] == pytest.approx(100 * 10 / 16)
+    assert res["IoU-head"] == pytest.approx(100 * 2 / 7)
+    assert res["APp50"] == pytest.approx(100 * 2 / 3)
+    assert res["APp_vol"] == pytest.approx(100 * 5 / 9)
+    assert res["PCP50"] == pytest.approx(100 * 1 / 2)
+    assert res["APr50"] == pytest.approx(100 * 1 / 3)
+    assert res["APr_vol"] == pytest.approx(100 * (4 * 2 / 3 + 5 / 3) / 9)  # 13/27
+
+
+def test_part_labels_pasted_by_the_model_are_used(parsing_dataset):
+    """BodyPartsRCNN with PASTE_IN_IMAGE gives pred_part_labels (R, H, W): the evaluator scores
+    them (same numbers as from pred_part_masks); maps of another size are an error."""
+    from bodyparts.modeling.inference import part_label_maps_in_image
+
+    outputs = []
+    for inp, out in _outputs():
+        inst = out["instances"]
+        labels = Instances(inst.image_size, pred_boxes=inst.pred_boxes, scores=inst.scores)
+        labels.pred_part_labels = part_label_maps_in_image(inst)
+        outputs.append((inp, {"instances": labels}))
+    ev = BodyPartParsingEvaluator(parsing_dataset, "lr6", distributed=False)
+    ev.process(*zip(*outputs))
+    _check(ev.evaluate(), EXPECTED)
+    inp, out = outputs[0]
+    wrong = Instances(
+        (2, 5), pred_boxes=out["instances"].pred_boxes, scores=out["instances"].scores
+    )
+    wrong.pred_part_labels = torch.zeros(4, 2, 5, dtype=torch.uint8)
+    with pytest.raises(
+        ValueError, match=r"image 1: person part maps of size \(2, 5\), the image is \(2, 6\)"
+    ):
+        ev.process([inp], [{"instances": wrong}])
+
+
+def test_person_class_from_metadata(dataset_name):  # noqa: F811
+    """Persons are thing_classes.index("person"), here 1 (a "car" dataset with persons second):
+    the car annotation (category 0) and the car detection are not persons."""
+    person = np.array([[1, 2, 0, 0]], dtype=np.uint8)
+    car = dict(_person(silhouette=np.array([[0, 0, 1, 1]]) > 0), category_id=0)
+    record = {
+        "file_name": "c.png",
+        "height": 1,
+        "width": 4,
+        "image_id": 0,
+        "part_taxonomy": "lr6",
+        "annotations": [dict(_person(person), category_id=1), car],
+    }
+    DatasetCatalog.register(dataset_name, lambda: [record])
+    MetadataCatalog.get(dataset_name).set(thing_classes=["car", "person"])
+    evaluator = BodyPartParsingEvaluator(dataset_name, "lr6", distributed=False)
+    inst = _instances((1, 4), [[0, 0, 2, 1], [2, 0, 4, 1]], [0.9, 0.8], [[[1, 2]], [[1, 1]]])
+    inst.pred_classes = torch.tensor([1, 0])
+    evaluator.process([{"image_id": 0}], [{"instances": inst}])
+    res = evaluator.evaluate()["parsing"]
+    # the person is found exactly; the car's head labels are not pasted (pixels 2-3 background)
+    assert res["pixel_acc"] == 100.0 and res["APp50"] == 100.0 and res["APr50"] == 100.0
+    # with person = 0 the car is taken for the person: it has no part annotation, so there is no
+    # ground-truth person (AP undefined), the real person's pixels are background and the car's
+    # ignored; the "car" detection is the only person (its head pixels land on ignored pixels)
+    wrong = BodyPartParsingEvaluator(dataset_name, "lr6", distributed=False, person_class=0)
+    wrong.process([{"image_id": 0}], [{"instances": inst}])
+    res = wrong.evaluate()["parsing"]
+    assert math.isnan(res["APp50"]) and math.isnan(res["IoU-head"]) and math.isnan(res["IoU-torso"])
+    assert res["IoU-background"] == 100.0
+
+
+def test_no_person_class_is_an_error(dataset_name):  # noqa: F811
+    record = {
+        "file_name": "c.png",
+        "height": 1,
+        "width": 4,
+        "image_id": 0,
+        "part_taxonomy": "lr6",
+        "annotations": [_person(np.array([[1, 2, 0, 0]], dtype=np.uint8))],
+    }
+    DatasetCatalog.register(dataset_name, lambda: [record])
+    MetadataCatalog.get(dataset_name).set(thing_classes=["car"])
+    evaluator = BodyPartParsingEvaluator(dataset_name, "lr6", distributed=False)
+    inst = _instances((1, 4), [[0, 0, 2, 1]], [0.9], [[[1, 2]]])
+    inst.pred_classes = torch.tensor([0])
+    with pytest.raises(
+        ValueError, match=rf"dataset '{dataset_name}', image 0: .*no 'person' in thing_classes"
+    ):
+        evaluator.process([{"image_id": 0}], [{"instances": inst}])
+    # without pred_classes every detection is a person
+    inst.remove("pred_classes")
+    evaluator.process([{"image_id": 0}], [{"instances": inst}])
+    assert evaluator.evaluate()["parsing"]["pixel_acc"] == 100.0
+
+
+def test_image_level_map_of_the_dataset_is_the_miou_ground_truth(
+    dataset_name, tmp_path
+):  # noqa: F811
+    """CIHP-like record: the image-level mIoU is scored on the record's sem_seg_file_name (the
+    dataset's own map, CIHP Category_ids), not on a map rebuilt from the persons; AP^p uses the
+    persons.
+
+    2 x 4 image, lr6. Person g: head (0,0), torso (1,0). The dataset's map also labels (0,3) head
+    (e.g. a person not annotated as an instance) and ignores (1,3) (255):
+    [[1, 0, 0, 1], [2, 0, 0, 255]]. Prediction: g exactly (score 0.9).
+    hist: (1,1) 1, (2,2) 1, (0,0) 4, (1,0) 1 -> IoU background 4/5, head 1/2, torso 1.
+    """
+    png = str(tmp_path / "Category_ids" / "x.png")
+    write_label_png(png, np.array([[1, 0, 0, 1], [2, 0, 0, 255]]))
+    g = np.array([[1, 0, 0, 0], [2, 0, 0, 0]], dtype=np.uint8)
+    record = {
+        "file_name": "x.jpg",
+        "height": 2,
+        "width": 4,
+        "image_id": "x",
+        "part_taxonomy": "lr6",
+        "sem_seg_file_name": png,
+        "annotations": [_person(g)],
+    }
+    DatasetCatalog.register(dataset_name, lambda: [record])
+    MetadataCatalog.get(dataset_name).set(thing_classes=["person"])
+    ev = BodyPartParsingEvaluator(dataset_name, "lr6", distributed=False)
+    inst = _instances((2, 4), [[0, 0, 1, 2]], [0.9], [[[1], [2]]])
+    ev.process([{"image_id": "x"}], [{"instances": inst}])
+    res = ev.evaluate()["parsing"]
+    assert res["mIoU"] == pytest.approx(100 * (4 / 5 + 1 / 2 + 1) / 3)
+    assert res["pixel_acc"] == pytest.approx(100 * 6 / 7)
+    assert res["IoU-head"] == pytest.approx(50.0)
+    assert res["APp50"] == 100.0 and res["PCP50"] == 100.0
+
+
+def test_part_region_ap_as_pgn_defines_it(dataset_name):  # noqa: F811
+    """AP^r (METRICS.md section 5, PGN test_inst_part_ap.py) on a constructed case.
+
+    2 x 4 image, lr6. GT g1: head (0,0),(0,1), torso (1,0),(1,1); g2: head (0,3), torso (1,3).
+    Predictions: A 0.9 head (0,0); B 0.8 head (0,1); E 0.7 head (0,3),(1,3); D 0.6 torso on the
+    2 x 2 box at columns 0-1. Pasted in ascending score (D, E, B, A): D keeps only row 1, so its
+    region is g1's torso exactly (IoU 1; its own map's torso would have IoU 1/2).
+    Regions: A head 1/(1+2-1) = 1/2 with g1, B head 1/2, E head 1/(2+1-1) = 1/2 with g2, D torso 1.
+    GT regions: head 2, torso 2.
+    head, ranked A, B, E: t <= .4 three TPs (GT regions are not marked used): recall 1/2, 1, 3/2,
+    precision 1 -> AP 3/2 (the reference's recall > 1 quirk); t >= .5 three FPs -> 0.
+    torso: D TP at every t, recall 1/2 -> AP 1/2.
+    APr_t = (3/2 + 1/2) / 2 = 1 for t <= .4, (0 + 1/2) / 2 = 1/4 for t >= .5 -> vol 7/12.
+    """
+    g1 = np.array([[1, 1, 0, 0], [2, 2, 0, 0]], dtype=np.uint8)
+    g2 = np.array([[0, 0, 0, 1], [0, 0, 0, 2]], dtype=np.uint8)
+    record = {
+        "file_name": "r.jpg",
+        "height": 2,
+        "width": 4,
+        "image_id": 7,
+        "part_taxonomy": "lr6",
+        "annotations": [_person(g1), _person(g2)],
+    }
+    DatasetCatalog.register(dataset_name, lambda: [record])
+    MetadataCatalog.get(dataset_name).set(thing_classes=["person"])
+    ev = BodyPartParsingEvaluator(dataset_name, "lr6", distributed=False)
+    inst = Instances((2, 4))
+    boxes = [[0, 0, 1, 1], [1, 0, 2, 1], [3, 0, 4, 2], [0, 0, 2, 2]]
+    inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
+    inst.scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    # M = 2 for every box (the 1 x 1 boxes: all four ROI cells one label)
+    rois = [[[1, 1], [1, 1]], [[1, 1], [1, 1]], [[1, 1], [1, 1]], [[2, 2], [2, 2]]]
+    inst.pred_part_masks = F.one_hot(torch.tensor(rois), C).permute(0, 3, 1, 2).float()
+    ev.process([{"image_id": 7}], [{"instances": inst}])
+    res = ev.evaluate()["parsing"]
+    assert res["APr50"] == pytest.approx(25.0)
+    assert res["APr_vol"] == pytest.approx(100 * 7 / 12)

@@ -1,4 +1,5 @@
 """Pure parsing metrics against hand-computed values (the arithmetic is in the comments)."""
+
 import math
 
 import numpy as np
@@ -12,8 +13,13 @@ from bodyparts.evaluation.parsing_metrics import (
     confusion_matrix,
     image_level_map,
     instance_iou_matrix,
+    instance_level_map,
     label_areas,
     parsing_true_positives,
+    part_region_ious,
+    paste_order,
+    paste_part_maps,
+    paste_with_owner,
     pcp,
     semantic_metrics,
     voc_ap,
@@ -301,3 +307,63 @@ def test_image_level_map_ascending_score():
     np.testing.assert_array_equal(image_level_map(maps, scores, 0.6), [[1, 2, 2, 3]])
     out = image_level_map(maps[:0], [], 0.5)
     assert out.shape == (1, 4) and out.dtype == np.uint8 and not out.any()
+
+
+def test_paste_order_ties_and_threshold():
+    # ascending score; the tie 0.7 / 0.7 keeps index order (index 3 pasted after 1, so it wins)
+    np.testing.assert_array_equal(paste_order([0.9, 0.7, 0.2, 0.7], 0.5), [1, 3, 0])
+    np.testing.assert_array_equal(paste_order([0.9, 0.7, 0.2, 0.7], 0.95), np.zeros(0))
+    assert paste_order([], 0.0).dtype == np.int64
+
+
+def test_paste_with_owner_and_ignore_label():
+    maps = np.array([[[1, 255, 2, 0]], [[0, 3, 3, 0]]], dtype=np.uint8)
+    labels, owner = paste_with_owner(maps)  # 0 then 1; 255 and 0 never pasted
+    np.testing.assert_array_equal(labels, [[1, 3, 3, 0]])
+    np.testing.assert_array_equal(owner, [[0, 1, 1, -1]])
+    labels, owner = paste_with_owner(maps, [1, 0])  # 1 then 0: person 0's 2 overwrites a 3
+    np.testing.assert_array_equal(labels, [[1, 3, 2, 0]])
+    np.testing.assert_array_equal(owner, [[0, 1, 0, -1]])
+    np.testing.assert_array_equal(paste_part_maps(maps, [1, 0]), labels)
+    labels, owner = paste_with_owner(np.zeros((0, 2, 3), np.uint8))
+    assert labels.shape == owner.shape == (2, 3)
+    labels, owner = paste_with_owner(np.zeros((0, 0, 0), np.uint8), None, (2, 3))
+    assert labels.shape == (2, 3) and (owner == -1).all()
+    with pytest.raises(ValueError, match="must be"):
+        paste_with_owner(np.zeros((2, 3), np.uint8))
+
+
+def test_instance_level_map_is_image_level_map_with_owners():
+    maps = np.array([[[1, 1, 1, 0]], [[0, 2, 2, 0]], [[0, 0, 3, 3]]], dtype=np.uint8)
+    scores = [0.6, 0.9, 0.7]
+    labels, owner = instance_level_map(maps, scores, 0.5)
+    np.testing.assert_array_equal(labels, image_level_map(maps, scores, 0.5))
+    np.testing.assert_array_equal(owner, [[0, 1, 1, 2]])
+    labels, owner = instance_level_map(maps, scores, 0.65)
+    np.testing.assert_array_equal(owner, [[-1, 1, 1, 2]])
+
+
+def test_part_region_ious_hand_computed():
+    # C = 4, a 2 x 4 image. Pasted map (labels / owners):
+    #   [[1, 1, 2, 0],     [[0, 0, 0, -1],
+    #    [3, 1, 2, 2]]      [2, 1, 1,  1]]
+    # regions sorted by class then person: (1, p0) 2 px, (1, p1) 1 px, (2, p0) 1 px,
+    # (2, p1) 2 px, (3, p2) 1 px.
+    labels = np.array([[1, 1, 2, 0], [3, 1, 2, 2]])
+    owner = np.array([[0, 0, 0, -1], [2, 1, 1, 1]])
+    # GT g0: class 1 at (0,0),(0,1),(1,1) [3 px], class 2 at (0,2); g1: class 2 at (1,2),(1,3),
+    # (0,3) [3 px], 255 at (1,0) (no region)
+    gt = np.array([[[1, 1, 2, 0], [0, 1, 0, 0]], [[0, 0, 0, 2], [255, 0, 2, 2]]], dtype=np.uint8)
+    r = part_region_ious(labels, owner, gt, 4)
+    np.testing.assert_array_equal(r["cls"], [1, 1, 2, 2, 3])
+    np.testing.assert_array_equal(r["person"], [0, 1, 0, 1, 2])
+    np.testing.assert_array_equal(r["area"], [2, 1, 1, 2, 1])
+    # (1, p0) vs g0 class 1: 2 / (2 + 3 - 2) = 2/3; (1, p1): 1 / 3; (2, p0) vs g0 class 2: 1/1 = 1;
+    # (2, p1) vs g1 class 2: 2 / (2 + 3 - 2) = 2/3 (vs g0: 0); (3, p2): no GT of class 3 -> 0
+    np.testing.assert_allclose(r["iou"], [2 / 3, 1 / 3, 1.0, 2 / 3, 0.0])
+    none = part_region_ious(labels, owner, np.zeros((0, 2, 4), np.uint8), 4)
+    np.testing.assert_array_equal(none["iou"], np.zeros(5))
+    empty = part_region_ious(np.zeros((2, 4)), np.full((2, 4), -1), gt, 4)
+    assert empty["cls"].size == 0 and empty["iou"].size == 0
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\)"):
+        part_region_ious(np.array([[5]]), np.array([[0]]), gt[:, :1, :1], 4)

@@ -4,6 +4,11 @@ from .parsing_evaluation import (  # noqa: F401
     build_parsing_evaluator,
     ground_truth_maps,
 )
+from .parsing_export import (  # noqa: F401
+    EXPORT_FORMATS,
+    ParsingPredictionWriter,
+    export_parsing_predictions,
+)
 from .panoptic_evaluation import (  # noqa: F401
     PartPanopticEvaluator,
     build_part_panoptic_evaluator,
@@ -17,10 +22,16 @@ from .parsing_metrics import (  # noqa: F401
     confusion_matrix,
     image_level_map,
     instance_iou_matrix,
+    instance_level_map,
     label_areas,
     parsing_true_positives,
+    part_region_ious,
+    paste_order,
+    paste_part_maps,
+    paste_with_owner,
     pcp,
     semantic_metrics,
     voc_ap,
 )
+from .person_outputs import person_class_id, person_part_maps, person_predictions  # noqa: F401
 from .partpq import PanopticStats, SceneClasses, panoptic_quality, segment_stats  # noqa: F401

@@ -5,6 +5,7 @@ confusion matrix, per-prediction and per-region numbers); no full-image map of t
 :meth:`~BodyPartParsingEvaluator.evaluate` gathers them on the main process and computes the
 metrics with :mod:`.parsing_metrics`.
 """
+
 import copy
 import itertools
 import json
@@ -24,8 +25,7 @@ from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 from tabulate import tabulate
 
-from ..data.contract import PERSON_CATEGORY, image_part_map, is_person, part_label_map
-from ..modeling.inference import paste_part_masks
+from ..data.contract import PERSON_CATEGORY, image_part_map, part_label_map
 from ..taxonomy import PartTaxonomy, get_part_taxonomy, mapping_lut
 from .parsing_metrics import (
     VOL_THRESHOLDS,
@@ -34,10 +34,13 @@ from .parsing_metrics import (
     confusion_matrix,
     image_level_map,
     instance_iou_matrix,
+    instance_level_map,
     label_areas,
+    part_region_ious,
     pcp,
     semantic_metrics,
 )
+from .person_outputs import person_class_id, person_predictions
 
 __all__ = [
     "BodyPartParsingEvaluator",
@@ -50,21 +53,21 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def _has_parts(ann: Mapping) -> bool:
-    return is_person(ann) and ann.get("parts") is not None and not ann.get("iscrowd", 0)
-
-
 def ground_truth_maps(
     annotations: Sequence[Mapping],
     height: int,
     width: int,
     lut: np.ndarray,
     sem_seg_file: Optional[str] = None,
+    *,
+    person_class: int = PERSON_CATEGORY,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Ground truth of one image in the model's taxonomy: person maps and the image-level map.
 
-    Person maps: persons without part annotation (``parts`` absent/None), crowd regions and persons
-    whose mapped map has no part pixel are left out (no ground truth, not in N_gt).
+    Persons are the annotations with ``category_id == person_class``; other thing classes have no
+    parts (background in the image-level map). Person maps: persons without part annotation
+    (``parts`` absent/None), crowd regions and persons whose mapped map has no part pixel are left
+    out (no ground truth, not in N_gt).
 
     Image-level map: :func:`~bodyparts.data.contract.image_part_map` (read from ``sem_seg_file``,
     the record's ``sem_seg_file_name``, when given; otherwise built from the persons: silhouettes of
@@ -77,27 +80,48 @@ def ground_truth_maps(
         height, width: image size H x W.
         lut: the record's label look-up table (``mapping_lut(record taxonomy, model taxonomy)``).
         sem_seg_file: optional image-level part map PNG in the record's taxonomy (255 ignored).
+        person_class: contiguous thing class id of persons (the dataset's
+            ``thing_classes.index("person")``; 0 in every bodyparts dataset).
     Returns:
         person_maps: uint8 (G, H, W) model part labels inside the person, 0 elsewhere.
         semantic: uint8 (H, W) model part labels, 255 = ignored.
     """
+    # image_part_map takes the persons as category PERSON_CATEGORY (the data contract's id)
+    people = [
+        dict(a, category_id=PERSON_CATEGORY)
+        for a in annotations
+        if a.get("category_id", PERSON_CATEGORY) == person_class
+    ]
     persons = []
-    for ann in annotations:
-        if _has_parts(ann):  # labels of an annotated person are below len(lut)
+    for ann in people:
+        if ann.get("parts") is not None and not ann.get("iscrowd", 0):
+            # labels of an annotated person are below len(lut)
             person = np.asarray(lut, dtype=np.uint8)[part_label_map(ann, height, width)]
             if person.any():
                 persons.append(person)
-    semantic = image_part_map(annotations, height, width, lut, sem_seg_file=sem_seg_file)
+    semantic = image_part_map(people, height, width, lut, sem_seg_file=sem_seg_file)
     if not persons:
         return np.zeros((0, height, width), dtype=np.uint8), semantic
     return np.stack(persons), semantic
 
 
-_GT_ANNOTATION_KEYS = ("category_id", "parts", "parts_complete", "iscrowd", "segmentation", "bbox", "bbox_mode")
+_GT_ANNOTATION_KEYS = (
+    "category_id",
+    "parts",
+    "parts_complete",
+    "iscrowd",
+    "segmentation",
+    "bbox",
+    "bbox_mode",
+)
 
 
 def load_ground_truth_index(
-    dataset_name: str, taxonomy: str, *, require_taxonomy: bool = True, record_keys: Sequence[str] = ()
+    dataset_name: str,
+    taxonomy: str,
+    *,
+    require_taxonomy: bool = True,
+    record_keys: Sequence[str] = (),
 ) -> Dict[Any, Dict[str, Any]]:
     """image_id -> what the evaluators need of each record of ``dataset_name``: ``height``,
     ``width``, ``sem_seg_file_name``, ``lut`` (record part taxonomy -> ``taxonomy``; None when the
@@ -142,8 +166,8 @@ def gather_on_main(items: List[Any], distributed: bool) -> Optional[List[Any]]:
 
 
 class BodyPartParsingEvaluator(DatasetEvaluator):
-    """Parsing metrics of an instance part model (``instances.pred_part_masks``) or, image level
-    only, of a semantic part model (``sem_seg``).
+    """Parsing metrics of an instance part model (``instances.pred_part_masks`` or
+    ``pred_part_labels``) or, image level only, of a semantic part model (``sem_seg``).
 
     Results (``evaluate()["parsing"]``, percentages): ``mIoU``, ``pixel_acc``, ``mean_acc``,
     ``fwIoU``, ``mean_F1``, ``IoU-<label>`` and ``F1-<label>`` for every label (background
@@ -152,7 +176,15 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
 
     Ground truth: the dataset's records (``DatasetCatalog``, loaded once) with their part labels
     mapped to the model's taxonomy (``mapping_lut``); records without ``part_taxonomy`` use the
-    dataset metadata's. See :func:`ground_truth_maps` for persons left out and ignored pixels.
+    dataset metadata's. The image-level map is the record's ``sem_seg_file_name`` when it has one
+    (the dataset's own map, e.g. CIHP ``Category_ids``), else built from the persons. See
+    :func:`ground_truth_maps` for persons left out and ignored pixels.
+
+    Protocol (METRICS.md): mIoU on the persons with score >= ``paste_score_threshold`` pasted in
+    ascending score order; AP^p and PCP on every person with score >= ``ap_score_threshold``, each
+    with its own full-image map; AP^r on the part regions of the persons with score >=
+    ``ap_score_threshold`` pasted in ascending score order (non-overlapping regions, as in the
+    instance-part PNG that PGN's evaluation reads).
     """
 
     @configurable
@@ -163,8 +195,9 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
         *,
         distributed: bool = True,
         output_dir: Optional[str] = None,
-        score_threshold: float = 0.5,
-        eval_score_threshold: float = 0.0,
+        paste_score_threshold: float = 0.5,
+        ap_score_threshold: float = 0.0,
+        person_class: Optional[int] = None,
     ):
         """
         Args:
@@ -174,11 +207,16 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
                 this process's images are evaluated.
             output_dir: if set, per-prediction statistics are written there
                 (``parsing_instances.json``).
-            score_threshold: persons with a lower score are not pasted into the image-level map
-                (mIoU, accuracies, F1). Default 0.5: low-score duplicates would otherwise paint
-                false parts wherever no higher-scored person overwrites them.
-            eval_score_threshold: predictions (and their part regions) with a lower score are
-                skipped by AP^p, PCP and AP^r. Default 0.0 keeps all, as the reference code does.
+            paste_score_threshold: persons with a lower score are not pasted into the image-level
+                map (mIoU, accuracies, F1). Default 0.5: low-score duplicates would otherwise
+                paint false parts wherever no higher-scored person overwrites them (Parsing
+                R-CNN: 0.3 on CIHP, 0.05 on MHP-v2; ``BODYPARTS.PARSING_EVAL.PASTE_SCORE_THRESH``).
+            ap_score_threshold: predictions (and their part regions) with a lower score are
+                skipped by AP^p, PCP and AP^r. Default 0.0 keeps all (Parsing R-CNN: 0.001;
+                ``BODYPARTS.PARSING_EVAL.AP_SCORE_THRESH``).
+            person_class: contiguous thing class id of persons; default: the dataset metadata's
+                ``thing_classes.index("person")``. Detections of other classes are skipped; a
+                model output with ``pred_classes`` on a dataset without a person class is an error.
         """
         if not isinstance(part_taxonomy, PartTaxonomy):
             part_taxonomy = get_part_taxonomy(part_taxonomy)
@@ -187,18 +225,24 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
         self._num_classes = part_taxonomy.num_classes
         self._distributed = distributed
         self._output_dir = output_dir
-        self._score_threshold = float(score_threshold)
-        self._eval_score_threshold = float(eval_score_threshold)
+        self._paste_score_threshold = float(paste_score_threshold)
+        self._ap_score_threshold = float(ap_score_threshold)
+        if person_class is None:
+            person_class = person_class_id(MetadataCatalog.get(dataset_name))
+        self._person_class = person_class
         self._cpu_device = torch.device("cpu")
         self._gt = self._load_gt(dataset_name)
         self.reset()
 
     @classmethod
     def from_config(cls, cfg: CfgNode, dataset_name: str, output_dir: Optional[str] = None):
+        node = cfg.BODYPARTS.PARSING_EVAL
         return {
             "dataset_name": dataset_name,
             "part_taxonomy": cfg.BODYPARTS.PART_TAXONOMY,
             "output_dir": output_dir,
+            "paste_score_threshold": node.PASTE_SCORE_THRESH,
+            "ap_score_threshold": node.AP_SCORE_THRESH,
         }
 
     def _load_gt(self, dataset_name: str) -> Dict[Any, Dict[str, Any]]:
@@ -214,8 +258,8 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
         Args:
             inputs: dataset dicts with ``image_id``.
             outputs: model outputs with ``instances`` (``pred_boxes``, ``scores`` and
-                ``pred_part_masks``, in the original image size) or, image level only,
-                ``sem_seg`` (C, H, W) scores.
+                ``pred_part_masks`` or ``pred_part_labels``, in the original image size) or,
+                image level only, ``sem_seg`` (C, H, W) scores.
         """
         for inp, out in zip(inputs, outputs):
             image_id = inp["image_id"]
@@ -226,13 +270,24 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
     def _image_stats(self, image_id, gt: Mapping, output: Mapping) -> Dict[str, Any]:
         height, width, c = gt["height"], gt["width"], self._num_classes
         gt_maps, gt_sem = ground_truth_maps(
-            gt["annotations"], height, width, gt["lut"], gt["sem_seg_file_name"]
+            gt["annotations"],
+            height,
+            width,
+            gt["lut"],
+            gt["sem_seg_file_name"],
+            person_class=PERSON_CATEGORY if self._person_class is None else self._person_class,
         )
         stats: Dict[str, Any] = {"image_id": image_id, "has_instances": "instances" in output}
         if "instances" in output:
-            pred_maps, scores = self._paste(output["instances"], height, width)
-            sem_pred = image_level_map(pred_maps, scores, self._score_threshold)
+            source = f"dataset {self._dataset_name!r}, image {image_id!r}"
+            pred_maps, scores, _ = person_predictions(
+                output["instances"].to(self._cpu_device), height, width, self._person_class, source
+            )
+            sem_pred = image_level_map(
+                pred_maps, scores, self._paste_score_threshold, (height, width)
+            )
             stats.update(self._instance_stats(pred_maps, scores, gt_maps))
+            stats.update(self._region_stats(pred_maps, scores, gt_maps))
         elif "sem_seg" in output:
             sem_seg = output["sem_seg"]
             if tuple(sem_seg.shape) != (c, height, width):
@@ -249,55 +304,31 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
         stats["hist"] = confusion_matrix(gt_sem, sem_pred, c)
         return stats
 
-    def _paste(self, instances, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
-        """uint8 (R, H, W) person maps in image space and float (R,) scores of the detections."""
-        fields = instances.get_fields()
-        if "pred_classes" in fields:  # multi-class models (panoptic datasets): persons only have parts
-            instances = instances[instances.pred_classes == PERSON_CATEGORY]
-        if not fields or len(instances) == 0:
-            return np.zeros((0, height, width), dtype=np.uint8), np.zeros((0,))
-        if "pred_part_masks" not in fields:
-            raise KeyError(
-                f"instances have no 'pred_part_masks' (fields: {sorted(fields)}); the parsing "
-                "evaluator needs a model with the part branch (MODEL.BODYPART_ON: True)"
-            )
-        boxes = instances.pred_boxes.tensor
-        maps = paste_part_masks(instances.pred_part_masks, boxes, (height, width))
-        scores = instances.scores.to(self._cpu_device).double().numpy()
-        return maps.to(self._cpu_device).numpy(), scores
-
     def _instance_stats(
         self, pred_maps: np.ndarray, scores: np.ndarray, gt_maps: np.ndarray
     ) -> Dict[str, Any]:
-        """Statistics of one image's P predictions against its G ground-truth persons.
+        """AP^p / PCP statistics of one image's P predictions against its G ground-truth persons.
 
         Returns:
             dict of small arrays: ``num_gt``; per prediction (P,): ``scores``, ``best_gt`` (index
             into this image's ground truths, -1 if none; made split-wide in ``evaluate``),
             ``best_iou`` (mIoU_inst, NaN if none), ``part_ious`` (P, C) per-class IoU with it,
-            ``gt_present`` (P, C) its part classes; per predicted part region (Q,):
-            ``region_classes``, ``region_scores``, ``region_ious`` (max IoU with the image's
-            ground-truth regions of the class); ``gt_region_counts`` (C,).
+            ``gt_present`` (P, C) its part classes; ``gt_region_counts`` (C,) ground-truth part
+            regions per class.
         """
         c, num_p, num_g = self._num_classes, pred_maps.shape[0], gt_maps.shape[0]
         miou, iou = instance_iou_matrix(pred_maps, gt_maps, c)  # (P, G), (P, G, C)
         gt_present = label_areas(gt_maps, c) > 0  # (G, C)
         gt_present[:, 0] = False
-        pred_present = label_areas(pred_maps, c) > 0  # (P, C)
-        pred_present[:, 0] = False
         if num_g:
             best_gt = np.argmax(np.nan_to_num(miou, nan=-np.inf), axis=1)  # first best on ties
             rows = np.arange(num_p)
             best_iou, part_ious = miou[rows, best_gt], iou[rows, best_gt]
             present = gt_present[best_gt]
-            # for c >= 1, IoU_c of a pair is the IoU of the two persons' class-c regions
-            region_iou = np.nan_to_num(iou, nan=0.0).max(axis=1)  # (P, C)
         else:
             best_gt = np.full(num_p, -1, dtype=np.int64)
             best_iou, part_ious = np.full(num_p, np.nan), np.full((num_p, c), np.nan)
             present = np.zeros((num_p, c), dtype=bool)
-            region_iou = np.zeros((num_p, c))
-        person, cls = np.nonzero(pred_present)
         return {
             "num_gt": num_g,
             "scores": scores,
@@ -305,10 +336,23 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
             "best_iou": best_iou,
             "part_ious": part_ious,
             "gt_present": present,
-            "region_classes": cls.astype(np.int64),
-            "region_scores": scores[person],
-            "region_ious": region_iou[person, cls],
             "gt_region_counts": gt_present.sum(axis=0).astype(np.int64),
+        }
+
+    def _region_stats(
+        self, pred_maps: np.ndarray, scores: np.ndarray, gt_maps: np.ndarray
+    ) -> Dict[str, np.ndarray]:
+        """AP^r statistics: the part regions of the persons with score >= the AP score threshold,
+        pasted in ascending score order. Returns (Q,) arrays ``region_classes``,
+        ``region_scores`` (their person's score) and ``region_ious`` (best IoU with a ground-truth
+        region of the class in the image)."""
+        size = gt_maps.shape[1:]  # (H, W), also without ground-truth persons
+        labels, owner = instance_level_map(pred_maps, scores, self._ap_score_threshold, size)
+        regions = part_region_ious(labels, owner, gt_maps, self._num_classes)
+        return {
+            "region_classes": regions["cls"],
+            "region_scores": np.asarray(scores, dtype=np.float64)[regions["person"]],
+            "region_ious": regions["iou"],
         }
 
     def evaluate(self) -> "OrderedDict[str, Dict[str, float]]":
@@ -345,7 +389,7 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
         def cat(key: str) -> np.ndarray:
             return np.concatenate([s[key] for s in stats])
 
-        scores, best_iou, thr = cat("scores"), cat("best_iou"), self._eval_score_threshold
+        scores, best_iou, thr = cat("scores"), cat("best_iou"), self._ap_score_threshold
         app = ap_parsing(scores, best_iou, best_gt, num_gt, VOL_THRESHOLDS, thr)
         part_ious, gt_present = cat("part_ious"), cat("gt_present")
         pcp50 = pcp(scores, best_iou, best_gt, part_ious, gt_present, num_gt, 0.5, thr)

@@ -7,14 +7,16 @@ Shapes and letters:
 * ``H x W``: image size in pixels; ``P`` predicted persons and ``G`` ground-truth persons of one
   image, each as a full-image label map (part labels inside the person, 0 elsewhere).
 * ``N``: predicted persons pooled over a split; ``Q``: predicted part regions pooled over a split
-  (one region = the pixels of one part class in one predicted person's map).
+  (one region = the pixels of one part class owned by one predicted person in the image-level
+  instance map, where persons are pasted in ascending score order: :func:`part_region_ious`).
 * ``T``: IoU thresholds.
 
 Conventions: ``hist[g, p]`` counts pixels with ground truth ``g`` and prediction ``p``. IoU is
 ``hist[c, c] / (row_c + col_c - hist[c, c])``, NaN when the union is empty, and NaN classes are
 skipped by every mean. All matching thresholds are **strict** (``IoU > t``).
 """
-from typing import Dict, Sequence, Tuple
+
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -30,7 +32,12 @@ __all__ = [
     "pcp",
     "ap_region_per_class",
     "ap_region",
+    "paste_order",
+    "paste_with_owner",
+    "paste_part_maps",
     "image_level_map",
+    "instance_level_map",
+    "part_region_ious",
 ]
 
 # IoU thresholds whose mean AP is the "vol" variant (AP^p_vol, AP^r_vol): 0.1, 0.2, ..., 0.9.
@@ -353,17 +360,20 @@ def ap_region_per_class(
     thresholds: Sequence[float] = VOL_THRESHOLDS,
     score_threshold: float = 0.0,
 ) -> np.ndarray:
-    """AP^r per part class and threshold (CIHP/PGN ``test_inst_part_ap.py``).
+    """AP^r per part class and threshold (CIHP/PGN ``evaluation/test_inst_part_ap.py``).
 
     A predicted region of class c is a TP at t iff its max IoU with the ground-truth regions of
     class c in its image is > t. Ground-truth regions are **not** marked as used (the reference
-    code's quirk: two predictions on one ground truth are both TPs, recall may exceed 1).
+    code's quirk: two predictions on one ground truth are both TPs, recall may exceed 1). Regions
+    are ranked by descending score over the split (stable: ties keep their order; the reference's
+    ``np.argsort(scores)[::-1]`` leaves the order of ties unspecified); recall = cumTP / number of
+    ground-truth regions of c, precision = cumTP / rank; VOC all-point AP (:func:`voc_ap`).
 
     Args:
         region_classes: int (Q,) part class (1..C-1) of each predicted region.
         region_scores: float (Q,) its score (the person's score).
         region_ious: float (Q,) its max IoU with the image's ground-truth regions of its class
-            (0 if there are none).
+            (0 if there are none), e.g. from :func:`part_region_ious`.
         num_gt_regions: int (C,) ground-truth regions per class over the split (entry 0 unused).
         thresholds: T IoU thresholds.
         score_threshold: regions with a lower score are skipped.
@@ -396,6 +406,10 @@ def ap_region(
 ) -> Dict[float, float]:
     """AP^r_t = mean over part classes with ground truth of :func:`ap_region_per_class`.
 
+    The reference averages over all C-1 part classes; a class without any ground-truth region
+    there gives 0 (no prediction either) or NaN (predictions), so the two means agree whenever
+    every class has ground truth in the split (CIHP val). Here such classes are left out.
+
     Returns:
         ``{t: AP^r_t}`` in [0, 1] (NaN if no class has ground-truth regions). AP^r_vol is the
         mean over :data:`VOL_THRESHOLDS`.
@@ -407,23 +421,149 @@ def ap_region(
     return {float(t): float(mean[i]) for i, t in enumerate(thresholds)}
 
 
-def image_level_map(
-    pred_maps: np.ndarray, scores: np.ndarray, score_threshold: float
+# ------------------------------------------------------------------------------------------------
+# image-level maps of an instance model (METRICS.md section 1) and its part regions (section 5)
+
+_NO_LABEL = 255  # label that never overwrites when pasting (no part annotation / ignored)
+
+
+def paste_order(scores: np.ndarray, score_threshold: float) -> np.ndarray:
+    """The paste order of METRICS.md section 1: persons with ``score >= score_threshold``, by
+    ascending score, so that a higher score is pasted later and wins. Ties keep index order (the
+    later index wins).
+
+    Args:
+        scores: float (P,) person scores.
+        score_threshold: smallest score pasted.
+    Returns:
+        int64 (P',) indices into ``scores``, first pasted first.
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    keep = np.nonzero(scores >= score_threshold)[0]
+    return keep[np.argsort(scores[keep], kind="stable")].astype(np.int64)
+
+
+def paste_with_owner(
+    part_maps: np.ndarray, order: Optional[Sequence[int]] = None, image_size=None
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Paste per-person part maps into one image-level map, remembering whose label each pixel is.
+
+    Only labels 1..254 overwrite: a person's background (0) never erases another person's parts,
+    and 255 (no part annotation) is never pasted.
+
+    Args:
+        part_maps: integer (P, H, W) per-person label maps (0 outside the person's parts).
+        order: indices of the persons to paste, first pasted first (later ones overwrite);
+            default all, 0..P-1.
+        image_size: (H, W), needed only when P = 0.
+    Returns:
+        labels: uint8 (H, W), the label of the last pasted person with a label there, else 0.
+        owner: int64 (H, W), the index (into ``part_maps``) of that person, -1 where none.
+    """
+    part_maps = np.asarray(part_maps)
+    if part_maps.ndim != 3:
+        raise ValueError(f"part_maps must be (P, H, W), got shape {part_maps.shape}")
+    if part_maps.shape[0] or image_size is None:
+        height, width = part_maps.shape[1:]
+    else:
+        height, width = image_size
+    labels = np.zeros((int(height), int(width)), dtype=np.uint8)
+    owner = np.full((int(height), int(width)), -1, dtype=np.int64)
+    for i in range(part_maps.shape[0]) if order is None else order:
+        person = part_maps[int(i)]
+        fg = (person > 0) & (person != _NO_LABEL)
+        labels[fg] = person[fg]
+        owner[fg] = int(i)
+    return labels, owner
+
+
+def paste_part_maps(
+    part_maps: np.ndarray, order: Optional[Sequence[int]] = None, image_size=None
 ) -> np.ndarray:
-    """Image-level part map of an instance model: persons with ``score >= score_threshold`` pasted
-    in ascending score order, the non-zero labels of a higher-scored person overwriting.
+    """uint8 (H, W) labels of :func:`paste_with_owner` (same arguments)."""
+    return paste_with_owner(part_maps, order, image_size)[0]
+
+
+def image_level_map(
+    pred_maps: np.ndarray, scores: np.ndarray, score_threshold: float, image_size=None
+) -> np.ndarray:
+    """Image-level part map of an instance model (METRICS.md section 1): persons with
+    ``score >= score_threshold`` pasted in ascending score order (:func:`paste_order`), the part
+    labels of a higher-scored person overwriting.
 
     Args:
         pred_maps: integer (P, H, W) person maps (0 outside the person).
         scores: float (P,) person scores.
         score_threshold: smallest score pasted.
+        image_size: (H, W), needed only when P = 0.
     Returns:
         uint8 (H, W) labels, 0 where no kept person has a part.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    out = np.zeros(pred_maps.shape[1:], dtype=np.uint8)
-    keep = np.nonzero(scores >= score_threshold)[0]
-    for i in keep[np.argsort(scores[keep], kind="stable")]:
-        person = pred_maps[i]
-        np.copyto(out, person, where=person != 0, casting="unsafe")
-    return out
+    return paste_part_maps(pred_maps, paste_order(scores, score_threshold), image_size)
+
+
+def instance_level_map(
+    pred_maps: np.ndarray, scores: np.ndarray, score_threshold: float, image_size=None
+) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`image_level_map` and the person that owns each pixel.
+
+    Returns:
+        labels: uint8 (H, W) as :func:`image_level_map`.
+        owner: int64 (H, W) index into ``pred_maps`` of the person whose label is shown, -1 where
+            no kept person has a part.
+    """
+    return paste_with_owner(pred_maps, paste_order(scores, score_threshold), image_size)
+
+
+def part_region_ious(
+    labels: np.ndarray, owner: np.ndarray, gt_maps: np.ndarray, num_classes: int
+) -> Dict[str, np.ndarray]:
+    """The predicted part regions of one image and their best IoU with the ground truth (AP^r,
+    METRICS.md section 5, PGN's ``test_inst_part_ap.py``).
+
+    A predicted region is the set of pixels of one label c >= 1 owned by one person in the pasted
+    map (:func:`instance_level_map`): regions never overlap, like the instance-part PNG the
+    reference reads. A ground-truth region is the class-c pixels of one ground-truth person. IoU is
+    plain mask IoU (no ignored pixels); a region's IoU is its largest IoU with a ground-truth region
+    of its class in the image, 0 if there is none.
+
+    Args:
+        labels: uint8 (H, W) pasted labels in ``[0, C)``.
+        owner: int (H, W) person index of each labelled pixel (>= 0 where ``labels > 0``).
+        gt_maps: integer (G, H, W) ground-truth person maps (labels >= C are no region).
+        num_classes: C.
+    Returns:
+        dict of (Q,) arrays, regions sorted by class, then person: ``person`` (int64 owner index),
+        ``cls`` (int64 class 1..C-1), ``area`` (int64 pixels), ``iou`` (float64 best IoU).
+    """
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    owner = np.asarray(owner).reshape(-1).astype(np.int64)
+    fg = np.nonzero(labels > 0)[0]
+    if fg.size and (labels[fg].max() >= num_classes or owner[fg].min() < 0):
+        raise ValueError(
+            f"part_region_ious: labels must lie in [0, {num_classes}) with an owner >= 0 on each"
+        )
+    num_persons = int(owner[fg].max()) + 1 if fg.size else 1
+    keys, inverse, area = np.unique(
+        labels[fg] * num_persons + owner[fg], return_inverse=True, return_counts=True
+    )
+    num_regions = keys.size
+    cls, person = np.divmod(keys, num_persons)
+    iou = np.zeros(num_regions)
+    gt_maps = np.asarray(gt_maps)
+    num_gt = gt_maps.shape[0]
+    if num_gt and num_regions:
+        gt = gt_maps.reshape(num_gt, -1)[:, fg]
+        rows, cols = np.nonzero(gt == labels[fg][None, :])
+        inter = np.bincount(
+            rows * num_regions + inverse.reshape(-1)[cols], minlength=num_gt * num_regions
+        )
+        inter = inter.reshape(num_gt, num_regions).astype(np.float64)
+        gt_area = label_areas(gt_maps, num_classes)[:, cls]  # (G, Q)
+        iou = (inter / (area[None, :] + gt_area - inter)).max(axis=0)
+    return {
+        "person": person.astype(np.int64),
+        "cls": cls.astype(np.int64),
+        "area": area.astype(np.int64),
+        "iou": iou,
+    }

@@ -25,7 +25,8 @@ from detectron2.utils.visualizer import GenericMask, Visualizer
 
 from ..data.contract import PART_IGNORE, decode_rle, part_label_map
 from ..data.datasets.generic import bodyparts_metadata
-from ..modeling.inference import part_label_maps_in_image
+from ..evaluation.parsing_metrics import image_level_map, paste_part_maps
+from ..evaluation.person_outputs import person_part_maps
 from ..taxonomy import KeypointTaxonomy, PartTaxonomy, get_keypoint_taxonomy, get_part_taxonomy
 
 __all__ = [
@@ -100,47 +101,9 @@ def part_overlay(
     return out
 
 
-def paste_part_maps(
-    part_maps: np.ndarray, order: Optional[Sequence[int]] = None, image_size=None
-) -> np.ndarray:
-    """Merge per-person part maps into one image-level map.
-
-    Args:
-        part_maps: uint8 (R, H, W) per-person label maps (0 outside the person's parts).
-        order: indices of the persons to paste, first pasted first (later ones overwrite);
-            default all, 0..R-1.
-        image_size: (H, W), needed only when R = 0.
-    Returns:
-        uint8 (H, W): for each pixel, the label of the last person in ``order`` whose map has a
-        label in 1..254 there; 0 where none has. Labels 0 and 255 never overwrite.
-    """
-    part_maps = np.asarray(part_maps)
-    if part_maps.ndim != 3:
-        raise ValueError(f"part_maps must be (R, H, W), got {part_maps.shape}")
-    height, width = part_maps.shape[1:] if part_maps.shape[0] or image_size is None else image_size
-    out = np.zeros((int(height), int(width)), dtype=np.uint8)
-    for i in range(len(part_maps)) if order is None else order:
-        labels = part_maps[int(i)]
-        fg = (labels > 0) & (labels != PART_IGNORE)
-        out[fg] = labels[fg]
-    return out
-
-
-def person_part_maps(instances: Instances) -> Optional[np.ndarray]:
-    """uint8 (R, H, W) per-person part maps in image space: ``pred_part_labels`` when present
-    (``BodyPartsRCNN`` with ``PASTE_IN_IMAGE``), else pasted from ``pred_part_masks``; None when the
-    instances have neither."""
-    if instances.has("pred_part_labels"):
-        maps = instances.pred_part_labels
-    elif instances.has("pred_part_masks"):
-        maps = part_label_maps_in_image(instances)
-    else:
-        return None
-    return _numpy(maps).astype(np.uint8)
-
-
 def image_level_part_map(instances: Instances, score_threshold: float) -> np.ndarray:
-    """The image-level part map of one image's predictions (METRICS.md section 1).
+    """The image-level part map of one image's predictions (METRICS.md section 1), by the rule the
+    parsing evaluator scores (:func:`bodyparts.evaluation.parsing_metrics.image_level_map`).
 
     Persons with ``scores >= score_threshold`` are pasted in ascending score order, so a higher
     score overwrites a lower one (ties: the later index overwrites); only part labels overwrite,
@@ -159,8 +122,7 @@ def image_level_part_map(instances: Instances, score_threshold: float) -> np.nda
             "instances have neither pred_part_labels nor pred_part_masks (no part branch?)"
         )
     scores = _numpy(instances.scores) if instances.has("scores") else np.ones(len(instances))
-    order = [int(i) for i in np.argsort(scores, kind="stable") if scores[i] >= score_threshold]
-    return paste_part_maps(maps, order, instances.image_size)
+    return image_level_map(maps, scores, score_threshold, instances.image_size)
 
 
 def part_legend(

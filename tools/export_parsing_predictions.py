@@ -1,0 +1,134 @@
+#!/usr/bin/env python
+"""Write a model's parsing predictions on a registered split in the formats the reference
+evaluation code reads (Parsing R-CNN, PGN, MHP-v2), and optionally evaluate them in the same pass.
+
+    python tools/export_parsing_predictions.py --config-file CFG --dataset cihp_val --output DIR \\
+        [--eval] [--formats parsing_predict,parsing_instance,parsing_person,instance_part] \\
+        MODEL.WEIGHTS model_final.pth [KEY VALUE ...]
+
+Writes under DIR (file formats: ``bodyparts/evaluation/parsing_export.py``):
+``parsing_predict/<img>.png`` (image-level labels), ``parsing_instance/<img>.png`` (instance ids),
+``parsing_person/<img>_<k>.png`` + ``<img>.txt`` (per-person maps, ``x1 y1 x2 y2 score`` lines),
+``instance_part/<img>.png`` + ``<img>.txt`` (PGN instance-part format, ``class_id score k`` lines),
+``results.txt`` (MHP-v2 submission lines), ``export_info.json``; with --eval also ``metrics.json``
+(BodyPartParsingEvaluator's numbers on the same predictions). Thresholds come from
+``BODYPARTS.PARSING_EVAL.*`` (Parsing R-CNN's CIHP protocol: ``PASTE_SCORE_THRESH 0.3
+AP_SCORE_THRESH 0.001``; MHP-v2: ``PASTE_SCORE_THRESH 0.05``).
+
+Usage errors (missing config or weights file, unknown dataset or format) exit with code 2.
+"""
+import argparse
+import json
+import os
+import sys
+import warnings
+from argparse import Namespace
+
+# Deprecation notices from torch about Detectron2 internals: noise for a command-line tool.
+warnings.filterwarnings("ignore", r"`torch.jit.script` is deprecated", FutureWarning)
+warnings.filterwarnings("ignore", r"torch.meshgrid", UserWarning)
+
+import torch  # noqa: E402
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.data import DatasetCatalog  # noqa: E402
+
+import bodyparts  # noqa: F401,E402  (prepares Detectron2, registers datasets: import first)
+from bodyparts.data.datasets.synthetic import register_synthetic_from_cfg  # noqa: E402
+from bodyparts.engine import Trainer, setup_cfg  # noqa: E402
+from bodyparts.evaluation import (  # noqa: E402
+    EXPORT_FORMATS,
+    BodyPartParsingEvaluator,
+    ParsingPredictionWriter,
+    export_parsing_predictions,
+)
+
+
+class ExportError(Exception):
+    """A usage error: reported as one line, exit code 2."""
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add = parser.add_argument
+    add("--config-file", required=True, metavar="FILE", help="model config (yaml)")
+    add("--dataset", required=True, metavar="NAME", help="registered split, e.g. cihp_val")
+    add("--output", required=True, metavar="DIR", help="output folder (created if needed)")
+    add("--eval", action="store_true", help="also evaluate (metrics.json in DIR)")
+    add("--formats", default=",".join(EXPORT_FORMATS), help="comma-separated subset of the formats")
+    add("--no-progress", action="store_true", help="no progress bar")
+    add(
+        "opts",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="config overrides KEY VALUE ..., at the end",
+    )
+    return parser
+
+
+def setup(args):
+    if not os.path.isfile(args.config_file):
+        raise ExportError(f"config file {args.config_file} does not exist")
+    try:
+        cfg = setup_cfg(
+            Namespace(config_file=args.config_file, opts=args.opts), for_launch_only=True
+        )
+    except (KeyError, ValueError) as e:
+        raise ExportError(str(e.args[0] if e.args else e)) from None
+    weights = cfg.MODEL.WEIGHTS
+    if not weights:
+        print(
+            "WARNING: MODEL.WEIGHTS is empty: exporting an UNTRAINED model with random weights "
+            "(pass MODEL.WEIGHTS path/to/model_final.pth)",
+            file=sys.stderr,
+        )
+        torch.manual_seed(0)
+    elif "://" not in weights and not os.path.isfile(weights):
+        raise ExportError(f"MODEL.WEIGHTS file {weights} does not exist")
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.defrost()
+        cfg.MODEL.DEVICE = "cpu"
+        cfg.freeze()
+        print("WARNING: no CUDA device: running on the CPU", file=sys.stderr)
+    register_synthetic_from_cfg(cfg)
+    if args.dataset not in DatasetCatalog.list():
+        raise ExportError(f"dataset {args.dataset!r} is not registered (see datasets/README.md)")
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = sorted(set(formats) - set(EXPORT_FORMATS))
+    if unknown or not formats:
+        raise ExportError(f"--formats {args.formats!r}: choose from {','.join(EXPORT_FORMATS)}")
+    return cfg, formats
+
+
+def main(args) -> int:
+    cfg, formats = setup(args)
+    model = Trainer.build_model(cfg)
+    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    loader = Trainer.build_test_loader(cfg, args.dataset)
+    os.makedirs(args.output, exist_ok=True)
+    writer = ParsingPredictionWriter(
+        cfg, args.dataset, args.output, formats=formats, distributed=False
+    )
+    evaluator = None
+    if args.eval:
+        evaluator = BodyPartParsingEvaluator(cfg, args.dataset, None, distributed=False)
+    results = export_parsing_predictions(
+        model, loader, writer, evaluator, progress=not args.no_progress
+    )
+    if args.eval:
+        with open(os.path.join(args.output, "metrics.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        summary = {k: round(v, 3) for k, v in results.get("parsing", {}).items() if "-" not in k}
+        print(json.dumps(summary))
+    print(f"predictions of {args.dataset} written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    arguments = get_parser().parse_args()
+    try:
+        sys.exit(main(arguments))
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
