@@ -43,7 +43,7 @@ else
   PIP=("$PY" -m pip --disable-pip-version-check)
   # torch first (the build imports it), at the versions the project pins.
   "${PIP[@]}" install -q -r requirements/base.txt 2> >(grep -v "is ignored: it is neither" >&2)
-  "${PIP[@]}" install -q "ninja==1.13.0" wheel
+  "${PIP[@]}" install -q "ninja==1.13.0" "wheel==0.45.1"
   build="$(mktemp -d)"
   trap 'rm -rf "$build"' EXIT
   tar -xzf "$TARBALL" -C "$build"
@@ -59,6 +59,8 @@ else
   echo "$SHA" > "$DONE"
 fi
 
+# main's setup.py requires black (used by LazyConfig.to_py only): installed so that `pip check` is clean.
+"$PY" -m pip --disable-pip-version-check install -q "black==25.1.0"
 # bodyparts and the rest of its pinned dependencies, through the normal set-up (idempotent).
 BODYPARTS_PYTHON="$PY" bash scripts/setup_env.sh
 echo "$PY" >&3
