@@ -3,10 +3,17 @@ import importlib.util
 import json
 import os
 
+import numpy as np
 import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
 
+from bodyparts.data.contract import encode_mask
 from bodyparts.data.datasets.pascal_part import register_all_pascal_part
+from bodyparts.taxonomy import get_part_taxonomy
 
+from _helpers import dataset_name  # noqa: F401  (fixture)
+from _helpers import parts_from_map, write_image
 from conftest import REPO
 from fixtures.pascal_part import write_pascal_part_fixture
 
@@ -76,6 +83,53 @@ def test_check_dataset_broken_file_stops_or_is_skipped(pascal_root, tmp_path, mo
     assert summary["images"] == 1  # 2008_000002; the broken file is skipped (and logged)
     with pytest.raises(tool.CheckError, match="unknown dataset 'pascal_part_person_tset'"):
         tool.main(tool.get_parser().parse_args(["pascal_part_person_tset"]))
+
+
+def _cihp_split(tmp_path, name):
+    """One 8 x 8 CIHP image (cihp20 labels), one person with 10 part pixels: hair 2, face 2 (both
+    lr6 head), upper clothes 4 (unmapped in lr6: 255, ignored), left arm 2 (lr6 left_arm)."""
+    cihp = get_part_taxonomy("cihp20")
+    parts = np.zeros((8, 8), dtype=np.uint8)
+    parts[0, 2:4] = cihp.label_of("hair")
+    parts[1, 2:4] = cihp.label_of("face")
+    parts[2:4, 2:4] = cihp.label_of("upper_clothes")
+    parts[2, 1], parts[3, 1] = cihp.label_of("left_arm"), cihp.label_of("left_arm")
+    image = str(tmp_path / "img" / "0000001.jpg")
+    write_image(image, 8, 8)
+    ann = {"bbox": [1.0, 0.0, 3.0, 4.0], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0,
+           "iscrowd": 0, "segmentation": encode_mask(parts > 0), "parts": parts_from_map(parts)}
+    record = {"file_name": image, "height": 8, "width": 8, "image_id": "0000001",
+              "part_taxonomy": "cihp20", "annotations": [ann]}
+    DatasetCatalog.register(name, lambda: [record])
+    MetadataCatalog.get(name).set(part_taxonomy="cihp20", thing_classes=["person"])
+
+
+def test_lr6_shares_leave_ignored_pixels_out(tmp_path, dataset_name, capsys):  # noqa: F811
+    """``--taxonomy lr6`` on a split with unmapped labels: the lr6 part shares are over the pixels
+    that lr6 labels (6 of the 10 part pixels: head 4, left_arm 2) and sum to 100; the ignored
+    share (4 of 10 = 40 %) is its own line. The native shares are over all 10 part pixels."""
+    _cihp_split(tmp_path, dataset_name)
+    tool = _tool()
+    out = tmp_path / "report"
+    args = tool.get_parser().parse_args(
+        [dataset_name, "--output", str(out), "--num-vis", "1", "--taxonomy", "lr6"]
+    )
+    assert tool.main(args) == 0
+    summary = json.loads((out / dataset_name / "summary.json").read_text())
+    assert summary["problems"] == []
+    shares = summary["part_share_lr6"]
+    assert shares == {"head": 66.67, "torso": 0.0, "left_arm": 33.33, "right_arm": 0.0,
+                      "left_leg": 0.0, "right_leg": 0.0}
+    assert sum(shares.values()) == pytest.approx(100.0)
+    assert summary["ignored_share_lr6"] == 40.0 and summary["background_share_lr6"] == 0.0
+    native = summary["part_share"]
+    assert {k: v for k, v in native.items() if v} == {
+        "hair": 20.0, "face": 20.0, "upper_clothes": 40.0, "left_arm": 20.0
+    }
+    printed = capsys.readouterr().out
+    assert "part_share_lr6: head 66.67%, torso 0.0%, left_arm 33.33%" in printed
+    assert "lr6: 40.0% of the part pixels ignored (unmapped labels: no loss, not scored); " \
+           "part_share_lr6 is over the other 60.0%" in printed
 
 
 def test_catalogs_are_restored_after_a_failing_test(tmp_path):

@@ -1,5 +1,6 @@
 """The data contract: validate_record names source, image, annotation and problem; RLE helpers."""
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -392,3 +393,83 @@ def test_person_annotation_from_silhouette_and_labels():
     assert int(decode_rle(ann["parts"][3]).sum()) == 3 and decode_rle(ann["parts"][1])[2, 4] == 1
     assert person_annotation(sil)["parts"] is None
     assert person_annotation(sil, np.zeros((4, 6), np.uint8))["parts"] == {}
+
+
+# ------------------------------------------------------------------ label map files
+
+
+def _write_png(path, labels: np.ndarray) -> str:
+    from PIL import Image
+
+    Image.fromarray(labels).save(str(path))
+    return str(path)
+
+
+def _broken_label_png(path, case: str) -> str:
+    """A label PNG with one fault; the labels of the sound files are 0..19 over 32 x 32 pixels."""
+    labels = (np.arange(32 * 32).reshape(32, 32) * 7 % 20).astype(np.uint8)
+    if case == "truncated":  # intact header (size 32 x 32), pixel data cut in the middle
+        _write_png(path, labels)
+        data = open(path, "rb").read()
+        open(path, "wb").write(data[: len(data) // 2])
+    elif case == "empty":
+        open(path, "wb").close()
+    elif case == "text":
+        open(path, "w").write("not a PNG at all\n")
+    elif case == "16 bit":
+        _write_png(path, labels.astype(np.uint16))  # mode I;16
+    elif case == "RGB":
+        _write_png(path, np.stack([labels] * 3, axis=-1))
+    elif case != "missing":
+        raise ValueError(case)
+    return str(path)
+
+
+LABEL_PNG_FAULTS = {
+    "truncated": (
+        r"part map is truncated or corrupt PNG data \(Pillow: .*\); the header says 32 x 32 "
+        r"\(width x height\)"
+    ),
+    "empty": r"part map is an empty file \(0 bytes\)",
+    "text": r"part map is not an image Pillow can identify \(the file starts with b'not a PNG",
+    "missing": r"part map not found",
+    "16 bit": r"part map has PIL mode I;16 .*expected an 8-bit single-channel label map",
+    "RGB": r"part map has PIL mode RGB .*expected an 8-bit single-channel label map",
+}
+
+
+@pytest.mark.parametrize("case", sorted(LABEL_PNG_FAULTS))
+def test_image_part_map_names_the_faulty_label_png(tmp_path, case):
+    """The record's ``sem_seg_file_name`` is decoded in full; every fault names the file (a
+    16-bit map is not cut to 8 bits silently, an RGB map is not taken as labels)."""
+    from bodyparts.data.contract import image_part_map
+
+    png = _broken_label_png(tmp_path / "sem.png", case)
+    identity = np.arange(20, dtype=np.uint8)
+    with pytest.raises(DataContractError, match=re.escape(png) + ": " + LABEL_PNG_FAULTS[case]):
+        image_part_map([], 32, 32, identity, sem_seg_file=png)
+
+
+def test_image_part_map_reads_grey_and_palette_label_pngs(tmp_path):
+    from PIL import Image
+
+    from bodyparts.data.contract import image_part_map
+
+    labels = np.array([[0, 1, 2], [255, 2, 1]], dtype=np.uint8)
+    grey = _write_png(tmp_path / "grey.png", labels)
+    palette = Image.fromarray(labels, mode="L").convert("P")  # indices = the grey values
+    palette.putpalette([v for i in range(256) for v in (i, 255 - i, 0)])
+    palette.save(str(tmp_path / "palette.png"))
+    lut = np.array([0, 2, 1], dtype=np.uint8)  # swaps labels 1 and 2; 255 stays ignored
+    expected = np.array([[0, 2, 1], [255, 1, 2]], dtype=np.uint8)
+    for path in (grey, str(tmp_path / "palette.png")):
+        assert (image_part_map([], 2, 3, lut, sem_seg_file=path) == expected).all()
+
+
+@pytest.mark.parametrize("case", ["truncated", "empty", "text"])
+def test_read_label_png_names_the_faulty_file(tmp_path, case):
+    from bodyparts.data.datasets.native import DatasetFormatError, read_label_png
+
+    png = _broken_label_png(tmp_path / "cat.png", case)
+    with pytest.raises(DatasetFormatError, match=re.escape(png) + ": Category_ids map is "):
+        read_label_png(png, "Category_ids map", (32, 32))

@@ -9,7 +9,13 @@ For each split NAME (see ``datasets/README.md`` for the registered names; the da
 
 * images, persons, persons with full / partial / no part labels, persons with keypoints and the
   visible keypoint count, part pixel share per part label (native taxonomy, and in ``--taxonomy``
-  when given: this also checks at start-up that the dataset can express it);
+  when given: this also checks at start-up that the dataset can express it). Native shares
+  (``part_share``) are percentages of all part pixels. Shares in ``--taxonomy``
+  (``part_share_<taxonomy>``) are percentages of the part pixels that it labels with a part, so
+  they sum to 100; the part pixels it ignores (source labels with no counterpart,
+  ``taxonomy.PART_UNMAPPED``, e.g. CIHP's clothes in lr6: label 255, no loss, not scored) and
+  those it maps to background are reported as their own shares of all part pixels
+  (``ignored_share_<taxonomy>``, ``background_share_<taxonomy>``);
 * problems: every record that breaks the data contract (file, image, annotation, field), and every
   image that cannot be used: missing, empty, not an image, truncated or corrupt (each image is
   decoded in full, as the mappers do, with :func:`bodyparts.data.image_io.read_record_image`), of
@@ -42,7 +48,12 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from bodyparts.data.contract import DataContractError, part_label_map, validate_record  # noqa: E402
 from bodyparts.data.image_io import ImageFileError, read_record_image  # noqa: E402
-from bodyparts.taxonomy import TaxonomyError, get_part_taxonomy, mapping_lut  # noqa: E402
+from bodyparts.taxonomy import (  # noqa: E402
+    UNMAPPED_LABEL,
+    TaxonomyError,
+    get_part_taxonomy,
+    mapping_lut,
+)
 from bodyparts.utils.visualizer import draw_ground_truth, metadata_for  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from tqdm import tqdm  # noqa: E402
@@ -143,13 +154,20 @@ def summarize(name: str, records: List[Dict[str, Any]], taxonomy: str = None) ->
         summary["part_share"] = _shares(native, native_pixels)
     if lut is not None:
         summary[f"part_share_{taxonomy}"] = _shares(taxonomy, mapped_pixels)
+        all_part_pixels = sum(mapped_pixels.values()) or 1
+        for key, label in (("ignored", UNMAPPED_LABEL), ("background", 0)):
+            share = 100.0 * mapped_pixels.get(label, 0) / all_part_pixels
+            summary[f"{key}_share_{taxonomy}"] = round(share, 2)
     return summary
 
 
 def _shares(taxonomy: str, pixels: Counter) -> Dict[str, float]:
+    """Percent of the part pixels (labels 1 .. C-1 of ``taxonomy``; background 0 and ignored 255
+    pixels left out) per part label."""
     names = get_part_taxonomy(taxonomy).label_names
-    total = sum(pixels.values()) or 1
-    return {names[k]: round(100.0 * pixels.get(k, 0) / total, 2) for k in range(1, len(names))}
+    parts = range(1, len(names))
+    total = sum(pixels.get(k, 0) for k in parts) or 1
+    return {names[k]: round(100.0 * pixels.get(k, 0) / total, 2) for k in parts}
 
 
 def render_samples(
@@ -216,6 +234,13 @@ def print_summary(s: Dict[str, Any]) -> None:
     for key in [k for k in s if k.startswith("part_share")]:
         shares = ", ".join(f"{k} {v}%" for k, v in s[key].items())
         print(f"   {key}: {shares}")
+        taxonomy = key[len("part_share_"):]
+        if taxonomy and f"ignored_share_{taxonomy}" in s:
+            ignored, background = s[f"ignored_share_{taxonomy}"], s[f"background_share_{taxonomy}"]
+            mapped = f", {background}% mapped to background" if background else ""
+            rest = round(100.0 - ignored - background, 2)
+            print(f"   {taxonomy}: {ignored}% of the part pixels ignored (unmapped labels: no "
+                  f"loss, not scored){mapped}; {key} is over the other {rest}%")
     print(f"   {len(s['samples'])} samples in {os.path.dirname(s['samples'][0]) if s['samples'] else '-'}")
     for problem in s["problems"][:20]:
         print(f"   PROBLEM {problem}")

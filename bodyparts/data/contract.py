@@ -42,8 +42,6 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import pycocotools.mask as mask_util
 from detectron2.structures import BoxMode
-from detectron2.utils.file_io import PathManager
-from PIL import Image
 
 __all__ = [
     "DataContractError",
@@ -159,14 +157,16 @@ def image_part_map(
     Returns:
         uint8 (H, W) target labels, PART_IGNORE (255) = no ground truth.
     Raises:
-        ValueError: the PNG is not single-channel or its size differs from H x W (names the file).
+        ImageFileError: (a :class:`DataContractError`, also a ValueError) naming the PNG, when it is
+            missing, empty, not an image, truncated or corrupt, or not an 8-bit single-channel map
+            (:func:`~bodyparts.data.image_io.read_label_map`).
+        ValueError: naming the PNG, when its size differs from H x W.
     """
     full = _full_lut(lut)
     if sem_seg_file:
-        with PathManager.open(sem_seg_file, "rb") as f:
-            labels = np.asarray(Image.open(f), dtype=np.uint8)
-        if labels.ndim != 2:
-            raise ValueError(f"{sem_seg_file}: expected a single-channel label PNG, got shape {labels.shape}")
+        from .image_io import read_label_map  # image_io imports the loaders, which import us
+
+        labels = read_label_map(sem_seg_file, "part map")
         if labels.shape != (height, width):
             raise ValueError(
                 f"{sem_seg_file}: part map of size {labels.shape} (rows, columns), the image is "

@@ -14,6 +14,10 @@ inside the data loader. Loaders read only image headers, so these faults surface
 * (:func:`read_record_image`) a decoded size other than the record's ``height`` x ``width``:
   :class:`ImageSizeMismatchError`, also a Detectron2 ``SizeMismatchError``.
 
+:func:`read_label_map` reads label maps (a record's ``sem_seg_file_name``, the label PNGs of the
+native loaders) with the same faults named, and one more: a pixel mode other than 8-bit single
+channel (an RGB or 16-bit PNG is an error, never cut to 8 bits or taken channel by channel).
+
 Odd but well-defined images load: the content decides, not the name (a PNG behind a ``.jpg`` name
 is that PNG); CMYK and other modes are converted by Pillow as Detectron2 does (CMYK -> RGB is
 Pillow's ``R = 255 - C - K``, without colour management); a 16-bit grey PNG (mode ``I;16``) is
@@ -43,6 +47,7 @@ __all__ = [
     "ImageSizeMismatchError",
     "read_image",
     "read_record_image",
+    "read_label_map",
     "RecordImageReader",
 ]
 
@@ -53,8 +58,9 @@ _EXIF_ORIENTATION = 0x0112  # EXIF tag "Orientation"
 
 
 class ImageFileError(DatasetFormatError):
-    """An image file is missing, empty, not an image, truncated or corrupt, or of a pixel mode
-    that has no 8-bit image. ``path`` is the file, ``problem`` what is wrong with it."""
+    """An image file (a photo or a label map) is missing, empty, not an image, truncated or
+    corrupt, or of a pixel mode that has no 8-bit image (label maps: no 8-bit single-channel map).
+    ``path`` is the file, ``problem`` what is wrong with it."""
 
 
 class ImageSizeMismatchError(ImageFileError, SizeMismatchError):
@@ -141,6 +147,70 @@ def read_image(file_name: str, image_format: Optional[str]) -> np.ndarray:
         raise ImageFileError(file_name, f"cannot be read ({e.strerror or e})") from None
     with f:
         return _decode(f, file_name, image_format)
+
+
+_LABEL_MODES = ("L", "P")  # grey values or palette indices: both are the labels
+
+
+def _label_mode_problem(mode: str) -> str:
+    bands = Image.getmodebands(mode)
+    if bands > 1:
+        return f"{bands} channels"
+    return "1-bit pixels" if mode == "1" else "pixels wider than 8 bits"
+
+
+def read_label_map(file_name: str, what: str = "label map") -> np.ndarray:
+    """Read and decode an 8-bit single-channel label PNG in full (Pillow mode ``L``: grey values,
+    or ``P``: palette indices; both are the labels).
+
+    Args:
+        file_name: the file (any path ``PathManager`` opens).
+        what: what the file is, for the errors (e.g. "part map", "Category_ids map").
+    Returns:
+        uint8 (H, W) labels as stored (no look-up table applied, 255 kept).
+    Raises:
+        ImageFileError: naming ``file_name``, ``what`` and the problem: not found or unreadable,
+            empty, not an image, truncated or corrupt data, or another pixel mode (RGB, 16-bit,
+            1-bit, ...).
+    """
+    try:
+        f = PathManager.open(file_name, "rb")
+    except FileNotFoundError:
+        raise ImageFileError(file_name, f"{what} not found") from None
+    except OSError as e:  # a directory, no permission, ...
+        raise ImageFileError(file_name, f"{what} cannot be read ({e.strerror or e})") from None
+    with f:
+        head = f.read(12)
+        if not head:
+            raise ImageFileError(file_name, f"{what} is an empty file (0 bytes)")
+        f.seek(0)
+        try:
+            image = Image.open(f)
+        except UnidentifiedImageError:
+            raise ImageFileError(
+                file_name,
+                f"{what} is not an image Pillow can identify (the file starts with {head!r})",
+            ) from None
+        except Exception as e:  # e.g. DecompressionBombError
+            raise ImageFileError(
+                file_name, f"{what} cannot be opened as an image ({type(e).__name__}: {e})"
+            ) from None
+        with image:
+            if image.mode not in _LABEL_MODES:  # known from the header: nothing decoded
+                raise ImageFileError(
+                    file_name,
+                    f"{what} has PIL mode {image.mode} ({_label_mode_problem(image.mode)}); "
+                    "expected an 8-bit single-channel label map (mode L or P)",
+                )
+            try:
+                image.load()
+            except Exception as e:  # OSError "image file is truncated", SyntaxError, ...
+                raise ImageFileError(
+                    file_name,
+                    f"{what} is truncated or corrupt {image.format or 'image'} data (Pillow: {e}); "
+                    f"the header says {image.width} x {image.height} (width x height)",
+                ) from None
+            return np.array(image, dtype=np.uint8)
 
 
 def _exif_orientation(file_name: str) -> Optional[int]:

@@ -1,2 +1,21 @@
 from .launch import launch  # noqa: F401
-from .trainer import EVALUATORS, MAPPERS, Trainer, build_coco_evaluator, build_mapper, setup_cfg  # noqa: F401
+from .trainer import (  # noqa: F401
+    EVALUATORS,
+    MAPPERS,
+    ClassWeightsHook,
+    Trainer,
+    build_coco_evaluator,
+    build_mapper,
+    setup_cfg,
+)
+
+__all__ = [
+    "launch",
+    "Trainer",
+    "ClassWeightsHook",
+    "setup_cfg",
+    "build_mapper",
+    "build_coco_evaluator",
+    "MAPPERS",
+    "EVALUATORS",
+]

@@ -92,7 +92,9 @@ def part_pixel_counts(
             area minus its part pixels; ``"image"`` (image-level segmenter): the image area minus
             the part pixels of its persons.
     Returns:
-        float64 (C,). Persons without part labels add no part pixels.
+        float64 (C,). Persons without part labels add no part pixels. Pixels of source parts
+        that the LUT sends to IGNORE (255: ``taxonomy.PART_UNMAPPED``, e.g. CIHP's clothes in lr6)
+        count nowhere, neither as a part nor as background, as in the loss targets.
     """
     import pycocotools.mask as mask_util
 
@@ -111,11 +113,13 @@ def part_pixel_counts(
             parts = ann.get("parts")
             if not parts:
                 continue
-            labelled = 0.0
+            labelled = 0.0  # every part pixel, also unmapped ones: none of them is background
             for label, rle in parts.items():
                 area = float(mask_util.area(as_pycoco_rle(rle)))
-                counts[lut[int(label)]] += area
                 labelled += area
+                target = int(lut[int(label)])
+                if target < num_classes:  # not IGNORE (an unmapped source part)
+                    counts[target] += area
             image_labelled += labelled
             if background == "box":
                 x0, y0, x1, y1 = BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYXY_ABS)

@@ -62,10 +62,10 @@ from .native import (
     check_on_error,
     image_size,
     load_items_cached,
+    read_id_list,
     register_native_split,
     validate_records,
 )
-from .pascal_part import read_id_list
 
 __all__ = [
     "PART_TAXONOMY",

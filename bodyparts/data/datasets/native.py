@@ -37,6 +37,7 @@ __all__ = [
     "validate_records",
     "image_size",
     "read_label_png",
+    "read_id_list",
 ]
 
 logger = logging.getLogger(__name__)
@@ -285,27 +286,15 @@ def read_label_png(
     Returns:
         uint8 (H, W).
     Raises:
-        DatasetFormatError: naming ``path``: missing, truncated or not a PNG, another pixel mode (an
-            RGB or 16-bit PNG where an 8-bit label map is expected), another size than the image,
-            labels outside the allowed range (the first few are listed).
+        DatasetFormatError: naming ``path``: missing, empty, not an image, truncated or corrupt,
+            another pixel mode (an RGB or 16-bit PNG where an 8-bit label map is expected; these
+            come from :func:`bodyparts.data.image_io.read_label_map` as its ``ImageFileError``),
+            another size than the image, labels outside the allowed range (the first few are
+            listed).
     """
-    from PIL import Image
+    from ..image_io import read_label_map  # image_io imports this module
 
-    try:
-        with Image.open(path) as im:
-            mode = im.mode
-            labels = np.asarray(im) if mode in ("L", "P") else None
-    except FileNotFoundError:
-        raise DatasetFormatError(path, f"{what} not found") from None
-    except Exception as e:  # PIL raises many types for truncated or foreign files
-        problem = f"{what} is truncated or not a PNG ({type(e).__name__}: {e})"
-        raise DatasetFormatError(path, problem) from None
-    if labels is None:
-        raise DatasetFormatError(
-            path,
-            f"{what} has PIL mode {mode} ({len(mode)} channel(s) or a wider type); expected an "
-            "8-bit single-channel label map (mode L or P)",
-        )
+    labels = read_label_map(path, what)
     if size is not None and labels.shape != tuple(size):
         of = f" but its image {image}" if image else " but its image"
         raise DatasetFormatError(
@@ -323,6 +312,43 @@ def read_label_png(
                 path, f"{what} holds label value(s) {bad[:8]} outside {allowed}"
             )
     return labels
+
+
+def read_id_list(list_file: str) -> List[str]:
+    """Image ids of a split list, in file order.
+
+    Accepts one id per line (VOC ``ImageSets/Main/train.txt``, Pascal-Person-Part ``train_id.txt``)
+    or ``<image path> <gt path>`` per line (Pascal-Person-Part ``train.txt``; the id is the image
+    file's stem and must equal the GT file's). Blank lines are ignored; duplicate ids are an error.
+    """
+    try:
+        with open(list_file, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise DatasetFormatError(list_file, "split list file not found") from None
+    except UnicodeDecodeError as e:
+        raise DatasetFormatError(list_file, f"not a text file ({e})") from None
+    ids: List[str] = []
+    first_line: Dict[str, int] = {}
+    for lineno, line in enumerate(lines, 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        stems = [os.path.splitext(os.path.basename(t))[0] for t in tokens]
+        if len(tokens) > 2 or (len(tokens) == 2 and stems[0] != stems[1]) or not stems[0]:
+            raise DatasetFormatError(
+                list_file,
+                f"line {lineno}: expected '<id>' or '<image path> <gt path>' of one id, "
+                f"got {line!r}",
+            )
+        if stems[0] in first_line:
+            raise DatasetFormatError(
+                list_file,
+                f"line {lineno}: id {stems[0]!r} already listed on line {first_line[stems[0]]}",
+            )
+        first_line[stems[0]] = lineno
+        ids.append(stems[0])
+    return ids
 
 
 def validate_records(records: List[Dict[str, Any]], source: str, num_parts: int, keypoint_names=None) -> None:

@@ -60,6 +60,7 @@ from .native import (
     LoadReport,
     image_size,
     load_items_cached,
+    read_id_list,
     register_native_split,
     validate_records,
 )
@@ -72,7 +73,7 @@ __all__ = [
     "PERSON_CLASS_IND",
     "load_pascal_part",
     "load_pascal_person_part",
-    "read_id_list",
+    "read_id_list",  # defined in .native; re-exported for the loaders that import it from here
     "resolve_part_labels",
     "register_all_pascal_part",
     "pascal_part_paths",
@@ -367,43 +368,6 @@ def load_pascal_part(
         desc=f"pascal_part {anno_dir}",
         report=report,
     )
-
-
-def read_id_list(list_file: str) -> List[str]:
-    """Image ids of a split list, in file order.
-
-    Accepts one id per line (VOC ``ImageSets/Main/train.txt``, Pascal-Person-Part ``train_id.txt``)
-    or ``<image path> <gt path>`` per line (Pascal-Person-Part ``train.txt``; the id is the image
-    file's stem and must equal the GT file's). Blank lines are ignored; duplicate ids are an error.
-    """
-    try:
-        with open(list_file, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        raise DatasetFormatError(list_file, "split list file not found") from None
-    except UnicodeDecodeError as e:
-        raise DatasetFormatError(list_file, f"not a text file ({e})") from None
-    ids: List[str] = []
-    first_line: Dict[str, int] = {}
-    for lineno, line in enumerate(lines, 1):
-        tokens = line.split()
-        if not tokens:
-            continue
-        stems = [os.path.splitext(os.path.basename(t))[0] for t in tokens]
-        if len(tokens) > 2 or (len(tokens) == 2 and stems[0] != stems[1]) or not stems[0]:
-            raise DatasetFormatError(
-                list_file,
-                f"line {lineno}: expected '<id>' or '<image path> <gt path>' of one id, "
-                f"got {line!r}",
-            )
-        if stems[0] in first_line:
-            raise DatasetFormatError(
-                list_file,
-                f"line {lineno}: id {stems[0]!r} already listed on line {first_line[stems[0]]}",
-            )
-        first_line[stems[0]] = lineno
-        ids.append(stems[0])
-    return ids
 
 
 def load_pascal_person_part(
