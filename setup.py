@@ -10,6 +10,7 @@ setup(
     version="0.1.0",
     description="Detectron2 extension for multi-person body-part parsing",
     packages=find_packages(include=("bodyparts", "bodyparts.*")),
+    package_data={"bodyparts.serving": ["static/*"]},  # the web page served at GET /
     python_requires=">=3.9",
     install_requires=["numpy", "opencv-python-headless", "pycocotools", "scipy", "tqdm", "Pillow"],
     zip_safe=False,

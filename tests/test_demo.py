@@ -344,3 +344,108 @@ def test_demo_part_panoptic_outputs(tmp_path, monkeypatch):
         if not seg["isthing"]:
             assert np.all(pp[ids == sid, 1:] == [0, 255])  # stuff: no instance, no part
     assert np.all(pp[ids == 0] == 255)
+
+
+# ---------------------------------------------------------------------------------------------
+# tools/demo.py --webcam (a stand-in capture: no camera needed)
+
+
+class FakeCapture:
+    """A camera stand-in: ``frames`` (BGR) at 10 fps, then a failed read; ``interrupt_at``: Ctrl-C
+    during that read."""
+
+    def __init__(self, frames, interrupt_at=None, opened=True):
+        self.frames, self.interrupt_at, self.opened = list(frames), interrupt_at, opened
+        self.reads, self.released = 0, False
+
+    def isOpened(self):
+        return self.opened
+
+    def read(self):
+        index = self.reads
+        self.reads += 1
+        if index == self.interrupt_at:
+            raise KeyboardInterrupt
+        return (True, self.frames[index]) if index < len(self.frames) else (False, None)
+
+    def get(self, prop):
+        return 10.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self):
+        self.released = True
+
+
+def _camera_frames(n):
+    return [np.ascontiguousarray(render_scene(s, 48, 64, 1, 2).image[:, :, ::-1]) for s in range(n)]
+
+
+def _read_video(path):
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    return frames, capture.get(cv2.CAP_PROP_FPS)
+
+
+def _webcam_args(demo, *extra):
+    return demo.get_parser().parse_intermixed_args(
+        ["--config-file", PARTS_CONFIG, "--webcam", "--confidence-threshold", "0.0", *extra, *DEMO_OPTS]
+    )
+
+
+def test_demo_webcam_writes_the_frames_of_the_capture(tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))
+    demo = _load_demo()
+    opened = []
+    capture = FakeCapture(_camera_frames(3))
+    args = _webcam_args(demo, "--camera-index", "3", "--output", str(tmp_path / "out"), "--json")
+    assert demo.main(args, video_capture=lambda index: opened.append(index) or capture) == 0
+    assert opened == [3] and capture.released
+    out = tmp_path / "out"
+    assert sorted(os.listdir(out)) == ["webcam.jsonl", "webcam.mp4", "webcam_parts"]  # no .tmp left
+    frames, fps = _read_video(out / "webcam.mp4")
+    assert len(frames) == 3 and frames[0].shape == (48, 64, 3) and fps == pytest.approx(10.0)
+    lines = [json.loads(line) for line in (out / "webcam.jsonl").read_text().splitlines()]
+    assert [r["frame_index"] for r in lines] == [0, 1, 2]
+    assert all(r["file_name"] is None and r["persons"] and (r["height"], r["width"]) == (48, 64) for r in lines)
+    assert sorted(os.listdir(out / "webcam_parts")) == [f"frame_{i:06d}.png" for i in range(3)]
+
+    # --max-frames stops early; Ctrl-C keeps the frames written before it
+    capture = FakeCapture(_camera_frames(4))
+    args = _webcam_args(demo, "--output", str(tmp_path / "max"), "--max-frames", "2")
+    assert demo.main(args, video_capture=lambda index: capture) == 0
+    assert len(_read_video(tmp_path / "max" / "webcam.mp4")[0]) == 2 and capture.reads == 2
+    capture = FakeCapture(_camera_frames(4), interrupt_at=2)
+    args = _webcam_args(demo, "--output", str(tmp_path / "ctrl_c"))
+    assert demo.main(args, video_capture=lambda index: capture) == 0
+    assert len(_read_video(tmp_path / "ctrl_c" / "webcam.mp4")[0]) == 2 and capture.released
+    assert os.listdir(tmp_path / "ctrl_c") == ["webcam.mp4"]
+
+
+def test_demo_webcam_without_camera_or_window_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))
+    demo = _load_demo()
+    closed = FakeCapture([], opened=False)
+    args = _webcam_args(demo, "--camera-index", "5", "--output", str(tmp_path / "out"))
+    with pytest.raises(demo.DemoError, match="camera 5 cannot be opened"):
+        demo.main(args, video_capture=lambda index: closed)
+    assert closed.released and not (tmp_path / "out").exists()
+    # OpenCV's own capture on a camera number this machine does not have
+    index = next(i for i in range(10, 100) if not os.path.exists(f"/dev/video{i}"))
+    with pytest.raises(demo.DemoError, match=f"camera {index} cannot be opened"):
+        demo.open_camera(index)
+    with pytest.raises(demo.DemoError, match="either --input PATH ... or --webcam"):
+        demo.main(demo.get_parser().parse_args(["--config-file", PARTS_CONFIG, "--webcam", "--input", "a.jpg"]))
+    # an OpenCV without window support (opencv-python-headless, as pinned) and no --output
+
+    def no_window(*args):
+        raise cv2.error("The function is not implemented")
+
+    monkeypatch.setattr(demo.cv2, "namedWindow", no_window)
+    capture = FakeCapture(_camera_frames(1))
+    with pytest.raises(demo.DemoError, match="no window support .* pass --output DIR"):
+        demo.main(_webcam_args(demo), video_capture=lambda index: capture)
+    assert capture.released

@@ -3,6 +3,8 @@
 
     python tools/demo.py --config-file CFG --input PATH [PATH ...] --output DIR
                          [--confidence-threshold 0.5] [--json] [--no-legend] [KEY VALUE ...]
+    python tools/demo.py --config-file CFG --webcam [--camera-index N] [--output DIR]
+                         [--max-frames N] [--json] [KEY VALUE ...]
 
 PATH: image or video files, folders (their .jpg/.jpeg/.png/.bmp images and .mp4/.avi/.mov/.mkv/
 .webm/.mpg videos, sorted; not recursive) or globs (quote them). Trailing KEY VALUE pairs override the config, e.g. ``MODEL.WEIGHTS out/model_final.pth
@@ -30,7 +32,14 @@ video's frame rate divided by the stride (no legend, so every frame has the same
 --json, ``NAME.jsonl`` (one line per processed frame: the JSON above plus ``frame_index``, 0-based)
 and ``NAME_parts/frame_NNNNNN.png``.
 
-Unreadable or empty images are reported by name and skipped; the exit code is then 1. Usage
+With --webcam (OpenCV capture of camera --camera-index): the rendered frames are shown in a window
+(q or Esc quits), or with --output DIR written to ``DIR/webcam.mp4`` at the camera's frame rate
+(the frames the model had time for; no legend) and, with --json, ``DIR/webcam.jsonl`` and
+``DIR/webcam_parts/``; Ctrl-C or --max-frames N ends it and keeps what was written. No camera, or an
+OpenCV without window support and no --output: a clear error (exit code 2).
+
+The JSON and the drawings come from ``bodyparts.utils.predictions`` (the server answers with the
+same). Unreadable or empty images are reported by name and skipped; the exit code is then 1. Usage
 errors (missing config or weights file, no images, --output an input folder) exit with code 2.
 """
 import argparse
@@ -40,8 +49,7 @@ import os
 import re
 import sys
 import warnings
-from argparse import Namespace
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 # Deprecation notices from torch about Detectron2 internals: noise for a command-line tool.
 warnings.filterwarnings("ignore", r"`torch.jit.script` is deprecated", FutureWarning)
@@ -50,22 +58,10 @@ warnings.filterwarnings("ignore", r"torch.meshgrid", UserWarning)
 import bodyparts  # noqa: F401,E402  (prepares Detectron2, registers datasets: import first)
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from bodyparts.data.contract import encode_mask  # noqa: E402
-from bodyparts.engine import setup_cfg  # noqa: E402
-from bodyparts.utils.visualizer import (  # noqa: E402
-    draw_part_map,
-    draw_part_panoptic,
-    draw_predictions,
-    image_level_part_map,
-    metadata_for,
-    person_part_maps,
-)
+from bodyparts.utils.predictions import PredictionFormatter, load_inference_cfg  # noqa: E402
 from detectron2.config import CfgNode  # noqa: E402
-from detectron2.data import MetadataCatalog  # noqa: E402
 from detectron2.data.detection_utils import read_image  # noqa: E402
 from detectron2.engine import DefaultPredictor  # noqa: E402
-from detectron2.structures import Instances  # noqa: E402
 from PIL import UnidentifiedImageError  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -83,8 +79,23 @@ def get_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--config-file", required=True, metavar="FILE", help="model config (yaml)")
-    add("--input", required=True, nargs="+", metavar="PATH", help="image files, folders or globs")
-    add("--output", required=True, metavar="DIR", help="output folder (created if needed)")
+    add("--input", nargs="+", metavar="PATH", help="image or video files, folders or globs")
+    add("--webcam", action="store_true", help="read frames from a camera instead of --input")
+    add(
+        "--camera-index",
+        type=int,
+        default=0,
+        metavar="N",
+        help="--webcam: camera number (default 0)",
+    )
+    add(
+        "--max-frames",
+        type=int,
+        default=0,
+        metavar="N",
+        help="--webcam: stop after N frames (0: q, Esc, Ctrl-C)",
+    )
+    add("--output", metavar="DIR", help="output folder (created if needed); optional with --webcam")
     add("--confidence-threshold", type=float, default=0.5, help="minimum person score to keep")
     add("--json", action="store_true", help="also write NAME.json and NAME_parts.png")
     add("--no-legend", action="store_true", help="no part legend next to the visualization")
@@ -112,7 +123,9 @@ def collect_inputs(paths: List[str]) -> Tuple[List[str], List[str]]:
     for path in paths:
         if os.path.isdir(path):
             entries = (os.path.join(path, n) for n in os.listdir(path))
-            found = sorted(f for f in entries if _is_image(f) or (_is_video(f) and os.path.isfile(f)))
+            found = sorted(
+                f for f in entries if _is_image(f) or (_is_video(f) and os.path.isfile(f))
+            )
             if not found:
                 kinds = "/".join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
                 raise DemoError(f"folder {path} holds no images or videos ({kinds})")
@@ -180,134 +193,21 @@ def read_input_image(path: str) -> Tuple[Optional[np.ndarray], str]:
 
 
 def setup(args) -> CfgNode:
-    if not os.path.isfile(args.config_file):
-        raise DemoError(f"config file {args.config_file} does not exist")
+    """The model's config (:func:`bodyparts.utils.predictions.load_inference_cfg`); DemoError on a
+    bad config, key or weights file."""
     try:
-        cfg_args = Namespace(config_file=args.config_file, opts=args.opts)
-        cfg = setup_cfg(cfg_args, for_launch_only=True)
-    except (KeyError, ValueError) as e:
-        raise DemoError(str(e.args[0] if e.args else e)) from None
-    weights = cfg.MODEL.WEIGHTS
-    if not weights:
-        print(
-            "WARNING: MODEL.WEIGHTS is empty: running an UNTRAINED model with random weights; "
-            "its predictions are meaningless (pass MODEL.WEIGHTS path/to/model_final.pth)",
-            file=sys.stderr,
-        )
-        torch.manual_seed(0)  # reproducible random weights
-    elif "://" not in weights and not os.path.isfile(weights):
-        raise DemoError(f"MODEL.WEIGHTS file {weights} does not exist")
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        raise DemoError(f"MODEL.DEVICE {cfg.MODEL.DEVICE}: no GPU here; pass MODEL.DEVICE cpu")
-    return cfg
+        return load_inference_cfg(args.config_file, args.opts)
+    except ValueError as e:
+        raise DemoError(str(e)) from None
 
 
-def _rle(mask: np.ndarray) -> Dict:
-    return encode_mask(mask.astype(np.uint8))
-
-
-def predictions_json(
-    instances: Instances, part_maps: Optional[np.ndarray], path: str, meta, threshold: float
-) -> Dict:
-    """JSON-serialisable predictions of one image (see the module docstring)."""
-    height, width = instances.image_size
-    part_names = list(meta.get("part_names") or [])
-    persons = []
-    for i in range(len(instances)):
-        inst = instances[i]
-        person = {
-            "box_xyxy": [round(float(v), 2) for v in inst.pred_boxes.tensor[0].tolist()],
-            "score": float(inst.scores[0]),
-            "category": int(inst.pred_classes[0]) if inst.has("pred_classes") else 0,
-            "keypoints": None,
-            "silhouette": None,
-            "parts": None,
-        }
-        if inst.has("pred_keypoints"):
-            kps = inst.pred_keypoints[0].tolist()
-            person["keypoints"] = [[round(float(v), 2) for v in kp] for kp in kps]
-        if inst.has("pred_masks") and tuple(inst.pred_masks.shape[-2:]) == (height, width):
-            person["silhouette"] = _rle(inst.pred_masks[0].numpy() >= 0.5)
-        if part_maps is not None:
-            labels = part_maps[i]
-            present = [k for k in np.unique(labels).tolist() if 0 < k <= len(part_names)]
-            person["parts"] = {part_names[k - 1]: _rle(labels == k) for k in present}
-        persons.append(person)
-    return {
-        "file_name": os.path.abspath(path),
-        "height": int(height),
-        "width": int(width),
-        "score_threshold": threshold,
-        "part_taxonomy": meta.get("part_taxonomy"),
-        "part_labels": {name: k + 1 for k, name in enumerate(part_names)},
-        "keypoint_names": list(meta.get("keypoint_names") or []),
-        "persons": persons,
-    }
-
-
-def _persons(instances: Instances, threshold: float) -> Tuple[Instances, Optional[np.ndarray]]:
-    """(instances with score >= threshold on CPU, per-person part maps (N, H, W) uint8 or None)."""
-    instances = instances.to("cpu")
-    instances = instances[instances.scores >= threshold]
-    part_maps = person_part_maps(instances)
-    if part_maps is not None and not instances.has("pred_part_labels"):
-        instances.pred_part_labels = torch.from_numpy(part_maps)  # paste ROI maps only once
-    return instances, part_maps
-
-
-def render(image_bgr: np.ndarray, instances: Instances, meta, threshold: float, legend: bool) -> np.ndarray:
-    """BGR visualization of the predictions (wider than the image when ``legend``)."""
-    image_rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
-    vis = draw_predictions(image_rgb, instances, meta, threshold, legend=legend)
-    return np.ascontiguousarray(vis[:, :, ::-1])
-
-
-def semantic_json(labels: np.ndarray, path: str, meta) -> Dict:
-    """JSON-serialisable summary of an image-level part map: size, labels, pixels per part."""
-    part_names = list(meta.get("part_names") or [])
-    counts = np.bincount(labels.reshape(-1), minlength=len(part_names) + 1)
-    return {
-        "file_name": os.path.abspath(path),
-        "height": int(labels.shape[0]),
-        "width": int(labels.shape[1]),
-        "part_taxonomy": meta.get("part_taxonomy"),
-        "part_labels": {name: k + 1 for k, name in enumerate(part_names)},
-        "part_pixels": {name: int(counts[k + 1]) for k, name in enumerate(part_names) if counts[k + 1]},
-    }
-
-
-def run_model(predictor, image_bgr: np.ndarray, path: str, args, meta, legend: bool):
-    """Predict one image; by model kind, return (BGR visualization, JSON record, {file suffix:
-    uint8 image to write with --json})."""
-    threshold = args.confidence_threshold
-    outputs = predictor(image_bgr)
-    image_rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
-    if "instances" not in outputs:  # image-level part segmenter
-        labels = outputs["sem_seg"].argmax(dim=0).to("cpu").numpy().astype(np.uint8)
-        vis = draw_part_map(image_rgb, labels, meta, legend=legend)
-        return np.ascontiguousarray(vis[:, :, ::-1]), semantic_json(labels, path, meta), {"_parts": labels}
-    instances, part_maps = _persons(outputs["instances"], threshold)
-    record = predictions_json(instances, part_maps, path, meta, threshold)
-    extra = {} if part_maps is None else {"_parts": image_level_part_map(instances, threshold)}
-    if "panoptic_seg" in outputs:  # (part-aware) panoptic model
-        seg, segments = outputs["panoptic_seg"]
-        seg = seg.to("cpu").numpy().astype(np.int64)
-        keys = ("id", "isthing", "category_id", "score", "area")
-        record["segments_info"] = [
-            {k: (v.item() if hasattr(v, "item") else v) for k, v in s.items() if k in keys} for s in segments
-        ]
-        extra["_panoptic"] = np.stack([seg % 256, seg // 256 % 256, seg // 65536], axis=-1).astype(np.uint8)
-        part_panoptic = outputs.get("part_panoptic")
-        if part_panoptic is None:  # plain PanopticFPN: no part labels
-            part_panoptic = np.full((*seg.shape, 3), 255, dtype=np.uint8)
-        else:
-            extra["_part_panoptic"] = np.asarray(part_panoptic.to("cpu"))
-        vis = draw_part_panoptic(
-            image_rgb, seg, segments, part_panoptic, args.panoptic_meta, args.part_taxonomy, legend=legend
-        )
-        return np.ascontiguousarray(vis[:, :, ::-1]), record, extra
-    vis = render(image_bgr, instances, meta, threshold, legend=legend)
-    return vis, record, extra
+def run_model(
+    predictor, image_bgr: np.ndarray, path: str, formatter: PredictionFormatter, legend: bool
+):
+    """Predict one image; return (BGR visualization, JSON record, {file suffix: uint8 image to
+    write with --json}) (:class:`bodyparts.utils.predictions.PredictionFormatter`)."""
+    result = formatter(predictor(image_bgr), image_bgr, os.path.abspath(path), legend=legend)
+    return result.vis_bgr, result.record, result.label_maps
 
 
 def _write_png(path: str, array: np.ndarray) -> None:
@@ -315,9 +215,9 @@ def _write_png(path: str, array: np.ndarray) -> None:
     cv2.imwrite(path, array[:, :, ::-1] if array.ndim == 3 else array)
 
 
-def process(predictor, image_bgr: np.ndarray, path: str, name: str, args, meta) -> None:
+def process(predictor, image_bgr: np.ndarray, path: str, name: str, args, formatter) -> None:
     """Predict one image and write its outputs."""
-    vis, record, extra = run_model(predictor, image_bgr, path, args, meta, legend=not args.no_legend)
+    vis, record, extra = run_model(predictor, image_bgr, path, formatter, legend=not args.no_legend)
     cv2.imwrite(os.path.join(args.output, name + ".png"), vis)
     if not args.json:
         return
@@ -327,59 +227,180 @@ def process(predictor, image_bgr: np.ndarray, path: str, name: str, args, meta) 
         _write_png(os.path.join(args.output, name + suffix + ".png"), array)
 
 
-def process_video(predictor, path: str, name: str, args, meta) -> str:
-    """Predict every ``args.video_stride``-th frame of a video and write its outputs.
+class FrameWriter:
+    """Writes the rendered frames of a stream to ``DIR/NAME.mp4`` and, with ``json_lines``, one
+    JSON line per frame to ``DIR/NAME.jsonl`` and its label maps to ``DIR/NAME_parts/`` (...).
 
-    Returns "" on success, else the reason the video could not be used (nothing is left half-
-    written under the final names: the video and JSON lines are written to temporary names first)."""
+    The video and the JSON lines are written under temporary names and renamed by :meth:`finish`,
+    so nothing is left half-written under the final names; frames written before an interruption
+    (Ctrl-C, a camera that stops) are kept."""
+
+    def __init__(self, output: str, name: str, fps: float, json_lines: bool):
+        self.output, self.name, self.fps = output, name, fps
+        self.video_out = os.path.join(output, name + ".mp4")
+        self.jsonl_out = os.path.join(output, name + ".jsonl") if json_lines else None
+        self.writer = None
+        self.lines = open(self.jsonl_out + ".tmp", "w") if self.jsonl_out else None
+        self.count = 0
+
+    def write(
+        self, index: int, vis: np.ndarray, record: Dict, extra: Dict[str, np.ndarray]
+    ) -> None:
+        """Add frame ``index`` (0-based in the stream): BGR drawing, JSON record, label maps."""
+        if self.writer is None:
+            size = (vis.shape[1], vis.shape[0])
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+            self.writer = cv2.VideoWriter(self.video_out + ".tmp.mp4", fourcc, self.fps, size)
+        self.writer.write(vis)
+        if self.lines is not None:
+            self.lines.write(json.dumps({"frame_index": index, **record}) + "\n")
+            for suffix, array in extra.items():  # NAME_parts/frame_NNNNNN.png, ...
+                folder = os.path.join(self.output, self.name + suffix)
+                os.makedirs(folder, exist_ok=True)
+                _write_png(os.path.join(folder, f"frame_{index:06d}.png"), array)
+        self.count += 1
+
+    def finish(self) -> int:
+        """Close the files and move them to their final names (removed when no frame was
+        written); returns the number of frames written."""
+        if self.writer is not None:
+            self.writer.release()
+        if self.lines is not None:
+            self.lines.close()
+        pairs = [(self.video_out + ".tmp.mp4", self.video_out)]
+        if self.jsonl_out:
+            pairs.append((self.jsonl_out + ".tmp", self.jsonl_out))
+        for tmp, final in pairs:
+            if self.count == 0 and os.path.exists(tmp):
+                os.remove(tmp)
+            elif self.count:
+                os.replace(tmp, final)
+        return self.count
+
+
+def process_video(predictor, path: str, name: str, args, formatter) -> str:
+    """Predict every ``args.video_stride``-th frame of a video and write its outputs
+    (:class:`FrameWriter`). Returns "" on success, else the reason the video could not be used."""
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         return "not a readable video (corrupt file or unsupported codec)"
     stride = max(1, args.video_stride)
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    video_out = os.path.join(args.output, name + ".mp4")
-    jsonl_out = os.path.join(args.output, name + ".jsonl")
-    writer, lines, index, used = None, None, 0, 0
+    sink = FrameWriter(args.output, name, fps / stride, args.json)
+    index = 0
     bar = tqdm(total=total or None, desc=os.path.basename(path), unit="frame", leave=False)
     try:
-        if args.json:
-            lines = open(jsonl_out + ".tmp", "w")
         while True:
             ok, frame = capture.read()
             if not ok:
                 break
             bar.update(1)
             if index % stride == 0:
-                vis, record, extra = run_model(predictor, frame, path, args, meta, legend=False)
-                if writer is None:
-                    size = (vis.shape[1], vis.shape[0])
-                    writer = cv2.VideoWriter(video_out + ".tmp.mp4", cv2.VideoWriter_fourcc(*"mp4v"), fps / stride, size)
-                writer.write(vis)
-                if lines is not None:
-                    lines.write(json.dumps({"frame_index": index, **record}) + "\n")
-                    for suffix, array in extra.items():  # NAME_parts/frame_NNNNNN.png, ...
-                        folder = os.path.join(args.output, name + suffix)
-                        os.makedirs(folder, exist_ok=True)
-                        _write_png(os.path.join(folder, f"frame_{index:06d}.png"), array)
-                used += 1
+                sink.write(index, *run_model(predictor, frame, path, formatter, legend=False))
             index += 1
     finally:
         bar.close()
         capture.release()
-        if writer is not None:
-            writer.release()
-        if lines is not None:
-            lines.close()
-    if used == 0:
-        for tmp in (video_out + ".tmp.mp4", jsonl_out + ".tmp"):
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        return "no frame could be decoded"
-    os.replace(video_out + ".tmp.mp4", video_out)
-    if args.json:
-        os.replace(jsonl_out + ".tmp", jsonl_out)
-    return ""
+        used = sink.finish()
+    return "" if used else "no frame could be decoded"
+
+
+# ----------------------------------------------------------------------------------------------
+# webcam
+
+
+def open_camera(index: int, video_capture: Callable = cv2.VideoCapture):
+    """The opened capture of camera ``index`` (``video_capture(index)``: OpenCV's VideoCapture, or a
+    stand-in with ``isOpened``, ``read``, ``get`` and ``release``). Raises DemoError when there is no
+    such camera."""
+    capture = video_capture(index)
+    if not capture.isOpened():
+        capture.release()
+        devices = sorted(glob.glob("/dev/video*"))
+        found = (
+            f"video devices here: {', '.join(devices)}" if devices else "no /dev/video* device here"
+        )
+        raise DemoError(
+            f"camera {index} cannot be opened ({found}); pass --camera-index N, or --input FILE"
+        )
+    return capture
+
+
+class WindowSink:
+    """Shows the rendered frames in an OpenCV window; q or Esc stops."""
+
+    TITLE = "bodyparts demo (q or Esc: quit)"
+
+    def __init__(self):
+        try:
+            cv2.namedWindow(self.TITLE, cv2.WINDOW_NORMAL)
+        except cv2.error:
+            raise DemoError(
+                "this OpenCV build has no window support (opencv-python-headless): pass --output DIR "
+                "to write the rendered webcam frames to DIR/webcam.mp4 instead"
+            ) from None
+        self.count = 0
+
+    def write(
+        self, index: int, vis: np.ndarray, record: Dict, extra: Dict[str, np.ndarray]
+    ) -> bool:
+        cv2.imshow(self.TITLE, vis)
+        self.count += 1
+        return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
+
+    def finish(self) -> int:
+        cv2.destroyWindow(self.TITLE)
+        return self.count
+
+
+def webcam_loop(
+    predictor, capture, formatter, sink, max_frames: int = 0, legend: bool = False
+) -> int:
+    """Read frames from ``capture`` until it fails, ``max_frames`` (> 0) are done, the sink asks to
+    stop (returns False) or Ctrl-C; predict, draw and hand each to ``sink.write(index, vis, record,
+    label maps)``. Always releases the capture and finishes the sink; returns the frames done."""
+    index = 0
+    try:
+        while max_frames <= 0 or index < max_frames:
+            ok, frame = capture.read()
+            if not ok or frame is None:
+                if index == 0:
+                    raise DemoError("the camera gave no frame")
+                break
+            vis, record, extra = run_model(predictor, frame, f"camera:{index}", formatter, legend)
+            record["file_name"] = None  # a camera frame has no file
+            if sink.write(index, vis, record, extra) is False:
+                break
+            index += 1
+    except KeyboardInterrupt:
+        print(f"interrupted after {index} frames", file=sys.stderr)
+    finally:
+        capture.release()
+        sink.finish()
+    return index
+
+
+def run_webcam(args, cfg: CfgNode, formatter, video_capture: Callable = cv2.VideoCapture) -> int:
+    """``--webcam``: camera ``--camera-index`` -> a window, or ``DIR/webcam.mp4`` (+ ``.jsonl``
+    with --json) with --output DIR."""
+    capture = open_camera(args.camera_index, video_capture)
+    try:
+        if args.output:
+            os.makedirs(args.output, exist_ok=True)
+            fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+            sink = FrameWriter(args.output, "webcam", fps, args.json)
+        else:
+            sink = WindowSink()
+        predictor = DefaultPredictor(cfg)
+    except BaseException:
+        capture.release()
+        raise
+    legend = not args.output and not args.no_legend  # a video file needs one frame size
+    done = webcam_loop(predictor, capture, formatter, sink, args.max_frames, legend)
+    where = f"written to {os.path.join(args.output, 'webcam.mp4')}" if args.output else "shown"
+    print(f"{done} camera frames {where}")
+    return 0
 
 
 _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
@@ -397,25 +418,29 @@ def split_trailing_opts(args) -> None:
             return
 
 
-def main(args) -> int:
-    split_trailing_opts(args)
-    files, folders = collect_inputs(args.input)
-    check_output_dir(args.output, files, folders)
-    cfg = setup(args)
-    os.makedirs(args.output, exist_ok=True)
-    keypoint_taxonomy = cfg.BODYPARTS.KEYPOINT_TAXONOMY if cfg.MODEL.KEYPOINT_ON else None
-    meta = metadata_for(cfg.BODYPARTS.PART_TAXONOMY, keypoint_taxonomy)
-    args.part_taxonomy = cfg.BODYPARTS.PART_TAXONOMY
-    # class names and colours of a panoptic model: its training data's (stuff_classes, thing_classes)
-    args.panoptic_meta = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]) if cfg.DATASETS.TRAIN else meta
-    predictor = DefaultPredictor(cfg)  # takes BGR images, converts to cfg.INPUT.FORMAT itself
-    failed = []
+def main(args, video_capture: Callable = cv2.VideoCapture) -> int:
+    """Run the demo; ``video_capture`` opens the camera of --webcam (a stand-in in tests)."""
+    if args.webcam == bool(args.input):
+        raise DemoError("give either --input PATH ... or --webcam")
+    if args.input:
+        split_trailing_opts(args)
+        if not args.output:
+            raise DemoError("--input needs --output DIR")
+        files, folders = collect_inputs(args.input)
+        check_output_dir(args.output, files, folders)
     if args.video_stride < 1:
         raise DemoError(f"--video-stride must be >= 1, got {args.video_stride}")
+    cfg = setup(args)
+    formatter = PredictionFormatter.from_config(cfg, args.confidence_threshold)
+    if args.webcam:
+        return run_webcam(args, cfg, formatter, video_capture)
+    os.makedirs(args.output, exist_ok=True)
+    predictor = DefaultPredictor(cfg)  # takes BGR images, converts to cfg.INPUT.FORMAT itself
+    failed = []
     progress = tqdm(files, desc="demo", unit="input", dynamic_ncols=True)
     for path, name in zip(progress, output_names(files)):
         if _is_video(path):
-            reason = process_video(predictor, path, name, args, meta)
+            reason = process_video(predictor, path, name, args, formatter)
             if reason:
                 failed.append((path, reason))
                 tqdm.write(f"SKIPPED {path}: {reason}", file=sys.stderr)
@@ -425,7 +450,7 @@ def main(args) -> int:
             failed.append((path, reason))
             tqdm.write(f"SKIPPED {path}: {reason}", file=sys.stderr)
             continue
-        process(predictor, image, path, name, args, meta)
+        process(predictor, image, path, name, args, formatter)
     done = len(files) - len(failed)
     print(f"{done} of {len(files)} inputs written to {args.output}")
     if failed:

@@ -1,0 +1,162 @@
+// The bodyparts web page: sends camera frames (one at a time) or a chosen file to POST /render
+// and shows the drawing, the person count and the measured round-trip time.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const MAX_FRAME_SIDE = 640; // camera frames are scaled down to this longest side before sending
+const state = { stream: null, running: false, frames: 0, authRequired: false, shownUrl: null };
+
+function setStatus(text, isError) {
+  const el = $("status");
+  el.textContent = text;
+  el.classList.toggle("error", Boolean(isError));
+}
+
+function authHeaders() {
+  const token = $("token").value.trim();
+  return token ? { Authorization: "Bearer " + token } : {};
+}
+
+async function loadInfo() {
+  const resp = await fetch("info");
+  if (!resp.ok) {
+    setStatus("cannot read /info: HTTP " + resp.status, true);
+    return;
+  }
+  const info = await resp.json();
+  $("model").textContent = info.model + " · " + info.part_taxonomy;
+  state.authRequired = info.auth_required;
+  $("token-row").hidden = !info.auth_required;
+  const legend = $("legend");
+  legend.replaceChildren();
+  for (const part of info.parts) {
+    const item = document.createElement("li");
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = "rgb(" + part.color.join(",") + ")";
+    item.append(swatch, document.createTextNode(part.name));
+    item.dataset.label = part.label;
+    legend.append(item);
+  }
+}
+
+function show(pngBlob) {
+  const img = $("result");
+  const url = URL.createObjectURL(pngBlob);
+  const previous = state.shownUrl;
+  state.shownUrl = url;
+  return new Promise((resolve) => {
+    img.onload = () => {
+      if (previous) URL.revokeObjectURL(previous);
+      resolve(true);
+    };
+    img.onerror = () => resolve(false);
+    img.src = url;
+  });
+}
+
+// POST one image; returns {ok, retryAfter}. Shows the result and the figures when ok.
+async function sendImage(blob) {
+  const headers = Object.assign({ "Content-Type": blob.type || "application/octet-stream" }, authHeaders());
+  const t0 = performance.now();
+  let resp;
+  try {
+    resp = await fetch("render?legend=false", { method: "POST", headers, body: blob });
+  } catch (err) {
+    setStatus("the server cannot be reached (" + err.message + ")", true);
+    return { ok: false, retryAfter: 2 };
+  }
+  if (!resp.ok) {
+    let detail = resp.statusText;
+    try {
+      detail = (await resp.json()).detail || detail;
+    } catch (err) {
+      // not JSON: keep the status text
+    }
+    setStatus("HTTP " + resp.status + ": " + detail, true);
+    return { ok: false, retryAfter: Number(resp.headers.get("Retry-After")) || 1 };
+  }
+  const png = await resp.blob();
+  const rtt = performance.now() - t0;
+  const shown = await show(png);
+  const persons = resp.headers.get("X-Person-Count");
+  $("persons").textContent = persons === null ? "–" : persons;
+  $("rtt").textContent = rtt.toFixed(0) + " ms";
+  $("model-ms").textContent = (resp.headers.get("X-Inference-Ms") || "–") + " ms";
+  state.frames += 1;
+  $("frames").textContent = String(state.frames);
+  $("result").dataset.frames = String(state.frames);
+  setStatus(shown ? "" : "the answer is not a displayable image", !shown);
+  return { ok: shown, retryAfter: 0 };
+}
+
+function grabFrame() {
+  const video = $("video");
+  const canvas = $("canvas");
+  const scale = Math.min(1, MAX_FRAME_SIDE / Math.max(video.videoWidth, video.videoHeight));
+  canvas.width = Math.round(video.videoWidth * scale);
+  canvas.height = Math.round(video.videoHeight * scale);
+  canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.85));
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function cameraLoop() {
+  while (state.running) {
+    const frame = await grabFrame();
+    if (!state.running) break;
+    if (!frame) {
+      await sleep(100);
+      continue;
+    }
+    const result = await sendImage(frame);
+    if (!result.ok) await sleep(1000 * result.retryAfter);
+  }
+}
+
+async function startCamera() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    setStatus("this browser gives no camera here (getUserMedia needs https or localhost)", true);
+    return;
+  }
+  try {
+    state.stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+  } catch (err) {
+    setStatus("no camera: " + err.name + " (" + err.message + ")", true);
+    return;
+  }
+  const video = $("video");
+  video.srcObject = state.stream;
+  await video.play();
+  while (!video.videoWidth) await sleep(20);
+  state.running = true;
+  $("camera-start").disabled = true;
+  $("camera-stop").disabled = false;
+  setStatus("camera on");
+  cameraLoop();
+}
+
+function stopCamera() {
+  state.running = false;
+  if (state.stream) state.stream.getTracks().forEach((track) => track.stop());
+  state.stream = null;
+  $("video").srcObject = null;
+  $("camera-start").disabled = false;
+  $("camera-stop").disabled = true;
+  setStatus("camera off");
+}
+
+async function sendFile() {
+  const file = $("file").files[0];
+  if (!file) return;
+  if (state.running) stopCamera();
+  setStatus("sending " + file.name + " ...");
+  await sendImage(file);
+}
+
+$("camera-start").addEventListener("click", startCamera);
+$("camera-stop").addEventListener("click", stopCamera);
+$("file").addEventListener("change", sendFile);
+$("token-row").addEventListener("submit", (event) => event.preventDefault());
+loadInfo();

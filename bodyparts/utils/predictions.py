@@ -1,0 +1,312 @@
+"""One image's model outputs -> the JSON record, the label-map images and the drawing that
+``tools/demo.py`` writes and ``tools/serve.py`` answers with (one implementation for both).
+
+Shapes: H x W = image size in pixels, R = persons kept (score >= threshold), K = keypoints per
+person. Images are BGR uint8 (H, W, 3), as OpenCV reads them and ``DefaultPredictor`` takes them.
+
+The JSON record of an instance model (per-person part model, part-aware panoptic model)::
+
+    {"file_name": str or None, "height": H, "width": W, "score_threshold": float,
+     "part_taxonomy": str, "part_labels": {part name: label},   # labels of the "_parts" map
+     "keypoint_names": [str] * K,
+     "persons": [  # score >= threshold, best first
+        {"box_xyxy": [x0, y0, x1, y1], "score": float, "category": int,
+         "keypoints": [[x, y, score]] * K or None,
+         "silhouette": COCO RLE or None, "parts": {part name: COCO RLE} or None}],
+     "segments_info": [...]}   # panoptic models only: id, isthing, category_id, score, area
+
+The image-level part segmenter's record holds ``file_name``, ``height``, ``width``,
+``part_taxonomy``, ``part_labels`` and ``part_pixels`` {part name: pixels}.
+"""
+
+import os
+import sys
+from argparse import Namespace
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from detectron2.config import CfgNode
+from detectron2.data import MetadataCatalog
+from detectron2.structures import Instances
+
+from ..data.contract import encode_mask
+from ..taxonomy import get_part_taxonomy
+from .visualizer import (
+    draw_part_map,
+    draw_part_panoptic,
+    draw_predictions,
+    image_level_part_map,
+    metadata_for,
+    person_part_maps,
+)
+
+__all__ = [
+    "load_inference_cfg",
+    "FormattedPrediction",
+    "PredictionFormatter",
+    "persons_above",
+    "predictions_json",
+    "semantic_json",
+]
+
+
+def load_inference_cfg(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
+    """The frozen config of a model to run on images (``tools/demo.py``, ``tools/serve.py``).
+
+    ``MODEL.WEIGHTS ""`` runs an untrained model: a warning on stderr, and torch's seed is set to
+    0 so that its random weights are the same each time.
+
+    Raises:
+        ValueError naming the problem: a missing config file, a bad key or value, a missing
+        weights file, a CUDA device without a GPU.
+    """
+    from ..engine import setup_cfg  # the engine imports the trainer: only when needed
+
+    if not os.path.isfile(config_file):
+        raise ValueError(f"config file {config_file} does not exist")
+    try:
+        cfg = setup_cfg(Namespace(config_file=config_file, opts=list(opts)), for_launch_only=True)
+    except (KeyError, ValueError) as e:
+        raise ValueError(str(e.args[0] if e.args else e)) from None
+    weights = cfg.MODEL.WEIGHTS
+    if not weights:
+        print(
+            "WARNING: MODEL.WEIGHTS is empty: running an UNTRAINED model with random weights; "
+            "its predictions are meaningless (pass MODEL.WEIGHTS path/to/model_final.pth)",
+            file=sys.stderr,
+        )
+        torch.manual_seed(0)  # reproducible random weights
+    elif "://" not in weights and not os.path.isfile(weights):
+        raise ValueError(f"MODEL.WEIGHTS file {weights} does not exist")
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"MODEL.DEVICE {cfg.MODEL.DEVICE}: no GPU here; pass MODEL.DEVICE cpu")
+    return cfg
+
+
+def _rle(mask: np.ndarray) -> Dict:
+    return encode_mask(mask.astype(np.uint8))
+
+
+def persons_above(instances: Instances, threshold: float) -> Tuple[Instances, Optional[np.ndarray]]:
+    """(instances with ``scores >= threshold`` on CPU, per-person part maps uint8 (R, H, W) or None).
+
+    The part maps are also set as ``pred_part_labels`` so that drawing pastes the ROI maps only
+    once."""
+    instances = instances.to("cpu")
+    instances = instances[instances.scores >= threshold]
+    part_maps = person_part_maps(instances)
+    if part_maps is not None and not instances.has("pred_part_labels"):
+        instances.pred_part_labels = torch.from_numpy(part_maps)
+    return instances, part_maps
+
+
+def predictions_json(
+    instances: Instances,
+    part_maps: Optional[np.ndarray],
+    file_name: Optional[str],
+    meta: Any,
+    threshold: float,
+) -> Dict[str, Any]:
+    """The JSON record of one image's persons (module docstring).
+
+    Args:
+        instances: the persons kept (:func:`persons_above`), image size (H, W), on CPU.
+        part_maps: uint8 (R, H, W) their part maps, or None (no part branch).
+        file_name: recorded as given (the demo passes an absolute path, the server the upload's
+            name or None).
+        meta: Metadata with ``part_names``, ``part_taxonomy``, ``keypoint_names``.
+        threshold: the score threshold the persons passed.
+    """
+    height, width = instances.image_size
+    part_names = list(meta.get("part_names") or [])
+    persons = []
+    for i in range(len(instances)):
+        inst = instances[i]
+        person = {
+            "box_xyxy": [round(float(v), 2) for v in inst.pred_boxes.tensor[0].tolist()],
+            "score": float(inst.scores[0]),
+            "category": int(inst.pred_classes[0]) if inst.has("pred_classes") else 0,
+            "keypoints": None,
+            "silhouette": None,
+            "parts": None,
+        }
+        if inst.has("pred_keypoints"):
+            kps = inst.pred_keypoints[0].tolist()
+            person["keypoints"] = [[round(float(v), 2) for v in kp] for kp in kps]
+        if inst.has("pred_masks") and tuple(inst.pred_masks.shape[-2:]) == (height, width):
+            person["silhouette"] = _rle(inst.pred_masks[0].numpy() >= 0.5)
+        if part_maps is not None:
+            labels = part_maps[i]
+            present = [k for k in np.unique(labels).tolist() if 0 < k <= len(part_names)]
+            person["parts"] = {part_names[k - 1]: _rle(labels == k) for k in present}
+        persons.append(person)
+    return {
+        "file_name": file_name,
+        "height": int(height),
+        "width": int(width),
+        "score_threshold": threshold,
+        "part_taxonomy": meta.get("part_taxonomy"),
+        "part_labels": {name: k + 1 for k, name in enumerate(part_names)},
+        "keypoint_names": list(meta.get("keypoint_names") or []),
+        "persons": persons,
+    }
+
+
+def semantic_json(labels: np.ndarray, file_name: Optional[str], meta: Any) -> Dict[str, Any]:
+    """The JSON record of an image-level part map uint8 (H, W): size, labels, pixels per part."""
+    part_names = list(meta.get("part_names") or [])
+    counts = np.bincount(labels.reshape(-1), minlength=len(part_names) + 1)
+    return {
+        "file_name": file_name,
+        "height": int(labels.shape[0]),
+        "width": int(labels.shape[1]),
+        "part_taxonomy": meta.get("part_taxonomy"),
+        "part_labels": {name: k + 1 for k, name in enumerate(part_names)},
+        "part_pixels": {
+            name: int(counts[k + 1]) for k, name in enumerate(part_names) if counts[k + 1]
+        },
+    }
+
+
+@dataclass
+class FormattedPrediction:
+    """What one image's model outputs become.
+
+    Attributes:
+        record: the JSON record (module docstring), None when not asked for.
+        label_maps: {file suffix: uint8 image}: ``_parts`` (H, W) image-level part map; panoptic
+            models also ``_panoptic`` (H, W, 3) segment ids as COCO-panoptic RGB and
+            ``_part_panoptic`` (H, W, 3) scene class, instance id, part id. Empty when not asked for.
+        vis_bgr: uint8 BGR drawing (H, W, 3), (H, W + L, 3) with the legend; None when not asked for.
+        num_persons: persons kept (score >= threshold); None for the image-level segmenter.
+    """
+
+    record: Optional[Dict[str, Any]] = None
+    label_maps: Dict[str, np.ndarray] = field(default_factory=dict)
+    vis_bgr: Optional[np.ndarray] = None
+    num_persons: Optional[int] = None
+
+
+def _bgr(rgb: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+class PredictionFormatter:
+    """Turns the outputs of a bodyparts model (``DefaultPredictor(cfg)(image_bgr)``) into the
+    record, label maps and drawing of :class:`FormattedPrediction`, by model kind: ``sem_seg`` only
+    (image-level part segmenter), ``instances`` (per-person part model), ``instances`` +
+    ``panoptic_seg`` (+ ``part_panoptic``) (panoptic models)."""
+
+    def __init__(
+        self,
+        metadata: Any,
+        *,
+        score_threshold: float = 0.5,
+        panoptic_metadata: Any = None,
+    ):
+        """
+        Args:
+            metadata: drawing and naming tables of the model's taxonomies (:func:`metadata_for`).
+            score_threshold: persons with a lower score are left out of everything.
+            panoptic_metadata: ``thing_classes`` / ``stuff_classes`` of a panoptic model (its
+                training set's Metadata); default ``metadata``.
+        """
+        self.metadata = metadata
+        self.score_threshold = float(score_threshold)
+        self.panoptic_metadata = metadata if panoptic_metadata is None else panoptic_metadata
+        self.part_taxonomy = get_part_taxonomy(metadata.get("part_taxonomy"))
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, score_threshold: float = 0.5) -> "PredictionFormatter":
+        """The formatter of the model ``cfg`` builds: its taxonomies (keypoints only with
+        ``MODEL.KEYPOINT_ON``) and, for panoptic models, the class names of ``DATASETS.TRAIN[0]``.
+        """
+        keypoint_taxonomy = cfg.BODYPARTS.KEYPOINT_TAXONOMY if cfg.MODEL.KEYPOINT_ON else None
+        meta = metadata_for(cfg.BODYPARTS.PART_TAXONOMY, keypoint_taxonomy)
+        panoptic = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]) if cfg.DATASETS.TRAIN else None
+        return cls(meta, score_threshold=score_threshold, panoptic_metadata=panoptic)
+
+    def legend(self) -> List[Dict[str, Any]]:
+        """The part labels: [{"label": k, "name": str, "color": [r, g, b]}] for k = 1..C-1."""
+        palette = self.part_taxonomy.palette()
+        names = self.part_taxonomy.label_names
+        return [
+            {"label": k, "name": names[k], "color": [int(c) for c in palette[k]]}
+            for k in range(1, len(names))
+        ]
+
+    def __call__(
+        self,
+        outputs: Dict[str, Any],
+        image_bgr: np.ndarray,
+        file_name: Optional[str] = None,
+        *,
+        record: bool = True,
+        label_maps: bool = True,
+        draw: bool = True,
+        legend: bool = True,
+    ) -> FormattedPrediction:
+        """Format one image's outputs.
+
+        Args:
+            outputs: the model's outputs for the image (``DefaultPredictor`` output).
+            image_bgr: uint8 (H, W, 3) the image the model was given.
+            file_name: recorded in the JSON as given.
+            record, label_maps, draw: what to compute (:class:`FormattedPrediction`).
+            legend: draw the legend of the parts present on the right of the drawing.
+        """
+        meta, threshold = self.metadata, self.score_threshold
+        image_rgb = _bgr(image_bgr)
+        result = FormattedPrediction()
+        if "instances" not in outputs:  # image-level part segmenter
+            labels = outputs["sem_seg"].argmax(dim=0).to("cpu").numpy().astype(np.uint8)
+            if record:
+                result.record = semantic_json(labels, file_name, meta)
+            if label_maps:
+                result.label_maps["_parts"] = labels
+            if draw:
+                result.vis_bgr = _bgr(draw_part_map(image_rgb, labels, meta, legend=legend))
+            return result
+        instances, part_maps = persons_above(outputs["instances"], threshold)
+        result.num_persons = len(instances)
+        if record:
+            result.record = predictions_json(instances, part_maps, file_name, meta, threshold)
+        if label_maps and part_maps is not None:
+            result.label_maps["_parts"] = image_level_part_map(instances, threshold)
+        if "panoptic_seg" not in outputs:  # per-person part model
+            if draw:
+                vis = draw_predictions(image_rgb, instances, meta, threshold, legend=legend)
+                result.vis_bgr = _bgr(vis)
+            return result
+        seg, segments = outputs["panoptic_seg"]  # (part-aware) panoptic model
+        seg = seg.to("cpu").numpy().astype(np.int64)
+        if record:
+            keys = ("id", "isthing", "category_id", "score", "area")
+            result.record["segments_info"] = [
+                {k: (v.item() if hasattr(v, "item") else v) for k, v in s.items() if k in keys}
+                for s in segments
+            ]
+        part_panoptic = outputs.get("part_panoptic")
+        if part_panoptic is None:  # plain PanopticFPN: no part labels
+            part_panoptic = np.full((*seg.shape, 3), 255, dtype=np.uint8)
+        else:
+            part_panoptic = np.asarray(part_panoptic.to("cpu"))
+            if label_maps:
+                result.label_maps["_part_panoptic"] = part_panoptic
+        if label_maps:
+            ids = [seg % 256, seg // 256 % 256, seg // 65536]
+            result.label_maps["_panoptic"] = np.stack(ids, axis=-1).astype(np.uint8)
+        if draw:
+            vis = draw_part_panoptic(
+                image_rgb,
+                seg,
+                segments,
+                part_panoptic,
+                self.panoptic_metadata,
+                self.part_taxonomy,
+                legend=legend,
+            )
+            result.vis_bgr = _bgr(vis)
+        return result
