@@ -102,3 +102,105 @@ def test_config_key_typo_exits_with_message(tmp_path):
     with pytest.raises(SystemExit) as e:
         tool.load_cfgs(tool.parse_args(["--config-file", QUICK_CONFIG, "SOLVER.IMS_PER_BATX", "2"]))
     assert "IMS_PER_BATX" in str(e.value.code)
+
+
+# fmt: off
+RUNTIME_ARGS = [
+    "--phases", "runtimes",
+    "--export-formats", "eager,torchscript,onnx",
+    "--threads", "1",
+    "--input-sizes", "64,80",
+    "--images", "2",
+    "--warmup", "1",
+]
+# fmt: on
+
+
+def test_runtimes_phase_times_each_runtime_and_size(datasets_root, tmp_path, capsys):
+    """--phases runtimes alone: eager, TorchScript and ONNX Runtime at 1 thread and two test sizes;
+    the model is exported once (at 64 px) and the file runs at both sizes."""
+    import torch
+
+    tool = _load_tool()
+    threads_before = torch.get_num_threads()
+    out = tmp_path / "runtimes.json"
+    args = tool.parse_args(
+        ["--config-file", QUICK_CONFIG, *RUNTIME_ARGS, "--json", str(out), *BENCH_OPTS]
+    )
+    assert args.phases == ["runtimes"]
+    tool.main(args)
+    assert torch.get_num_threads() == threads_before  # restored
+    result = json.loads(out.read_text())
+    run = result["configs"]["A"]
+    assert set(run) == {"config_file", "device", "image_size", "runtimes"}  # no other phase ran
+    assert run["image_size"] == {"test": [64, 64]}
+    entries = run["runtimes"]
+    assert [(e["runtime"], e["threads"], e["input_size"]) for e in entries] == [
+        (fmt, 1, size) for fmt in ("eager", "torchscript", "onnx") for size in (64, 80)
+    ]
+    for e in entries:
+        assert e["image_size"] == [e["input_size"]] * 2  # 64 px square images resized to the size
+        for key in ("s_per_image_mean", "s_per_image_median", "images_per_s"):
+            assert isinstance(e[key], float) and math.isfinite(e[key]) and e[key] > 0
+        assert e["images_per_s"] == pytest.approx(1 / e["s_per_image_mean"])
+    assert result["ratios"] is None
+    printed = capsys.readouterr().out
+    assert "CPU inference by runtime" in printed
+    assert "train s/iter (mean)" not in printed  # the default phases did not run
+    for row in ("eager        1          64x64", "onnx         1          80x80"):
+        assert row in printed
+
+
+def test_runtimes_phase_reports_a_model_that_cannot_be_exported(datasets_root, tmp_path, capsys):
+    tool = _load_tool()
+    panoptic = os.path.join(
+        os.path.dirname(QUICK_CONFIG), "panoptic_bodyparts_R18_FPN_synthetic_cpu.yaml"
+    )
+    args = tool.parse_args(
+        [
+            "--config-file",
+            panoptic,
+            "--phases",
+            "runtimes",
+            "--export-formats",
+            "onnx",
+            "--images",
+            "1",
+            "--warmup",
+            "0",
+            *BENCH_OPTS,
+        ]
+    )
+    result = tool.main(args)
+    entries = result["configs"]["A"]["runtimes"]
+    assert (
+        len(entries) == 1
+        and entries[0]["runtime"] == "onnx"
+        and "panoptic merge" in entries[0]["error"]
+    )
+    assert "not exported: A onnx: BodyPartsPanopticFPN" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--export-formats", "eager,tflite"], "tflite"),
+        (["--phases", "runtimes"], "--export-formats"),
+        (["--phases", "train,warmup"], "warmup"),
+        (["--export-formats", "eager", "--threads", "0"], "--threads"),
+        (["--export-formats", "eager", "--input-sizes", "192,big"], "--input-sizes"),
+    ],
+)
+def test_runtime_options_are_checked(argv, message, capsys):
+    tool = _load_tool()
+    with pytest.raises(SystemExit) as e:
+        tool.parse_args(["--config-file", QUICK_CONFIG, *argv])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_default_phases_are_unchanged():
+    tool = _load_tool()
+    args = tool.parse_args(["--config-file", QUICK_CONFIG])
+    assert args.phases == ["train", "inference", "data_loader"] and args.export_formats == []
+    args = tool.parse_args(["--config-file", QUICK_CONFIG, "--export-formats", "eager,onnx"])
+    assert args.phases == ["train", "inference", "data_loader", "runtimes"]

@@ -2,7 +2,9 @@
 """Speed and memory of a config, or of two configs side by side on the same images.
 
     python tools/benchmark.py --config-file A.yaml [--vs B.yaml] [--iters N] [--warmup W]
-                              [--images M] [--json out.json] [KEY VALUE ...]
+                              [--images M] [--json out.json] [--phases P,...]
+                              [--export-formats eager,torchscript,onnx] [--threads 1,2]
+                              [--input-sizes 192,320] [KEY VALUE ...]
 
 e.g. A = configs/quick_schedules/person_rcnn_R18_FPN_synthetic_cpu.yaml (the bodyparts model) and
 B = configs/quick_schedules/mask_rcnn_R18_FPN_synthetic_cpu.yaml (plain Detectron2 Mask R-CNN).
@@ -17,7 +19,18 @@ Peak memory is the growth above the level at the start of the phase, which build
 CUDA from torch.cuda.max_memory_allocated; on CPU from the process RSS sampled every 2 ms (freed
 heap goes back to the OS before each phase, but allocator caching can make a later phase read low).
 Models load MODEL.WEIGHTS when set; an untrained model keeps up to TEST.DETECTIONS_PER_IMAGE boxes.
+
+Runtimes (phase ``runtimes``, on when --export-formats is given): CPU inference images/s of the
+model in each runtime, at each thread count (--threads: ``torch.set_num_threads`` and ONNX Runtime's
+intra-op threads) and each test size (--input-sizes: INPUT.MIN_SIZE_TEST, the shortest edge;
+default the config's), batch 1, on the same --images test images. ``eager`` runs the model in
+PyTorch as the exported file does (model input -> tensors: ``inference(..., do_postprocess=False)``,
+nothing pasted into the original image); ``torchscript`` and ``onnx`` export the model once by
+tracing (``bodyparts.export``, on the first image at the first size; the traced graph holds for
+every size) and run the file with ``torch.jit.load`` / ONNX Runtime. A model that cannot be
+exported gets the error instead of figures.
 """
+
 import argparse
 import ctypes
 import gc
@@ -48,7 +61,9 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 SEED = 0  # same augmentations and initial weights for every config
-PHASES = ("train", "inference", "data_loader")
+PHASES = ("train", "inference", "data_loader")  # the default phases
+ALL_PHASES = PHASES + ("runtimes",)
+RUNTIMES = ("eager", "torchscript", "onnx")
 ROWS = [  # (phase, figure, table label)
     ("train", "s_per_iter_mean", "train s/iter (mean)"),
     ("train", "s_per_iter_median", "train s/iter (median)"),
@@ -201,21 +216,113 @@ def bench_data_loader(cfg: CfgNode, warmup: int, iters: int, desc: str) -> Dict:
 def benchmark(cfg: CfgNode, config_file: str, records, sources, args, label: str) -> Dict:
     """All phases of one config on ``records`` (train, test) of the datasets ``sources``."""
     register_synthetic_from_cfg(cfg)  # this config's own splits, for its data loader
-    num_train = (args.warmup + args.iters) * cfg.SOLVER.IMS_PER_BATCH
-    train_inputs = map_records(cfg, records[0], sources[0], True, num_train)
-    test_inputs = map_records(cfg, records[1], sources[1], False, len(records[1]))
+    inputs = {}
+    if "train" in args.phases:
+        num_train = (args.warmup + args.iters) * cfg.SOLVER.IMS_PER_BATCH
+        inputs["train"] = map_records(cfg, records[0], sources[0], True, num_train)
+    inputs["test"] = test_inputs = map_records(cfg, records[1], sources[1], False, len(records[1]))
     size = {  # mean (height, width) of the model inputs, in pixels
-        split: [round(statistics.mean(x["image"].shape[d] for x in inputs)) for d in (1, 2)]
-        for split, inputs in (("train", train_inputs), ("test", test_inputs))
+        split: [round(statistics.mean(x["image"].shape[d] for x in mapped)) for d in (1, 2)]
+        for split, mapped in inputs.items()
     }
-    return {
-        "config_file": config_file,
-        "device": cfg.MODEL.DEVICE,
-        "image_size": size,
-        "data_loader": bench_data_loader(cfg, max(args.warmup, 1), args.iters, f"{label} loader"),
-        "train": bench_train(cfg, train_inputs, args.warmup, args.iters, f"{label} train"),
-        "inference": bench_inference(cfg, test_inputs, args.warmup, f"{label} inference"),
+    out = {"config_file": config_file, "device": cfg.MODEL.DEVICE, "image_size": size}
+    if "data_loader" in args.phases:
+        out["data_loader"] = bench_data_loader(
+            cfg, max(args.warmup, 1), args.iters, f"{label} loader"
+        )
+    if "train" in args.phases:
+        out["train"] = bench_train(cfg, inputs["train"], args.warmup, args.iters, f"{label} train")
+    if "inference" in args.phases:
+        out["inference"] = bench_inference(cfg, test_inputs, args.warmup, f"{label} inference")
+    if "runtimes" in args.phases:
+        out["runtimes"] = bench_runtimes(cfg, records[1], sources[1], args, label)
+    return out
+
+
+def _at_test_size(cfg: CfgNode, size: int) -> CfgNode:
+    """``cfg`` with INPUT.MIN_SIZE_TEST = ``size`` (MAX_SIZE_TEST raised to it if lower)."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.INPUT.MIN_SIZE_TEST = size
+    cfg.INPUT.MAX_SIZE_TEST = max(cfg.INPUT.MAX_SIZE_TEST, size)
+    cfg.freeze()
+    return cfg
+
+
+def _eager_runner(model: torch.nn.Module) -> Callable[[torch.Tensor], object]:
+    """The PyTorch model doing what its exported file does: one image tensor -> outputs."""
+    from detectron2.modeling import GeneralizedRCNN
+
+    if isinstance(model, GeneralizedRCNN):
+        return lambda image: model.inference([{"image": image}], do_postprocess=False)
+    return lambda image: model([{"image": image}])
+
+
+def bench_runtimes(cfg: CfgNode, records: List[Dict], source: str, args, label: str) -> List[Dict]:
+    """Inference images/s per (runtime, threads, input size) on ``records`` (see the docstring)."""
+    import tempfile
+
+    from bodyparts.export import ExportError, export_model, load_exported
+
+    model = _build_model(cfg).eval()
+    device = cfg.MODEL.DEVICE
+    sizes = args.input_sizes or [cfg.INPUT.MIN_SIZE_TEST]
+    images = {
+        size: [
+            x["image"].float()
+            for x in map_records(_at_test_size(cfg, size), records, source, False, len(records))
+        ]
+        for size in sizes
     }
+    threads = args.threads or [torch.get_num_threads()]
+    results, exported, errors = [], {}, {}
+    with tempfile.TemporaryDirectory(prefix="bodyparts_benchmark_") as tmp, torch.no_grad():
+        for fmt in args.export_formats:
+            if fmt == "eager":
+                continue
+            folder = os.path.join(tmp, f"{label}_{fmt}")
+            try:
+                export_model(model, images[sizes[0]][0], folder, format=fmt, method="tracing")
+                exported[fmt] = folder
+            except ExportError as e:
+                errors[fmt] = str(e)
+        original_threads = torch.get_num_threads()
+        try:
+            for num_threads in threads:
+                torch.set_num_threads(num_threads)
+                for fmt in args.export_formats:
+                    if fmt in errors:
+                        results.append(
+                            {"runtime": fmt, "threads": num_threads, "error": errors[fmt]}
+                        )
+                        continue
+                    run = (
+                        _eager_runner(model)
+                        if fmt == "eager"
+                        else load_exported(exported[fmt], num_threads=num_threads)
+                    )
+                    for size in sizes:
+                        inputs = images[size]
+                        order = [inputs[i % len(inputs)] for i in range(args.warmup)] + inputs
+                        desc = f"{label} {fmt} {num_threads} thr {size} px"
+                        times = _timed(
+                            len(order), args.warmup, device, desc, lambda i: run(order[i])
+                        )
+                        hw = [round(statistics.mean(x.shape[d] for x in inputs)) for d in (1, 2)]
+                        results.append(
+                            {
+                                "runtime": fmt,
+                                "threads": num_threads,
+                                "input_size": size,
+                                "image_size": hw,
+                                "s_per_image_mean": statistics.mean(times),
+                                "s_per_image_median": statistics.median(times),
+                                "images_per_s": 1.0 / statistics.mean(times),
+                            }
+                        )
+        finally:
+            torch.set_num_threads(original_threads)
+    return results
 
 
 def environment(device: str) -> Dict:
@@ -229,20 +336,70 @@ def environment(device: str) -> Dict:
     }
 
 
+def _runtime_key(entry: Dict) -> tuple:
+    return entry["runtime"], entry["threads"], entry.get("input_size")
+
+
+def runtime_ratios(a: List[Dict], b: List[Dict]) -> List[Dict]:
+    """B/A of images/s for each (runtime, threads, input size) measured for both configs."""
+    figures_b = {_runtime_key(e): e for e in b if "error" not in e}
+    out = []
+    for entry in a:
+        other = figures_b.get(_runtime_key(entry))
+        if "error" in entry or other is None:
+            continue
+        key = dict(zip(("runtime", "threads", "input_size"), _runtime_key(entry)))
+        out.append({**key, "images_per_s": other["images_per_s"] / entry["images_per_s"]})
+    return out
+
+
+def runtimes_report(results: Dict, ratios: Optional[Dict]) -> str:
+    """Table of the runtimes phase: one row per (runtime, threads, input size), images/s per
+    config (and B/A); then the export errors, if any."""
+    runs = {k: {_runtime_key(e): e for e in r["runtimes"]} for k, r in results.items()}
+    keys = list(dict.fromkeys(k for entries in runs.values() for k in entries))
+    headers = ["runtime", "threads", "input (HxW)"] + [f"{k} images/s" for k in runs]
+    ratio_of = {}
+    if ratios is not None and "runtimes" in ratios:
+        headers.append("B/A (>1: B faster)")
+        ratio_of = {_runtime_key(e): e["images_per_s"] for e in ratios["runtimes"]}
+    rows, errors = [], []
+    for key in keys:
+        if key[2] is None:  # an export error: no figures
+            errors += [f"{k} {key[0]}: {runs[k][key]['error']}" for k in runs if key in runs[k]]
+            continue
+        size = next(runs[k][key]["image_size"] for k in runs if key in runs[k])
+        row = [key[0], str(key[1]), "x".join(map(str, size))]
+        row += [f"{runs[k][key]['images_per_s']:.3g}" if key in runs[k] else "-" for k in runs]
+        if ratio_of:
+            row.append(f"{ratio_of[key]:.3f}" if key in ratio_of else "-")
+        rows.append(row)
+    text = tabulate(rows, headers, disable_numparse=True)
+    return text + "".join(f"\nnot exported: {e}" for e in dict.fromkeys(errors))
+
+
 def report(results: Dict, ratios: Optional[Dict], env: Dict) -> str:
-    """The environment line and the table: one column per config, and B/A when there are two."""
+    """The environment line and the table: one column per config, and B/A when there are two;
+    the runtimes table below it when that phase ran."""
     headers = [""] + [f"{k}: {os.path.basename(r['config_file'])}" for k, r in results.items()]
     runs = list(results.values())
     sizes = [" / ".join("x".join(map(str, hw)) for hw in r["image_size"].values()) for r in runs]
-    rows = [["image size train / test (HxW)", *sizes]]
-    rows += [[label] + [f"{r[phase][key]:.4g}" for r in runs] for phase, key, label in ROWS]
+    rows = [[f"image size {' / '.join(runs[0]['image_size'])} (HxW)", *sizes]]
+    shown = [(phase, key, label) for phase, key, label in ROWS if phase in runs[0]]
+    rows += [[label] + [f"{r[phase][key]:.4g}" for r in runs] for phase, key, label in shown]
     if ratios is not None:
         headers.append("B/A (>1: B slower / bigger; for images/s: B faster)")
         rows[0].append("")
-        for row, (phase, key, _) in zip(rows[1:], ROWS):
+        for row, (phase, key, _) in zip(rows[1:], shown):
             row.append(f"{ratios[phase][key]:.3f}")
     env_line = ", ".join(f"{k}: {v}" for k, v in env.items())
-    return env_line + "\n" + tabulate(rows, headers, disable_numparse=True)
+    text = env_line + "\n" + tabulate(rows, headers, disable_numparse=True)
+    if "runtimes" in runs[0]:
+        text += (
+            "\n\nCPU inference by runtime (batch 1, model input -> outputs, no post-processing)\n"
+        )
+        text += runtimes_report(results, ratios)
+    return text
 
 
 def load_cfgs(args: argparse.Namespace) -> Dict[str, CfgNode]:
@@ -268,6 +425,27 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations (and images) first")
     p.add_argument("--images", type=int, default=20, help="number of images timed in inference")
     p.add_argument("--json", metavar="OUT.json", help="write all figures to this file")
+    p.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"comma-separated phases among {','.join(ALL_PHASES)} (default: {','.join(PHASES)}, "
+        "plus runtimes with --export-formats)",
+    )
+    p.add_argument(
+        "--export-formats",
+        default="",
+        metavar="R,...",
+        help=f"runtimes to compare in inference, among {','.join(RUNTIMES)} (phase runtimes)",
+    )
+    p.add_argument(
+        "--threads", default="", metavar="N,...", help="thread counts of the runtimes phase"
+    )
+    p.add_argument(
+        "--input-sizes",
+        default="",
+        metavar="S,...",
+        help="test sizes (INPUT.MIN_SIZE_TEST) of the runtimes phase (default: the config's)",
+    )
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, for both configs")
     args = p.parse_args(argv)
     for f in filter(None, (args.config_file, args.vs)):
@@ -275,7 +453,36 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
             p.error(f"config file {f!r} does not exist")
     if args.iters < 1 or args.images < 1 or args.warmup < 0:
         p.error("--iters and --images must be >= 1, --warmup >= 0")
+    phases_given = "--phases" in (argv if argv is not None else sys.argv[1:])
+    args.phases = _choices(p, "--phases", args.phases, ALL_PHASES)
+    args.export_formats = _choices(p, "--export-formats", args.export_formats, RUNTIMES)
+    args.threads = _positive_ints(p, "--threads", args.threads)
+    args.input_sizes = _positive_ints(p, "--input-sizes", args.input_sizes)
+    if args.export_formats and "runtimes" not in args.phases and not phases_given:
+        args.phases.append("runtimes")
+    if "runtimes" in args.phases and not args.export_formats:
+        p.error("the runtimes phase needs --export-formats (e.g. eager,torchscript,onnx)")
+    if not args.phases:
+        p.error("--phases is empty")
     return args
+
+
+def _choices(p: argparse.ArgumentParser, flag: str, text: str, allowed) -> List[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        p.error(f"{flag}: unknown {bad}; choose among {','.join(allowed)}")
+    return list(dict.fromkeys(values))
+
+
+def _positive_ints(p: argparse.ArgumentParser, flag: str, text: str) -> List[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        p.error(f"{flag}: expected comma-separated integers, got {text!r}")
+    if any(v < 1 for v in values):
+        p.error(f"{flag}: values must be >= 1, got {text!r}")
+    return list(dict.fromkeys(values))
 
 
 def main(args: argparse.Namespace) -> Dict:
@@ -295,7 +502,9 @@ def main(args: argparse.Namespace) -> Dict:
     ratios = None
     if "B" in results:  # B / A of every figure
         a, b = results["A"], results["B"]
-        ratios = {p: {k: b[p][k] / a[p][k] for k in a[p]} for p in PHASES}
+        ratios = {p: {k: b[p][k] / a[p][k] for k in a[p]} for p in PHASES if p in a}
+        if "runtimes" in a:
+            ratios["runtimes"] = runtime_ratios(a["runtimes"], b["runtimes"])
     env = environment(cfg_a.MODEL.DEVICE)
     print(report(results, ratios, env))
     out = {"environment": env, "settings": {k: v for k, v in vars(args).items() if k != "json"}}

@@ -8,16 +8,27 @@ feature                               v0.6                        upstream main
 local process group                   ``comm._LOCAL_PROCESS_GROUP``  ``comm.create_local_process_group``
 ``create_ddp_model`` on a CPU model   passes ``device_ids`` -> ValueError in DDP (both)
 ``COCOEvaluator`` fast C++ COCOeval   needs ``_C``                needs ``_C``
+``import detectron2.export``           imports Caffe2 (gone from    Caffe2 optional; exports
+                                      PyTorch): ImportError       ``TracingAdapter`` & co.
 ====================================  ==========================  ===============================
 """
 import contextlib
+import importlib
+import importlib.util
 import logging
+import sys
+from types import ModuleType
 from typing import Iterator
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["create_local_process_group", "ddp_without_device_ids_on_cpu", "coco_evaluator_kwargs"]
+__all__ = [
+    "create_local_process_group",
+    "ddp_without_device_ids_on_cpu",
+    "coco_evaluator_kwargs",
+    "import_detectron2_export",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -75,3 +86,38 @@ def coco_evaluator_kwargs() -> dict:
     from .runtime import has_compiled_ops
 
     return {"use_fast_impl": has_compiled_ops()}
+
+
+def import_detectron2_export() -> ModuleType:
+    """``detectron2.export`` with at least ``TracingAdapter``, ``scripting_with_instances`` and
+    ``dump_torchscript_IR`` (and its submodules ``flatten``, ``torchscript``, ``torchscript_patch``).
+
+    Upstream main imports its Caffe2 exporter only when Caffe2 exists. v0.6's ``__init__`` imports
+    it unconditionally, and PyTorch 2 has no Caffe2, so ``import detectron2.export`` fails there
+    with ``No module named 'caffe2'``. Only in that case, the package is set up without running
+    its ``__init__`` and given the Caffe2-free members that main's ``__init__`` exports; the
+    Detectron2 files are used unchanged. Any other import error is raised as is.
+    """
+    try:
+        return importlib.import_module("detectron2.export")
+    except ModuleNotFoundError as e:
+        if not (e.name or "").startswith("caffe2"):
+            raise
+    import detectron2
+
+    spec = importlib.util.find_spec("detectron2.export")
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["detectron2.export"] = package
+    detectron2.export = package
+    try:
+        from detectron2.export.flatten import TracingAdapter
+        from detectron2.export.torchscript import dump_torchscript_IR, scripting_with_instances
+    except Exception:
+        del sys.modules["detectron2.export"]
+        del detectron2.export
+        raise
+    package.TracingAdapter = TracingAdapter
+    package.scripting_with_instances = scripting_with_instances
+    package.dump_torchscript_IR = dump_torchscript_IR
+    logger.debug("detectron2.export loaded without its Caffe2 exporter (v0.6 on PyTorch 2)")
+    return package
