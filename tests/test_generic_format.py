@@ -275,8 +275,8 @@ def test_missing_part_taxonomy(saved):
 
 def test_unknown_part_taxonomy(saved):
     json_file, root, _ = saved
-    _rewrite(json_file, lambda p: p["info"].update(part_taxonomy="lip20"))
-    assert "info.part_taxonomy: unknown part taxonomy 'lip20'" in _load_error(json_file, root)
+    _rewrite(json_file, lambda p: p["info"].update(part_taxonomy="no_such_parts"))
+    assert "info.part_taxonomy: unknown part taxonomy 'no_such_parts'" in _load_error(json_file, root)
 
 
 def test_missing_image_file(saved):
