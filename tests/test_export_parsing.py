@@ -29,6 +29,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _helpers import dataset_name, parts_from_map, write_image, write_label_png  # noqa: F401
+from _serving import SMALL_MODEL_OPTS
 from conftest import REPO
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, BoxMode, Instances
@@ -528,21 +529,8 @@ def _load_tool():
     return module
 
 
-TOOL_OPTS = [
-    "MODEL.WEIGHTS",
-    "",
-    "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION",
-    "8",
-    "MODEL.ROI_BODYPART_HEAD.CONV_DIMS",
-    "[32, 32]",
-    "MODEL.ROI_BODYPART_HEAD.UP_SCALE",
-    "1",
-    "INPUT.MIN_SIZE_TEST",
-    "64",
-    "INPUT.MAX_SIZE_TEST",
-    "128",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
-    "0.0",
+TOOL_OPTS = [  # the server tests' small untrained model, 5 detections, the protocol's thresholds
+    *SMALL_MODEL_OPTS,
     "TEST.DETECTIONS_PER_IMAGE",
     "5",
     "DATALOADER.NUM_WORKERS",

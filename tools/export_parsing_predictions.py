@@ -22,25 +22,24 @@ import json
 import os
 import sys
 import warnings
-from argparse import Namespace
 
 # Deprecation notices from torch about Detectron2 internals: noise for a command-line tool.
 warnings.filterwarnings("ignore", r"`torch.jit.script` is deprecated", FutureWarning)
 warnings.filterwarnings("ignore", r"torch.meshgrid", UserWarning)
 
-import torch  # noqa: E402
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
 
 import bodyparts  # noqa: F401,E402  (prepares Detectron2, registers datasets: import first)
 from bodyparts.data.datasets.synthetic import register_synthetic_from_cfg  # noqa: E402
-from bodyparts.engine import Trainer, setup_cfg  # noqa: E402
+from bodyparts.engine import Trainer  # noqa: E402
 from bodyparts.evaluation import (  # noqa: E402
     EXPORT_FORMATS,
     BodyPartParsingEvaluator,
     ParsingPredictionWriter,
     export_parsing_predictions,
 )
+from bodyparts.utils.predictions import load_inference_cfg  # noqa: E402
 
 
 class ExportError(Exception):
@@ -68,29 +67,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def setup(args):
-    if not os.path.isfile(args.config_file):
-        raise ExportError(f"config file {args.config_file} does not exist")
-    try:
-        cfg = setup_cfg(
-            Namespace(config_file=args.config_file, opts=args.opts), for_launch_only=True
-        )
-    except (KeyError, ValueError) as e:
-        raise ExportError(str(e.args[0] if e.args else e)) from None
-    weights = cfg.MODEL.WEIGHTS
-    if not weights:
-        print(
-            "WARNING: MODEL.WEIGHTS is empty: exporting an UNTRAINED model with random weights "
-            "(pass MODEL.WEIGHTS path/to/model_final.pth)",
-            file=sys.stderr,
-        )
-        torch.manual_seed(0)
-    elif "://" not in weights and not os.path.isfile(weights):
-        raise ExportError(f"MODEL.WEIGHTS file {weights} does not exist")
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.defrost()
-        cfg.MODEL.DEVICE = "cpu"
-        cfg.freeze()
-        print("WARNING: no CUDA device: running on the CPU", file=sys.stderr)
+    try:  # the config checks of tools/demo.py and tools/serve.py (file, keys, weights, device)
+        cfg = load_inference_cfg(args.config_file, args.opts)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
     register_synthetic_from_cfg(cfg)
     if args.dataset not in DatasetCatalog.list():
         raise ExportError(f"dataset {args.dataset!r} is not registered (see datasets/README.md)")
