@@ -5,7 +5,7 @@ QUICK_CONFIG ?= configs/quick_schedules/bodyparts_rcnn_R18_FPN_synthetic_cpu_sha
 BASELINE_CONFIG ?= configs/quick_schedules/person_rcnn_R18_FPN_synthetic_cpu.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-main demo test test-main benchmark clean-output
+.PHONY: setup setup-main demo test test-main lint benchmark clean-output
 
 setup:
 	bash scripts/setup_env.sh
@@ -18,6 +18,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# The linter (ruff, configured in pyproject.toml): lint errors and formatting.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # The same suite on upstream Detectron2 main with its compiled ops, built from ../shared/detectron2-main
 # into a second environment under ~/.cache/bodyparts (reused; rebuilt only when the tarball changes).

@@ -1,4 +1,5 @@
-"""bodyparts config nodes. Every key lives under ``cfg.BODYPARTS``; Detectron2's keys keep their meaning.
+"""bodyparts config nodes. Every key lives under ``cfg.BODYPARTS``; Detectron2's keys keep their
+meaning.
 
 Usage::
 
@@ -8,16 +9,29 @@ Usage::
     add_bodyparts_config(cfg)
     cfg.merge_from_file("configs/quick_schedules/synthetic_person_rcnn_R18_FPN_cpu.yaml")
 """
+
+from typing import Any, Sequence
+
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_bodyparts_config"]
+from .taxonomy import KEYPOINT_TAXONOMIES, PART_TAXONOMIES
+
+__all__ = [
+    "add_bodyparts_config",
+    "check_bodyparts_config",
+    "ConfigValueError",
+    "CLASS_BALANCE_MODES",
+]
+
+# Choices of MODEL.ROI_BODYPART_HEAD.CLASS_BALANCE and MODEL.BODYPART_SEM_SEG.CLASS_BALANCE.
+CLASS_BALANCE_MODES = ("none", "inverse", "exponential")
 
 
 def add_taxonomy_config(cfg: CN) -> None:
     _C = cfg
     _C.BODYPARTS = CN()
-    # Part taxonomy the model predicts (taxonomy.PART_TAXONOMIES: fine_lr, lr6, ppp6 or a native set).
-    # Every training/test dataset must be able to express it (checked at start-up).
+    # Part taxonomy the model predicts (taxonomy.PART_TAXONOMIES: fine_lr, lr6, ppp6 or a native
+    # set). Every training/test dataset must be able to express it (checked at start-up).
     _C.BODYPARTS.PART_TAXONOMY = "fine_lr"
     # Keypoint taxonomy (bodyparts.taxonomy.KEYPOINT_TAXONOMIES); sets names, flip map, OKS sigmas.
     _C.BODYPARTS.KEYPOINT_TAXONOMY = "coco17"
@@ -67,7 +81,7 @@ def add_part_head_config(cfg: CN) -> None:
     _C.MODEL.ROI_BODYPART_HEAD.MAX_FG_PER_IMAGE = 16
     # Class balancing of the part loss: "none", "inverse" (1 / frequency), "exponential".
     # Weights are computed once, when training starts, from the training set's pixel counts
-    # (METRICS.md section 8) and saved in the checkpoint.
+    # (docs/metrics.md section 8) and saved in the checkpoint.
     _C.MODEL.ROI_BODYPART_HEAD.CLASS_BALANCE = "none"
     # Explicit class weights (background first, one per label); overrides CLASS_BALANCE.
     _C.MODEL.ROI_BODYPART_HEAD.CLASS_WEIGHTS = []
@@ -88,7 +102,7 @@ def add_semantic_config(cfg: CN) -> None:
     _C = cfg
     _C.MODEL.BODYPART_SEM_SEG = CN()
     # Class balancing of the pixel loss: "none", "inverse" (1 / frequency), "exponential";
-    # computed once, when training starts, from DATASETS.TRAIN's pixel counts (METRICS.md
+    # computed once, when training starts, from DATASETS.TRAIN's pixel counts (docs/metrics.md
     # section 8), applied "outer", saved in the checkpoint.
     _C.MODEL.BODYPART_SEM_SEG.CLASS_BALANCE = "none"
     # Explicit class weights (background first, one per label); overrides CLASS_BALANCE.
@@ -103,6 +117,10 @@ def add_panoptic_config(cfg: CN) -> None:
     # Contiguous thing class ids whose instances carry part maps (persons: 0); the part branch
     # trains on and predicts for these classes' ROIs only.
     _C.MODEL.BODYPART_PANOPTIC.PART_THING_IDS = [0]
+    _C.BODYPARTS.PANOPTIC_EVAL = CN()
+    # Write the panoptic-parts files (ground-truth .tif, prediction PNGs, specs) of every evaluated
+    # image to <evaluation output folder>/part_panoptic, for tools/eval_part_panoptic.py.
+    _C.BODYPARTS.PANOPTIC_EVAL.WRITE_FILES = False
 
 
 def add_parsing_eval_config(cfg: CN) -> None:
@@ -157,3 +175,81 @@ def add_bodyparts_config(cfg: CN) -> None:
     add_panoptic_config(cfg)
     add_regnet_config(cfg)
     add_parsing_eval_config(cfg)
+
+
+class ConfigValueError(ValueError):
+    """A bodyparts config key holds a value it cannot take (the message names the key, the value
+    and what it may be)."""
+
+
+def _choice(source: str, key: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise ConfigValueError(
+            f"{source}: {key} {value!r} is not valid; choose one of: {', '.join(map(str, choices))}"
+        )
+
+
+def _at_least(source: str, key: str, value: Any, low: float) -> None:
+    if not value >= low:
+        raise ConfigValueError(f"{source}: {key} {value!r} is not valid; it must be >= {low}")
+
+
+def _probability(source: str, key: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigValueError(f"{source}: {key} {value!r} is not valid; it must be in [0, 1]")
+
+
+def check_bodyparts_config(cfg: CN, source: str = "config") -> None:
+    """Check the values of the bodyparts keys that have a fixed set of choices or a range, so that
+    a typo is one error naming the key, the value and the valid choices when the config is loaded
+    (not a traceback when the model or the data loader is built).
+
+    Raises:
+        ConfigValueError: ``"<source>: <KEY> <value> is not valid; choose one of: ..."``.
+    """
+    _choice(source, "BODYPARTS.PART_TAXONOMY", cfg.BODYPARTS.PART_TAXONOMY, sorted(PART_TAXONOMIES))
+    _choice(
+        source,
+        "BODYPARTS.KEYPOINT_TAXONOMY",
+        cfg.BODYPARTS.KEYPOINT_TAXONOMY,
+        sorted(KEYPOINT_TAXONOMIES),
+    )
+    head = cfg.MODEL.ROI_BODYPART_HEAD
+    for node in ("ROI_BODYPART_HEAD", "BODYPART_SEM_SEG"):
+        key = f"MODEL.{node}"
+        _choice(source, f"{key}.CLASS_BALANCE", cfg.MODEL[node].CLASS_BALANCE, CLASS_BALANCE_MODES)
+        weights = list(cfg.MODEL[node].CLASS_WEIGHTS)
+        if any(not w >= 0 for w in weights):
+            raise ConfigValueError(
+                f"{source}: {key}.CLASS_WEIGHTS {weights} is not valid; weights must be >= 0"
+            )
+    _choice(source, "MODEL.ROI_BODYPART_HEAD.NORM", head.NORM, ("", "GN", "BN", "SyncBN"))
+    _choice(
+        source,
+        "MODEL.ROI_BODYPART_HEAD.POOLER_TYPE",
+        head.POOLER_TYPE,
+        ("ROIAlignV2", "ROIAlign", "ROIPool"),
+    )
+    _at_least(source, "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION", head.POOLER_RESOLUTION, 1)
+    _at_least(source, "MODEL.ROI_BODYPART_HEAD.UP_SCALE", head.UP_SCALE, 1)
+    _at_least(source, "MODEL.ROI_BODYPART_HEAD.MAX_FG_PER_IMAGE", head.MAX_FG_PER_IMAGE, 0)
+    if head.NAME == "PartDilatedContextHead" and len(head.DILATIONS) != len(head.CONV_DIMS):
+        raise ConfigValueError(
+            f"{source}: MODEL.ROI_BODYPART_HEAD.DILATIONS {list(head.DILATIONS)} is not valid; "
+            "PartDilatedContextHead needs one dilation per conv "
+            f"(CONV_DIMS has {len(head.CONV_DIMS)})"
+        )
+    _choice(
+        source, "MODEL.REGNETS.NORM", cfg.MODEL.REGNETS.NORM, ("BN", "SyncBN", "GN", "FrozenBN")
+    )
+    for feature in cfg.MODEL.REGNETS.OUT_FEATURES:
+        _choice(source, "MODEL.REGNETS.OUT_FEATURES", feature, ("s1", "s2", "s3", "s4"))
+    synthetic = cfg.BODYPARTS.SYNTHETIC
+    _at_least(source, "BODYPARTS.SYNTHETIC.NUM_TRAIN", synthetic.NUM_TRAIN, 0)
+    _at_least(source, "BODYPARTS.SYNTHETIC.NUM_VAL", synthetic.NUM_VAL, 0)
+    _at_least(source, "BODYPARTS.SYNTHETIC.IMAGE_SIZE", synthetic.IMAGE_SIZE, 32)
+    _at_least(source, "BODYPARTS.SYNTHETIC.MAX_PERSONS", synthetic.MAX_PERSONS, 1)
+    for name in ("PASTE_SCORE_THRESH", "AP_SCORE_THRESH"):
+        _probability(source, f"BODYPARTS.PARSING_EVAL.{name}", cfg.BODYPARTS.PARSING_EVAL[name])
+    for thing_id in cfg.MODEL.BODYPART_PANOPTIC.PART_THING_IDS:
+        _at_least(source, "MODEL.BODYPART_PANOPTIC.PART_THING_IDS", thing_id, 0)

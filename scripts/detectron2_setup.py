@@ -10,8 +10,10 @@ builds a pure-Python distribution named ``detectron2`` instead:
 * the three projects v0.6 maps under ``detectron2.projects`` when present;
 * no ``tools`` package; requirements without black/future/pydot (export and formatting only).
 
-It is copied over the sdist's setup.py by scripts/setup_env.sh; no Python file of Detectron2 is edited.
+It is copied over the sdist's setup.py by scripts/setup_env.sh; no Python file of Detectron2 is
+edited.
 """
+
 import os
 
 from setuptools import find_packages, setup
@@ -41,7 +43,9 @@ setup(
     version="0.6+nocsrc",
     author="FAIR",
     url="https://github.com/facebookresearch/detectron2",
-    description="Detectron2 v0.6 Python sources (pb1-detectron2 sdist), built without detectron2._C",
+    description=(
+        "Detectron2 v0.6 Python sources (pb1-detectron2 sdist), built without detectron2._C"
+    ),
     packages=find_packages(include=("detectron2", "detectron2.*")) + list(PROJECTS.keys()),
     package_dir=PROJECTS,
     package_data={"detectron2.model_zoo": model_zoo_configs()},

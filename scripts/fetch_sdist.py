@@ -6,6 +6,7 @@ This reads the index's simple (PEP 503) page for the project instead, the same p
 
 Usage: python scripts/fetch_sdist.py PROJECT VERSION SHA256 DEST_FILE
 """
+
 import hashlib
 import html.parser
 import os
@@ -20,7 +21,8 @@ def index_url() -> str:
     if not url:
         out = subprocess.run(
             [sys.executable, "-m", "pip", "config", "get", "global.index-url"],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         url = out.stdout.strip() if out.returncode == 0 else ""
     if not url:

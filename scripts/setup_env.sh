@@ -88,6 +88,17 @@ esac
 say "installing bodyparts (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
 
+# Pure-Python Detectron2 v0.6 only: a start-up hook (bodyparts_startup.py) that applies bodyparts'
+# run-time fixes when detectron2 is first imported, so that `import detectron2.data` works before
+# `import bodyparts`. Upstream main needs no fixes: no hook there (and a stale one is removed).
+SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+if "$PY" -c 'import bodyparts.compat as c, sys; sys.exit(0 if c.PREPARED.get("c_standin") else 1)' 2>/dev/null; then
+  echo "import bodyparts_startup; bodyparts_startup.install()" > "$SITE/bodyparts-startup.pth"
+  say "installed the import-order hook $SITE/bodyparts-startup.pth (pure-Python Detectron2)"
+else
+  rm -f "$SITE/bodyparts-startup.pth"
+fi
+
 "${PIP[@]}" check || say "WARNING: pip check reports conflicts (see above)"
 "$PY" -c "import bodyparts, detectron2, torch; print('[setup] ok: torch', torch.__version__, '| detectron2', detectron2.__version__, 'from', detectron2.__file__.rsplit('/', 2)[0], '| compiled ops:', bodyparts.compat.has_compiled_ops())"
 echo "$WANT" > "$STAMP"

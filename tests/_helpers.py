@@ -3,6 +3,7 @@
 Plain functions (and one fixture, imported by the test modules that use it) so that no test needs
 real data; everything is written under pytest's ``tmp_path``.
 """
+
 import contextlib
 import os
 import uuid

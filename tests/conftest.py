@@ -1,4 +1,6 @@
-"""Shared pytest fixtures. Tests never need real data or network; generated data goes to tmp dirs."""
+"""Shared pytest fixtures. Tests never need real data or network; generated data goes to tmp
+dirs."""
+
 import os
 import sys
 
@@ -7,24 +9,35 @@ import pytest
 import bodyparts  # noqa: F401  (prepares Detectron2 before any test imports detectron2.data/modeling)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUICK_CONFIG = os.path.join(REPO, "configs", "quick_schedules", "person_rcnn_R18_FPN_synthetic_cpu.yaml")
+QUICK_CONFIG = os.path.join(
+    REPO, "configs", "quick_schedules", "person_rcnn_R18_FPN_synthetic_cpu.yaml"
+)
 
 # Small, fast settings for the quick config: 96 px synthetic images, a handful of them.
 TINY_OPTS = [
-    "BODYPARTS.SYNTHETIC.IMAGE_SIZE", "96",
-    "BODYPARTS.SYNTHETIC.NUM_TRAIN", "8",
-    "BODYPARTS.SYNTHETIC.NUM_VAL", "4",
-    "INPUT.MIN_SIZE_TRAIN", "(96,)",
-    "INPUT.MIN_SIZE_TEST", "96",
-    "DATALOADER.NUM_WORKERS", "0",
-    "SOLVER.IMS_PER_BATCH", "2",
-    "SOLVER.WARMUP_ITERS", "5",
+    "BODYPARTS.SYNTHETIC.IMAGE_SIZE",
+    "96",
+    "BODYPARTS.SYNTHETIC.NUM_TRAIN",
+    "8",
+    "BODYPARTS.SYNTHETIC.NUM_VAL",
+    "4",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(96,)",
+    "INPUT.MIN_SIZE_TEST",
+    "96",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.WARMUP_ITERS",
+    "5",
 ]
 
 
 @pytest.fixture(scope="session")
 def datasets_root(tmp_path_factory):
-    """A session-wide DETECTRON2_DATASETS directory (synthetic data is generated once per session)."""
+    """A session-wide DETECTRON2_DATASETS directory (synthetic data is generated once per
+    session)."""
     root = str(tmp_path_factory.mktemp("datasets"))
     old = os.environ.get("DETECTRON2_DATASETS")
     os.environ["DETECTRON2_DATASETS"] = root

@@ -1,4 +1,5 @@
 """tools/benchmark.py: JSON and table of an A --vs B run, and clear errors. No timing asserted."""
+
 import importlib.util
 import json
 import math
@@ -6,7 +7,6 @@ import os
 import subprocess
 
 import pytest
-
 from conftest import QUICK_CONFIG, REPO, run_tool_cmd
 
 BENCHMARK = os.path.join(REPO, "tools", "benchmark.py")
@@ -15,14 +15,22 @@ MASK_RCNN_CONFIG = os.path.join(
 )
 # 4 train / 2 val synthetic images of 64 px; few ROIs and detections keep a step short on CPU.
 BENCH_OPTS = [
-    "BODYPARTS.SYNTHETIC.NUM_TRAIN", "4",
-    "BODYPARTS.SYNTHETIC.NUM_VAL", "2",
-    "BODYPARTS.SYNTHETIC.IMAGE_SIZE", "64",
-    "INPUT.MIN_SIZE_TRAIN", "(64,)",
-    "INPUT.MIN_SIZE_TEST", "64",
-    "SOLVER.IMS_PER_BATCH", "2",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",
-    "TEST.DETECTIONS_PER_IMAGE", "5",
+    "BODYPARTS.SYNTHETIC.NUM_TRAIN",
+    "4",
+    "BODYPARTS.SYNTHETIC.NUM_VAL",
+    "2",
+    "BODYPARTS.SYNTHETIC.IMAGE_SIZE",
+    "64",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(64,)",
+    "INPUT.MIN_SIZE_TEST",
+    "64",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "16",
+    "TEST.DETECTIONS_PER_IMAGE",
+    "5",
 ]
 FIGURES = {
     "train": {"s_per_iter_mean", "s_per_iter_median", "images_per_s", "peak_memory_mb"},
@@ -41,8 +49,20 @@ def _load_tool():
 def test_benchmark_vs_writes_json_and_ratio_table(tmp_path):
     out = tmp_path / "bench.json"
     cmd = run_tool_cmd(
-        BENCHMARK, "--config-file", QUICK_CONFIG, "--vs", MASK_RCNN_CONFIG,
-        "--iters", "2", "--warmup", "1", "--images", "2", "--json", str(out), *BENCH_OPTS,
+        BENCHMARK,
+        "--config-file",
+        QUICK_CONFIG,
+        "--vs",
+        MASK_RCNN_CONFIG,
+        "--iters",
+        "2",
+        "--warmup",
+        "1",
+        "--images",
+        "2",
+        "--json",
+        str(out),
+        *BENCH_OPTS,
     )
     # One thread: the test machine may be busy, and oversubscribed threads make CPU steps crawl.
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), OMP_NUM_THREADS="1")
@@ -78,8 +98,13 @@ def test_benchmark_vs_writes_json_and_ratio_table(tmp_path):
     assert os.path.basename(MASK_RCNN_CONFIG) in header
     assert "B slower / bigger" in header
     table_rows = {line.split("  ")[0] for line in proc.stdout.splitlines()}
-    for label in ("train s/iter (mean)", "inference s/image (mean)", "train peak memory (MB)",
-                  "inference peak memory (MB)", "data loader images/s"):
+    for label in (
+        "train s/iter (mean)",
+        "inference s/image (mean)",
+        "train peak memory (MB)",
+        "inference peak memory (MB)",
+        "data loader images/s",
+    ):
         assert label in table_rows
     assert "detectron2: " in proc.stdout and "threads: 1" in proc.stdout
 

@@ -109,19 +109,21 @@ def test_page_draws_an_uploaded_file(browser, server, tmp_path):
         page.set_input_files("#file", str(path))
         page.wait_for_function(f"{FRAMES} >= 1", timeout=60_000)
         size = page.evaluate(
-            "[document.getElementById('result').naturalWidth, document.getElementById('result').naturalHeight]"
+            "[document.getElementById('result').naturalWidth, "
+            "document.getElementById('result').naturalHeight]"
         )
-        assert size == [
-            128,
-            96,
-        ]  # the drawing of the whole image (legend=false: the page lists the parts)
+        # the drawing of the whole image (legend=false: the page lists the parts)
+        assert size == [128, 96]
         assert page.inner_text("#persons") == "4"  # DETECTIONS_PER_IMAGE 4, threshold 0
         assert re.fullmatch(r"\d+ ms", page.inner_text("#rtt"))
         assert page.inner_text("#status") == ""
         pixels = page.evaluate(
-            """() => { const img = document.getElementById('result'); const c = document.createElement('canvas');
-            c.width = img.naturalWidth; c.height = img.naturalHeight; const g = c.getContext('2d');
-            g.drawImage(img, 0, 0); return Array.from(g.getImageData(0, 0, c.width, c.height).data); }"""
+            "() => { const img = document.getElementById('result');"
+            " const c = document.createElement('canvas');"
+            " c.width = img.naturalWidth; c.height = img.naturalHeight;"
+            " const g = c.getContext('2d');"
+            " g.drawImage(img, 0, 0);"
+            " return Array.from(g.getImageData(0, 0, c.width, c.height).data); }"
         )
         shown = np.array(pixels, np.uint8).reshape(96, 128, 4)[..., :3]
         assert np.abs(shown.astype(int) - scene.image.astype(int)).max() > 50  # persons drawn on it

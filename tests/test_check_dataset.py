@@ -1,21 +1,24 @@
 """tools/check_dataset.py on a registered PASCAL-Part fixture split with one broken file."""
+
 import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
+from _helpers import (
+    dataset_name,  # noqa: F401  (fixture)
+    parts_from_map,
+    write_image,
+)
+from conftest import REPO
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
+from fixtures.pascal_part import write_pascal_part_fixture
 
 from bodyparts.data.contract import encode_mask
 from bodyparts.data.datasets.pascal_part import register_all_pascal_part
 from bodyparts.taxonomy import get_part_taxonomy
-
-from _helpers import dataset_name  # noqa: F401  (fixture)
-from _helpers import parts_from_map, write_image
-from conftest import REPO
-from fixtures.pascal_part import write_pascal_part_fixture
 
 TOOL = os.path.join(REPO, "tools", "check_dataset.py")
 
@@ -34,7 +37,9 @@ def pascal_root(tmp_path, restore_catalogs):
     root = tmp_path / "datasets"
     anno = root / "pascal_part" / "Annotations_Part"
     images = root / "VOCdevkit" / "VOC2010" / "JPEGImages"
-    expected = write_pascal_part_fixture(str(root / "pascal_part"), image_dir="../VOCdevkit/VOC2010/JPEGImages")
+    expected = write_pascal_part_fixture(
+        str(root / "pascal_part"), image_dir="../VOCdevkit/VOC2010/JPEGImages"
+    )
     main = root / "VOCdevkit" / "VOC2010" / "ImageSets" / "Main"
     main.mkdir(parents=True)
     ids = sorted(expected)
@@ -52,7 +57,16 @@ def test_check_dataset_reports_counts_and_renders(pascal_root, tmp_path, monkeyp
     tool = _tool()
     out = tmp_path / "report"
     args = tool.get_parser().parse_args(
-        ["pascal_part_person_train", "--output", str(out), "--num-vis", "2", "--taxonomy", "lr6", "--timing"]
+        [
+            "pascal_part_person_train",
+            "--output",
+            str(out),
+            "--num-vis",
+            "2",
+            "--taxonomy",
+            "lr6",
+            "--timing",
+        ]
     )
     assert tool.main(args) == 0
     summary = json.loads((out / "pascal_part_person_train" / "summary.json").read_text())
@@ -63,7 +77,14 @@ def test_check_dataset_reports_counts_and_renders(pascal_root, tmp_path, monkeyp
     assert summary["persons"]["total"] == persons == 4
     assert summary["persons"].get("with_keypoints", 0) == 0
     assert summary["problems"] == []
-    assert set(summary["part_share_lr6"]) == {"head", "torso", "left_arm", "right_arm", "left_leg", "right_leg"}
+    assert set(summary["part_share_lr6"]) == {
+        "head",
+        "torso",
+        "left_arm",
+        "right_arm",
+        "left_leg",
+        "right_leg",
+    }
     assert summary["part_share_lr6"]["right_arm"] == 0.0  # no right arm part in the fixture
     assert summary["timing"]["warm_records_per_s"] > 0
     samples = sorted(os.listdir(out / "pascal_part_person_train" / "samples"))
@@ -77,7 +98,9 @@ def test_check_dataset_broken_file_stops_or_is_skipped(pascal_root, tmp_path, mo
     args = tool.get_parser().parse_args(["pascal_part_person_val", "--output", str(tmp_path / "r")])
     with pytest.raises(tool.DataContractError, match=r"2010_000009.mat: .*truncated or corrupt"):
         tool.main(args)
-    args = tool.get_parser().parse_args(["pascal_part_person_val", "--output", str(tmp_path / "r"), "--skip-bad"])
+    args = tool.get_parser().parse_args(
+        ["pascal_part_person_val", "--output", str(tmp_path / "r"), "--skip-bad"]
+    )
     assert tool.main(args) == 0
     summary = json.loads((tmp_path / "r" / "pascal_part_person_val" / "summary.json").read_text())
     assert summary["images"] == 1  # 2008_000002; the broken file is skipped (and logged)
@@ -96,10 +119,22 @@ def _cihp_split(tmp_path, name):
     parts[2, 1], parts[3, 1] = cihp.label_of("left_arm"), cihp.label_of("left_arm")
     image = str(tmp_path / "img" / "0000001.jpg")
     write_image(image, 8, 8)
-    ann = {"bbox": [1.0, 0.0, 3.0, 4.0], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0,
-           "iscrowd": 0, "segmentation": encode_mask(parts > 0), "parts": parts_from_map(parts)}
-    record = {"file_name": image, "height": 8, "width": 8, "image_id": "0000001",
-              "part_taxonomy": "cihp20", "annotations": [ann]}
+    ann = {
+        "bbox": [1.0, 0.0, 3.0, 4.0],
+        "bbox_mode": BoxMode.XYWH_ABS,
+        "category_id": 0,
+        "iscrowd": 0,
+        "segmentation": encode_mask(parts > 0),
+        "parts": parts_from_map(parts),
+    }
+    record = {
+        "file_name": image,
+        "height": 8,
+        "width": 8,
+        "image_id": "0000001",
+        "part_taxonomy": "cihp20",
+        "annotations": [ann],
+    }
     DatasetCatalog.register(name, lambda: [record])
     MetadataCatalog.get(name).set(part_taxonomy="cihp20", thing_classes=["person"])
 
@@ -118,26 +153,36 @@ def test_lr6_shares_leave_ignored_pixels_out(tmp_path, dataset_name, capsys):  #
     summary = json.loads((out / dataset_name / "summary.json").read_text())
     assert summary["problems"] == []
     shares = summary["part_share_lr6"]
-    assert shares == {"head": 66.67, "torso": 0.0, "left_arm": 33.33, "right_arm": 0.0,
-                      "left_leg": 0.0, "right_leg": 0.0}
+    assert shares == {
+        "head": 66.67,
+        "torso": 0.0,
+        "left_arm": 33.33,
+        "right_arm": 0.0,
+        "left_leg": 0.0,
+        "right_leg": 0.0,
+    }
     assert sum(shares.values()) == pytest.approx(100.0)
     assert summary["ignored_share_lr6"] == 40.0 and summary["background_share_lr6"] == 0.0
     native = summary["part_share"]
     assert {k: v for k, v in native.items() if v} == {
-        "hair": 20.0, "face": 20.0, "upper_clothes": 40.0, "left_arm": 20.0
+        "hair": 20.0,
+        "face": 20.0,
+        "upper_clothes": 40.0,
+        "left_arm": 20.0,
     }
     printed = capsys.readouterr().out
     assert "part_share_lr6: head 66.67%, torso 0.0%, left_arm 33.33%" in printed
-    assert "lr6: 40.0% of the part pixels ignored (unmapped labels: no loss, not scored); " \
-           "part_share_lr6 is over the other 60.0%" in printed
+    assert (
+        "lr6: 40.0% of the part pixels ignored (unmapped labels: no loss, not scored); "
+        "part_share_lr6 is over the other 60.0%" in printed
+    )
 
 
 def test_catalogs_are_restored_after_a_failing_test(tmp_path):
     """What restore_catalogs does when a test fails after re-registering the PASCAL-Part splits
     under another root and registering a split of its own."""
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
     from _helpers import catalogs_restored
+    from detectron2.data import DatasetCatalog, MetadataCatalog
 
     name = "pascal_part_person_train"
     loader, meta = DatasetCatalog[name], MetadataCatalog.get(name)

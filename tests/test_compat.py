@@ -1,14 +1,18 @@
 """The Detectron2 compatibility layer: _C stand-in, op replacements, Pillow alias, API helpers."""
+
 import types
 
+import detectron2
 import PIL
 import pytest
 import torch
 import torchvision
+from detectron2.layers import ROIAlign, batched_nms, nms_rotated
+from detectron2.structures import Boxes, pairwise_iou
+from detectron2.utils import comm
 from PIL import Image
 
 import bodyparts
-import detectron2
 from bodyparts.compat import (
     PREPARED,
     MissingCompiledOpError,
@@ -16,21 +20,21 @@ from bodyparts.compat import (
     create_local_process_group,
     ddp_without_device_ids_on_cpu,
     has_compiled_ops,
+    runtime,
 )
-from bodyparts.compat import runtime
-from detectron2.layers import ROIAlign, batched_nms, nms_rotated
-from detectron2.structures import Boxes, pairwise_iou
-from detectron2.utils import comm
 
-
-# ------------------------------------------------------------ (1) detectron2._C: stand-in or compiled
+# ---------------------------------------------------------- (1) detectron2._C: stand-in or compiled
 #
 # The suite runs on both Detectron2 builds (README, CI): the v0.6 pure-Python build, where bodyparts
 # installs its stand-in for detectron2._C, and upstream main built with its compiled ops, where the
 # real extension is used untouched. Each test below asserts the behaviour of the build it runs on.
 
 COMPILED = has_compiled_ops()
-BUILD = "compiled detectron2._C" if COMPILED else "pure-Python build (bodyparts stand-in for detectron2._C)"
+BUILD = (
+    "compiled detectron2._C"
+    if COMPILED
+    else "pure-Python build (bodyparts stand-in for detectron2._C)"
+)
 
 
 def test_build_is_detected_from_the_extension_itself():
@@ -42,7 +46,9 @@ def test_build_is_detected_from_the_extension_itself():
     assert bodyparts.compat.prepare_detectron2() is PREPARED  # idempotent
 
 
-ROTATED_A = torch.tensor([[5.0, 5.0, 4.0, 2.0, 0.0], [5.0, 5.0, 4.0, 2.0, 90.0], [20.0, 20.0, 2.0, 2.0, 0.0]])
+ROTATED_A = torch.tensor(
+    [[5.0, 5.0, 4.0, 2.0, 0.0], [5.0, 5.0, 4.0, 2.0, 90.0], [20.0, 20.0, 2.0, 2.0, 0.0]]
+)
 
 
 @pytest.mark.parametrize(
@@ -63,7 +69,10 @@ def test_c_ops_missing_or_compiled(name, args):
         op = getattr(detectron2._C, name, None)
         if op is None:
             op = getattr(torch.ops.detectron2, name)
-        assert callable(op) and getattr(op, "__module__", "") != "bodyparts.compat.c_ops", (name, op)
+        assert callable(op) and getattr(op, "__module__", "") != "bodyparts.compat.c_ops", (
+            name,
+            op,
+        )
         return
     op = getattr(detectron2._C, name)
     with pytest.raises(MissingCompiledOpError) as e:
@@ -77,8 +86,8 @@ def test_c_ops_missing_or_compiled(name, args):
 def test_rotated_iou_and_nms():
     """Pure build: both rotated ops raise the named error. Compiled build: hand-computed values.
 
-    Boxes (cx, cy, w, h, angle in degrees): a 4x2 box, the same box turned 90 degrees (overlap 2x2 = 4,
-    union 8 + 8 - 4 = 12), and a far-away 2x2 box."""
+    Boxes (cx, cy, w, h, angle in degrees): a 4x2 box, the same box turned 90 degrees (overlap
+    2x2 = 4, union 8 + 8 - 4 = 12), and a far-away 2x2 box."""
     from detectron2.layers.rotated_boxes import pairwise_iou_rotated
 
     scores = torch.tensor([0.9, 0.8, 0.7])
@@ -207,8 +216,9 @@ def test_pillow_linear_alias():
         assert Image.LINEAR == Image.BILINEAR
     elif pillow_major >= 10:
         assert not hasattr(Image, "LINEAR")  # nothing was added to Pillow
-    from detectron2.data.transforms import ExtentTransform
     import inspect
+
+    from detectron2.data.transforms import ExtentTransform
 
     default = inspect.signature(ExtentTransform.__init__).parameters["interp"].default
     assert default == Image.BILINEAR  # LINEAR (aliased) in v0.6, BILINEAR in main: the same filter
@@ -332,9 +342,10 @@ def test_coco_evaluator_kwargs():
 
 def test_coco_evaluator_fast_impl_matches_pycocotools(tmp_path):
     """On the build it runs on, COCOEvaluator with bodyparts' options gives the AP computed by hand:
-    one image, two ground-truth boxes, one exact detection (score 0.9) and one at IoU 0.5 (score 0.8):
-    AP50 = 100 (both match at IoU >= 0.5) and AP75 = 100 * 51 / 101 (only the first matches:
-    precision 1 at the 51 of COCO's 101 recall points 0, 0.01, ..., 0.5, none above). With a compiled _C, the C++ implementation also equals pycocotools exactly."""
+    one image, two ground-truth boxes, one exact detection (score 0.9) and one at IoU 0.5
+    (score 0.8): AP50 = 100 (both match at IoU >= 0.5) and AP75 = 100 * 51 / 101 (only the first
+    matches: precision 1 at the 51 of COCO's 101 recall points 0, 0.01, ..., 0.5, none above). With
+    a compiled _C, the C++ implementation also equals pycocotools exactly."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.evaluation import COCOEvaluator
     from detectron2.structures import Instances
@@ -342,7 +353,10 @@ def test_coco_evaluator_fast_impl_matches_pycocotools(tmp_path):
     name = "test_compat_coco_fast_impl"
     gt = [[0.0, 0.0, 20.0, 20.0], [40.0, 40.0, 60.0, 60.0]]
     record = {
-        "file_name": "x.jpg", "image_id": 1, "height": 80, "width": 80,
+        "file_name": "x.jpg",
+        "image_id": 1,
+        "height": 80,
+        "width": 80,
         "annotations": [{"bbox": b, "bbox_mode": 0, "category_id": 0, "iscrowd": 0} for b in gt],
     }
     DatasetCatalog.register(name, lambda: [record])
@@ -355,8 +369,13 @@ def test_coco_evaluator_fast_impl_matches_pycocotools(tmp_path):
         pred.pred_classes = torch.tensor([0, 0])
         results = {}
         for fast in sorted({False, COMPILED}):
-            ev = COCOEvaluator(name, tasks=("bbox",), distributed=False, output_dir=str(tmp_path / str(fast)),
-                               use_fast_impl=fast)
+            ev = COCOEvaluator(
+                name,
+                tasks=("bbox",),
+                distributed=False,
+                output_dir=str(tmp_path / str(fast)),
+                use_fast_impl=fast,
+            )
             ev.reset()
             ev.process([{"image_id": 1, "height": 80, "width": 80}], [{"instances": pred}])
             results[fast] = ev.evaluate()["bbox"]

@@ -1,16 +1,16 @@
 """Every config file loads (catches key typos) and a typo gets an error naming the file and key."""
+
 import glob
 import os
 from argparse import Namespace
 
 import pytest
+from conftest import REPO
 from detectron2.config import get_cfg
 
 from bodyparts import add_bodyparts_config
 from bodyparts.engine import setup_cfg
-from bodyparts.taxonomy import PART_TAXONOMIES, KEYPOINT_TAXONOMIES
-
-from conftest import REPO
+from bodyparts.taxonomy import KEYPOINT_TAXONOMIES, PART_TAXONOMIES
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True))
 
@@ -27,13 +27,18 @@ def test_config_loads(path):
     assert cfg.BODYPARTS.PART_TAXONOMY in PART_TAXONOMIES
     assert cfg.BODYPARTS.KEYPOINT_TAXONOMY in KEYPOINT_TAXONOMIES
     if cfg.MODEL.KEYPOINT_ON:
-        assert cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS == KEYPOINT_TAXONOMIES[cfg.BODYPARTS.KEYPOINT_TAXONOMY].num_keypoints
-
+        assert (
+            cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS
+            == KEYPOINT_TAXONOMIES[cfg.BODYPARTS.KEYPOINT_TAXONOMY].num_keypoints
+        )
 
 
 def test_config_typo_names_file_and_key(tmp_path):
     bad = tmp_path / "typo.yaml"
-    bad.write_text('_BASE_: "%s"\nMODEL:\n  ROI_HEADZ:\n    NUM_CLASSES: 1\n' % os.path.join(REPO, "configs", "Base-Person-RCNN-FPN.yaml"))
+    bad.write_text(
+        '_BASE_: "%s"\nMODEL:\n  ROI_HEADZ:\n    NUM_CLASSES: 1\n'
+        % os.path.join(REPO, "configs", "Base-Person-RCNN-FPN.yaml")
+    )
     with pytest.raises(KeyError) as e:
         setup_cfg(Namespace(config_file=str(bad), opts=[]), for_launch_only=True)
     assert "typo.yaml" in str(e.value) and "ROI_HEADZ" in str(e.value)
@@ -42,7 +47,10 @@ def test_config_typo_names_file_and_key(tmp_path):
 def test_opts_typo_names_key():
     path = os.path.join(REPO, "configs", "Base-Person-RCNN-FPN.yaml")
     with pytest.raises(KeyError) as e:
-        setup_cfg(Namespace(config_file=path, opts=["BODYPARTS.SYNTHETIC.NUM_TRAINN", "3"]), for_launch_only=True)
+        setup_cfg(
+            Namespace(config_file=path, opts=["BODYPARTS.SYNTHETIC.NUM_TRAINN", "3"]),
+            for_launch_only=True,
+        )
     assert "NUM_TRAINN" in str(e.value)
 
 
@@ -77,8 +85,9 @@ MHP_V2_CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "mhp_v2", "*.yam
 
 @pytest.mark.parametrize("path", MHP_V2_CONFIGS, ids=[os.path.basename(c) for c in MHP_V2_CONFIGS])
 def test_mhp_v2_config_builds_the_published_schedule(path):
-    """configs/mhp_v2: Parsing R-CNN's MHP-v2 schedule (cfgs/MHP-v2/e2e_parsing_rcnn_R-50-FPN_{1x,3x}
-    _ms.yaml) and a model predicting the 58 native labels + background at 128 x 128 per person."""
+    """configs/mhp_v2: Parsing R-CNN's MHP-v2 schedule
+    (cfgs/MHP-v2/e2e_parsing_rcnn_R-50-FPN_{1x,3x}_ms.yaml) and a model predicting the 58 native
+    labels + background at 128 x 128 per person."""
     import torch
     from detectron2.modeling import build_model
 
@@ -93,8 +102,15 @@ def test_mhp_v2_config_builds_the_published_schedule(path):
     assert cfg.SOLVER.MAX_ITER == (72000 if three_x else 24000)
     assert tuple(cfg.SOLVER.STEPS) == ((54000, 64000) if three_x else (15000, 20000))
     assert tuple(cfg.INPUT.MIN_SIZE_TRAIN) == (512, 640, 704, 768, 800, 864)
-    assert (cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST) == (1400, 800, 1333)
-    assert cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE == 512 and cfg.MODEL.ROI_BODYPART_HEAD.MAX_FG_PER_IMAGE == 16
+    assert (cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST) == (
+        1400,
+        800,
+        1333,
+    )
+    assert (
+        cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE == 512
+        and cfg.MODEL.ROI_BODYPART_HEAD.MAX_FG_PER_IMAGE == 16
+    )
     assert cfg.BODYPARTS.PART_TAXONOMY == "mhp59"
     assert cfg.BODYPARTS.PARSING_EVAL.PASTE_SCORE_THRESH == 0.05
     assert cfg.BODYPARTS.PARSING_EVAL.AP_SCORE_THRESH == 0.001
@@ -120,7 +136,9 @@ CIHP_LIP_CONFIGS = sorted(
 )
 
 
-@pytest.mark.parametrize("path", CIHP_LIP_CONFIGS, ids=[os.path.relpath(c, REPO) for c in CIHP_LIP_CONFIGS])
+@pytest.mark.parametrize(
+    "path", CIHP_LIP_CONFIGS, ids=[os.path.relpath(c, REPO) for c in CIHP_LIP_CONFIGS]
+)
 def test_cihp_lip_config_builds_the_published_settings(path):
     """configs/cihp: the reference settings of Parsing R-CNN's CIHP configs (batch, LR, schedule,
     input sizes, ROI counts, part output 128 x 128 in the 20 native labels, evaluation thresholds);
@@ -146,12 +164,25 @@ def test_cihp_lip_config_builds_the_published_settings(path):
         assert cfg.SOLVER.MAX_ITER == max_iter and tuple(cfg.SOLVER.STEPS) == steps
         assert cfg.SOLVER.WARMUP_ITERS == warmup_iters and cfg.SOLVER.WARMUP_FACTOR == warmup_factor
     # the caffe-style MSRA R-50 with frozen BatchNorm, as Parsing R-CNN's resnet50_caffe.pth
-    assert weights == "catalog://ImageNetPretrained/MSRA/R-50" and cfg.MODEL.RESNETS.NORM == "FrozenBN"
+    assert (
+        weights == "catalog://ImageNetPretrained/MSRA/R-50" and cfg.MODEL.RESNETS.NORM == "FrozenBN"
+    )
     assert cfg.MODEL.RESNETS.STRIDE_IN_1X1 and cfg.MODEL.BACKBONE.FREEZE_AT == 2
-    assert (cfg.SOLVER.WEIGHT_DECAY, cfg.SOLVER.BIAS_LR_FACTOR, cfg.SOLVER.WEIGHT_DECAY_BIAS) == (0.0001, 2.0, 0.0)
+    assert (cfg.SOLVER.WEIGHT_DECAY, cfg.SOLVER.BIAS_LR_FACTOR, cfg.SOLVER.WEIGHT_DECAY_BIAS) == (
+        0.0001,
+        2.0,
+        0.0,
+    )
     assert tuple(cfg.INPUT.MIN_SIZE_TRAIN) == (512, 640, 704, 768, 800, 864)
-    assert (cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST) == (1400, 800, 1333)
-    assert cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE == 512 and cfg.MODEL.ROI_BODYPART_HEAD.MAX_FG_PER_IMAGE == 16
+    assert (cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST) == (
+        1400,
+        800,
+        1333,
+    )
+    assert (
+        cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE == 512
+        and cfg.MODEL.ROI_BODYPART_HEAD.MAX_FG_PER_IMAGE == 16
+    )
     assert (cfg.MODEL.RPN.PRE_NMS_TOPK_TRAIN, cfg.MODEL.RPN.POST_NMS_TOPK_TEST) == (2000, 1000)
     assert cfg.BODYPARTS.PART_TAXONOMY == "cihp20" and cfg.DATASETS.TEST == ("cihp_val",)
     assert cfg.BODYPARTS.PARSING_EVAL.PASTE_SCORE_THRESH == 0.3

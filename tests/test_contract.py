@@ -1,9 +1,11 @@
 """The data contract: validate_record names source, image, annotation and problem; RLE helpers."""
+
 import copy
 import re
 
 import numpy as np
 import pytest
+from _helpers import FINE_PART_MAP, keypoints, parts_from_map
 from detectron2.structures import BoxMode
 
 from bodyparts.data.contract import (
@@ -15,8 +17,6 @@ from bodyparts.data.contract import (
     validate_record,
 )
 from bodyparts.taxonomy import COCO_PERSON_KEYPOINTS, FINE_LR
-
-from _helpers import FINE_PART_MAP, keypoints, parts_from_map
 
 SOURCE = "/data/people/train.json"
 H, W = 4, 6
@@ -369,11 +369,22 @@ def test_rle_size_not_a_list_is_named():
     from bodyparts.data.contract import DataContractError, validate_record
 
     rec = {
-        "file_name": "x.jpg", "height": 4, "width": 4, "image_id": 9,
-        "annotations": [{"bbox": [0, 0, 2, 2], "bbox_mode": 1, "category_id": 0,
-                         "segmentation": {"size": 4, "counts": "abc"}}],
+        "file_name": "x.jpg",
+        "height": 4,
+        "width": 4,
+        "image_id": 9,
+        "annotations": [
+            {
+                "bbox": [0, 0, 2, 2],
+                "bbox_mode": 1,
+                "category_id": 0,
+                "segmentation": {"size": 4, "counts": "abc"},
+            }
+        ],
     }
-    with pytest.raises(DataContractError, match=r"image 9.*annotation #0.*'size' must be \[height, width\]"):
+    with pytest.raises(
+        DataContractError, match=r"image 9.*annotation #0.*'size' must be \[height, width\]"
+    ):
         validate_record(rec, source="f.json")
 
 

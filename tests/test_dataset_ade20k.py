@@ -391,7 +391,7 @@ def test_2016_atr_cross_checks(tmp_path):
     assert len(person_lines) == 2
     open(atr, "w").write("\n".join(lines[: person_lines[0]] + lines[person_lines[0] + 1 :]))
     expect_error(load_ade20k_2016, root, "val", atr, "2 person instances", "lists 1")
-    open(atr, "w").write("\n".join(l for l in lines if "neck" not in l))
+    open(atr, "w").write("\n".join(line for line in lines if "neck" not in line))
     expect_error(load_ade20k_2016, root, "val", atr, "1646", "neck")
 
 

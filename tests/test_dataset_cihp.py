@@ -1,6 +1,7 @@
 """CIHP native loader: fixtures whose every value is known by construction (tests/fixtures/cihp.py),
 each quirk and bad input, the record cache, registration, the mapping into lr6, training in the
 native taxonomy, and the real sample files of ../shared/realdata/cihp."""
+
 import json
 import math
 import os
@@ -9,9 +10,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
+from fixtures import cihp as fx
 from PIL import Image
 
 from bodyparts.data.contract import decode_rle, image_part_map, part_label_map
@@ -21,9 +24,6 @@ from bodyparts.data.mappers import BodyPartsDatasetMapper
 from bodyparts.data.semantic_mapper import BodyPartsSemSegMapper
 from bodyparts.evaluation.parsing_evaluation import ground_truth_maps
 from bodyparts.taxonomy import CIHP20, TaxonomyError, can_express, mapping_lut
-
-from conftest import REPO
-from fixtures import cihp as fx
 
 REAL = os.path.normpath(os.path.join(REPO, "..", "shared", "realdata", "cihp"))
 REAL_TRAIN = os.path.join(REAL, "Training")
@@ -122,7 +122,9 @@ def test_person_without_categories_and_orphan_part_pixels(cihp_root):
     for ann in rec["annotations"]:
         assert not decode_rle(ann["segmentation"])[r0:r1, c0:c1].any()
     identity = mapping_lut("cihp20", "cihp20")
-    semantic = image_part_map(rec["annotations"], 40, 40, identity, sem_seg_file=rec["sem_seg_file_name"])
+    semantic = image_part_map(
+        rec["annotations"], 40, 40, identity, sem_seg_file=rec["sem_seg_file_name"]
+    )
     assert (semantic[r0:r1, c0:c1] == label).all()
 
 
@@ -155,7 +157,8 @@ def _category_labels(rec):
 
 
 def _instance_map(rec):
-    """Instance_ids rebuilt from a record: part label + 20 * (human_id - 1) on each person's pixels."""
+    """Instance_ids rebuilt from a record: part label + 20 * (human_id - 1) on each person's
+    pixels."""
     h, w = rec["height"], rec["width"]
     out = np.zeros((h, w), dtype=np.int64)
     for ann in rec["annotations"]:
@@ -171,7 +174,9 @@ def test_image_level_only_reads_no_human_ids(broken_root):
     assert "annotations" not in rec
     category, _ = fx.maps("0000001")
     lut = mapping_lut("cihp20", "cihp20")
-    assert np.array_equal(image_part_map([], 48, 64, lut, sem_seg_file=rec["sem_seg_file_name"]), category)
+    assert np.array_equal(
+        image_part_map([], 48, 64, lut, sem_seg_file=rec["sem_seg_file_name"]), category
+    )
 
 
 # ---- bad inputs
@@ -210,24 +215,56 @@ def _truncate(path):
 BAD = {
     "image missing": ("Images", ".jpg", os.remove, r"Images/0000002\.jpg: image not found"),
     "category missing": (
-        "Category_ids", ".png", os.remove, r"Category_ids/0000002\.png: Category_ids map not found"
+        "Category_ids",
+        ".png",
+        os.remove,
+        r"Category_ids/0000002\.png: Category_ids map not found",
     ),
-    "human missing": ("Human_ids", ".png", os.remove, r"Human_ids/0000002\.png: Human_ids map not found"),
+    "human missing": (
+        "Human_ids",
+        ".png",
+        os.remove,
+        r"Human_ids/0000002\.png: Human_ids map not found",
+    ),
     "category size": (
-        "Category_ids", ".png", _crop,
-        r"Category_ids/0000002\.png: Category_ids map is 40x39 \(W x H\) but its image .*0000002\.jpg is 40x40",
+        "Category_ids",
+        ".png",
+        _crop,
+        r"Category_ids/0000002\.png: Category_ids map is 40x39 \(W x H\) "
+        r"but its image .*0000002\.jpg is 40x40",
     ),
     "human size": ("Human_ids", ".png", _crop, r"Human_ids/0000002\.png: Human_ids map is 40x39"),
     "category RGB": (
-        "Category_ids", ".png", _rgb,
-        r"Category_ids/0000002\.png: Category_ids map has PIL mode RGB .*expected an 8-bit single-channel",
+        "Category_ids",
+        ".png",
+        _rgb,
+        r"Category_ids/0000002\.png: Category_ids map has PIL mode RGB "
+        r".*expected an 8-bit single-channel",
     ),
-    "human 16 bit": ("Human_ids", ".png", _sixteen_bit, r"Human_ids/0000002\.png: Human_ids map has PIL mode I;16"),
+    "human 16 bit": (
+        "Human_ids",
+        ".png",
+        _sixteen_bit,
+        r"Human_ids/0000002\.png: Human_ids map has PIL mode I;16",
+    ),
     "category 20": (
-        "Category_ids", ".png", _label(20), r"Category_ids/0000002\.png: .*label value\(s\) \[20\] outside 0\.\.19",
+        "Category_ids",
+        ".png",
+        _label(20),
+        r"Category_ids/0000002\.png: .*label value\(s\) \[20\] outside 0\.\.19",
     ),
-    "category 37": ("Category_ids", ".png", _label(37), r"label value\(s\) \[37\] outside 0\.\.19 \(and 255\)"),
-    "truncated": ("Category_ids", ".png", _truncate, r"Category_ids/0000002\.png: Category_ids map is truncated"),
+    "category 37": (
+        "Category_ids",
+        ".png",
+        _label(37),
+        r"label value\(s\) \[37\] outside 0\.\.19 \(and 255\)",
+    ),
+    "truncated": (
+        "Category_ids",
+        ".png",
+        _truncate,
+        r"Category_ids/0000002\.png: Category_ids map is truncated",
+    ),
 }
 
 
@@ -291,7 +328,9 @@ def test_registered_splits(cihp_root, tmp_path, restore_catalogs, monkeypatch):
     meta = MetadataCatalog.get("cihp_val")
     assert meta.part_taxonomy == "cihp20" and meta.thing_classes == ["person"]
     assert meta.part_flip_pairs == [
-        ("left_arm", "right_arm"), ("left_leg", "right_leg"), ("left_shoe", "right_shoe")
+        ("left_arm", "right_arm"),
+        ("left_leg", "right_leg"),
+        ("left_shoe", "right_shoe"),
     ]
     assert meta.split_file == os.path.join(str(root), "cihp", "Validation", "val_id.txt")
     # BODYPARTS_ON_ERROR=skip for a registered split with a broken file
@@ -309,7 +348,9 @@ def test_registered_splits(cihp_root, tmp_path, restore_catalogs, monkeypatch):
 
 def test_missing_id_list_is_named(tmp_path, restore_catalogs):
     register_all_cihp(str(tmp_path))  # lazy: nothing read yet
-    with pytest.raises(DatasetFormatError, match=r"cihp/Training/train_id\.txt: split list file not found"):
+    with pytest.raises(
+        DatasetFormatError, match=r"cihp/Training/train_id\.txt: split list file not found"
+    ):
         DatasetCatalog.get("cihp_train")
 
 
@@ -318,9 +359,30 @@ def test_missing_id_list_is_named(tmp_path, restore_catalogs):
 
 def test_cihp_to_lr6_maps_body_parts_and_ignores_clothes():
     lut = mapping_lut("cihp20", "lr6")
-    # background, hat, hair, glove, sunglasses, upper clothes, dress, coat, socks, pants, torso skin,
-    # scarf, skirt, face, left arm, right arm, left leg, right leg, left shoe, right shoe
-    assert lut.tolist() == [0, 1, 1, 255, 1, 255, 255, 255, 255, 255, 2, 255, 255, 1, 3, 4, 5, 6, 5, 6]
+    # background, hat, hair, glove, sunglasses, upper clothes, dress, coat, socks, pants, torso
+    # skin, scarf, skirt, face, left arm, right arm, left leg, right leg, left shoe, right shoe
+    assert lut.tolist() == [
+        0,
+        1,
+        1,
+        255,
+        1,
+        255,
+        255,
+        255,
+        255,
+        255,
+        2,
+        255,
+        255,
+        1,
+        3,
+        4,
+        5,
+        6,
+        5,
+        6,
+    ]
     assert not can_express("cihp20", "fine_lr") and not can_express("cihp20", "ppp6")
     with pytest.raises(TaxonomyError, match=r"'cihp20' cannot express taxonomy 'ppp6'.*upper_arms"):
         mapping_lut("cihp20", "ppp6", "cihp_train")
@@ -331,8 +393,12 @@ def test_instance_mapper_native_flip_and_lr6_ignore(cihp_root):
     rec = _by_id(_train(cihp_root))["0000001"]
     flip = [T.RandomFlip(prob=1.0, horizontal=True)]
     native = BodyPartsDatasetMapper(
-        True, augmentations=flip, image_format="BGR", use_parts=True,
-        part_luts={"cihp20": mapping_lut("cihp20", "cihp20")}, part_flip_lut=CIHP20.flip_lut(),
+        True,
+        augmentations=flip,
+        image_format="BGR",
+        use_parts=True,
+        part_luts={"cihp20": mapping_lut("cihp20", "cihp20")},
+        part_flip_lut=CIHP20.flip_lut(),
     )
     maps = native(rec)["instances"].gt_part_maps.tensor.numpy()
     _, labels = fx.expected_persons("0000001")[1]
@@ -340,8 +406,12 @@ def test_instance_mapper_native_flip_and_lr6_ignore(cihp_root):
     assert np.array_equal(maps[0], mirrored)  # the person's right arm (15) becomes its left (14)
     assert maps[0][12, 64 - 1 - 4] == fx.L_ARM
     lr6 = BodyPartsDatasetMapper(
-        True, augmentations=[], image_format="BGR", use_parts=True,
-        part_luts={"cihp20": mapping_lut("cihp20", "lr6")}, part_flip_lut=np.arange(7, dtype=np.uint8),
+        True,
+        augmentations=[],
+        image_format="BGR",
+        use_parts=True,
+        part_luts={"cihp20": mapping_lut("cihp20", "lr6")},
+        part_flip_lut=np.arange(7, dtype=np.uint8),
     )
     person = lr6(rec)["instances"].gt_part_maps.tensor[0].numpy()
     assert (person[26:40, 9:19] == 255).all()  # pants: no lr6 counterpart, ignored
@@ -352,7 +422,10 @@ def test_instance_mapper_native_flip_and_lr6_ignore(cihp_root):
 def test_semantic_mapper_reads_category_ids_in_lr6(cihp_root):
     rec = _by_id(_train(cihp_root))["0000003"]
     mapper = BodyPartsSemSegMapper(
-        False, augmentations=[], image_format="BGR", part_taxonomy="lr6",
+        False,
+        augmentations=[],
+        image_format="BGR",
+        part_taxonomy="lr6",
         part_luts={"cihp20": mapping_lut("cihp20", "lr6")},
     )
     sem_seg = mapper(rec)["sem_seg"].numpy()
@@ -374,7 +447,8 @@ def test_evaluator_ground_truth_is_category_ids(cihp_root):
 
 def test_one_training_step_in_the_native_taxonomy(cihp_root, tmp_path, restore_catalogs):
     """BODYPARTS.PART_TAXONOMY cihp20: the part head predicts 20 labels; with its layers zeroed the
-    logits are 0 and the part loss is ln 20 per labelled pixel times LOSS_WEIGHT; it back-propagates."""
+    logits are 0 and the part loss is ln 20 per labelled pixel times LOSS_WEIGHT; it
+    back-propagates."""
     from argparse import Namespace
 
     from detectron2.modeling import build_model
@@ -383,15 +457,35 @@ def test_one_training_step_in_the_native_taxonomy(cihp_root, tmp_path, restore_c
     from bodyparts.engine import build_mapper, setup_cfg
 
     register_cihp_split("cihp_test_native", os.path.join(cihp_root, "Training"))
-    config = os.path.join(REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml")
+    config = os.path.join(
+        REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml"
+    )
     cfg = setup_cfg(
-        Namespace(config_file=config, opts=[
-            "OUTPUT_DIR", str(tmp_path), "DATASETS.TRAIN", "('cihp_test_native',)",
-            "DATASETS.TEST", "('cihp_test_native',)", "BODYPARTS.PART_TAXONOMY", "cihp20",
-            "MODEL.KEYPOINT_ON", "False", "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION", "8",
-            "MODEL.ROI_BODYPART_HEAD.CONV_DIMS", "[16]", "MODEL.ROI_BODYPART_HEAD.UP_SCALE", "1",
-            "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.RANDOM_FLIP", "none",
-        ]),
+        Namespace(
+            config_file=config,
+            opts=[
+                "OUTPUT_DIR",
+                str(tmp_path),
+                "DATASETS.TRAIN",
+                "('cihp_test_native',)",
+                "DATASETS.TEST",
+                "('cihp_test_native',)",
+                "BODYPARTS.PART_TAXONOMY",
+                "cihp20",
+                "MODEL.KEYPOINT_ON",
+                "False",
+                "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION",
+                "8",
+                "MODEL.ROI_BODYPART_HEAD.CONV_DIMS",
+                "[16]",
+                "MODEL.ROI_BODYPART_HEAD.UP_SCALE",
+                "1",
+                "INPUT.MIN_SIZE_TRAIN",
+                "(64,)",
+                "INPUT.RANDOM_FLIP",
+                "none",
+            ],
+        ),
         for_launch_only=True,
     )
     torch.manual_seed(0)
@@ -436,12 +530,26 @@ def test_check_dataset_on_the_fixture(cihp_root, tmp_path, restore_catalogs):
 
 REAL_PERSONS = {  # image -> part labels of each person, in Human_ids order (read off the files)
     "0000006": [[1, 7, 9, 10, 13, 14, 15, 19], [1, 7, 9, 10, 13, 14, 18, 19]],
-    "0000007": [[2, 5, 9, 10, 13, 14, 15], [2, 6, 10, 13, 14, 15, 16, 17, 18],
-                [1, 2, 5, 9, 10, 13, 14, 15, 18, 19], [2, 5, 9, 10, 13, 14, 15, 18]],
-    "0000008": [[1, 2, 5, 9, 10, 13, 15, 18, 19], [1, 2, 4, 5, 9, 10, 11, 13, 15, 18, 19],
-                [1, 2, 4, 5, 9, 10, 13, 18], [1, 2, 5, 9, 13, 18, 19]],
+    "0000007": [
+        [2, 5, 9, 10, 13, 14, 15],
+        [2, 6, 10, 13, 14, 15, 16, 17, 18],
+        [1, 2, 5, 9, 10, 13, 14, 15, 18, 19],
+        [2, 5, 9, 10, 13, 14, 15, 18],
+    ],
+    "0000008": [
+        [1, 2, 5, 9, 10, 13, 15, 18, 19],
+        [1, 2, 4, 5, 9, 10, 11, 13, 15, 18, 19],
+        [1, 2, 4, 5, 9, 10, 13, 18],
+        [1, 2, 5, 9, 13, 18, 19],
+    ],
     "0000010": [[2, 5, 10, 13], [2, 5, 10, 13, 15]],
-    "0000011": [[2, 5, 9, 18], [1, 5, 9], [2, 5, 9, 13, 15], [2, 5, 9, 13, 17, 18], [1, 2, 5, 7, 10, 13, 14, 15]],
+    "0000011": [
+        [2, 5, 9, 18],
+        [1, 5, 9],
+        [2, 5, 9, 13, 15],
+        [2, 5, 9, 13, 17, 18],
+        [1, 2, 5, 7, 10, 13, 14, 15],
+    ],
     "0000012": [[2, 13, 14, 15], [2, 5, 9, 10, 13, 14, 15], [2, 5, 9, 10, 13, 14, 15]],
 }
 
@@ -453,7 +561,9 @@ def test_real_training_images_give_exactly_their_persons():
     for rec in records:
         image_id = rec["image_id"]
         assert [sorted(a["parts"]) for a in rec["annotations"]] == REAL_PERSONS[image_id]
-        assert [a["human_id"] for a in rec["annotations"]] == list(range(1, len(REAL_PERSONS[image_id]) + 1))
+        assert [a["human_id"] for a in rec["annotations"]] == list(
+            range(1, len(REAL_PERSONS[image_id]) + 1)
+        )
         with Image.open(rec["file_name"]) as im:
             assert im.size == (rec["width"], rec["height"])
         category = _category_labels(rec)
@@ -474,7 +584,9 @@ def test_real_image_with_only_category_ids():
     (rec,) = load_cihp(REAL, ["0000002"], persons=False, use_cache=False)
     assert (rec["height"], rec["width"]) == (333, 500)
     assert np.unique(_category_labels(rec)).tolist() == [0, 2, 5, 10, 13, 14, 15]
-    with pytest.raises(DatasetFormatError, match=r"realdata/cihp/Human_ids/0000002\.png: Human_ids map not found"):
+    with pytest.raises(
+        DatasetFormatError, match=r"realdata/cihp/Human_ids/0000002\.png: Human_ids map not found"
+    ):
         load_cihp(REAL, ["0000002"], use_cache=False)
     assert load_cihp(REAL, ["0000002"], on_error="skip", use_cache=False) == []
 

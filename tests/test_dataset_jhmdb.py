@@ -416,7 +416,9 @@ def test_matlab_variants_single_frame_and_double(tmp_path):
 
 # ---- the real clip of ../shared/realdata/jhmdb (40 frames, joints and silhouettes, no puppet flow)
 
-REAL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "realdata", "jhmdb")
+REAL = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "realdata", "jhmdb"
+)
 REAL_CLIP = "catch/Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
 needs_real_clip = pytest.mark.skipif(
     not os.path.isdir(os.path.join(REAL, "Rename_Images", REAL_CLIP)),
@@ -439,8 +441,12 @@ def real_root(tmp_path_factory):
 def _real_arrays():
     import scipy.io
 
-    pos = scipy.io.loadmat(os.path.join(REAL, "joint_positions", REAL_CLIP, "joint_positions.mat"))["pos_img"]
-    mask = scipy.io.loadmat(os.path.join(REAL, "puppet_mask", REAL_CLIP, "puppet_mask.mat"))["part_mask"]
+    pos = scipy.io.loadmat(os.path.join(REAL, "joint_positions", REAL_CLIP, "joint_positions.mat"))[
+        "pos_img"
+    ]
+    mask = scipy.io.loadmat(os.path.join(REAL, "puppet_mask", REAL_CLIP, "puppet_mask.mat"))[
+        "part_mask"
+    ]
     return pos, mask
 
 
@@ -457,10 +463,14 @@ def test_real_clip_is_read_exactly(real_root):
         assert rec["image_id"] == f"{REAL_CLIP}/{t + 1:05d}" and rec["video_id"] == REAL_CLIP
         (person,) = rec["annotations"]  # one person per frame
         silhouette = mask[:, :, t] != 0
-        assert (decode_rle(person["segmentation"]).astype(bool) == silhouette).all()  # pixel for pixel
+        assert (
+            decode_rle(person["segmentation"]).astype(bool) == silhouette
+        ).all()  # pixel for pixel
         rows, cols = np.nonzero(silhouette)
         box = [cols.min(), rows.min(), cols.max() + 1 - cols.min(), rows.max() + 1 - rows.min()]
-        assert person["bbox"] == [float(v) for v in box] and person["area"] == float(silhouette.sum())
+        assert person["bbox"] == [float(v) for v in box] and person["area"] == float(
+            silhouette.sum()
+        )
         assert person["parts"] is None  # no puppet_flow in the sample: no part labels
         kps = np.asarray(person["keypoints"], dtype=np.float64).reshape(15, 3)
         # 1-based MATLAB positions -> continuous coordinates: minus half a pixel
@@ -508,16 +518,24 @@ def test_real_clip_registered_and_checked(real_root, tmp_path, monkeypatch):
     os.symlink(real_root, datasets / "jhmdb")
     register_all_jhmdb(str(datasets))
     try:
-        tool_path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "check_dataset.py")
-        spec = importlib.util.spec_from_file_location("bodyparts_check_dataset_tool_jhmdb", tool_path)
+        tool_path = os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "check_dataset.py"
+        )
+        spec = importlib.util.spec_from_file_location(
+            "bodyparts_check_dataset_tool_jhmdb", tool_path
+        )
         tool = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(tool)
         monkeypatch.setenv("BODYPARTS_ON_ERROR", "raise")
         out = tmp_path / "report"
-        args = tool.get_parser().parse_args(["jhmdb_split1_train", "--output", str(out), "--num-vis", "1"])
+        args = tool.get_parser().parse_args(
+            ["jhmdb_split1_train", "--output", str(out), "--num-vis", "1"]
+        )
         assert tool.main(args) == 0
         summary = json.loads((out / "jhmdb_split1_train" / "summary.json").read_text())
-        assert summary["images"] == 40 == summary["images_with_persons"] and summary["problems"] == []
+        assert (
+            summary["images"] == 40 == summary["images_with_persons"] and summary["problems"] == []
+        )
         persons = summary["persons"]
         assert persons["total"] == persons["no_parts"] == persons["with_keypoints"] == 40
         assert persons["visible_keypoints"] == 40 * 15

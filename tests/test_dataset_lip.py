@@ -1,6 +1,7 @@
 """LIP native loader: fixtures whose every value is known by construction (tests/fixtures/lip.py),
 the three folder layouts, each bad input, the record cache, registration, the lip20 taxonomy
 (no shared taxonomy can be expressed) and the semantic mapper in lip20."""
+
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
+from fixtures import lip as fx
 from PIL import Image
 
 from bodyparts.data.contract import decode_rle, part_label_map
@@ -16,8 +18,6 @@ from bodyparts.data.datasets.lip import lip_paths, load_lip, register_all_lip
 from bodyparts.data.datasets.native import DatasetFormatError, LoadReport, validate_records
 from bodyparts.data.semantic_mapper import BodyPartsSemSegMapper
 from bodyparts.taxonomy import CIHP20, LIP20, TaxonomyError, can_express, mapping_lut
-
-from fixtures import lip as fx
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +73,14 @@ def test_ignored_pixels_are_neither_person_nor_part(lip_root):
 def test_nested_and_flat_layouts(tmp_path):
     nested = fx.write_lip_fixture(str(tmp_path / "nested"), nested=True)
     paths = lip_paths(nested, "train")
-    assert paths["images"].endswith(os.path.join("TrainVal_images", "TrainVal_images", "train_images"))
+    assert paths["images"].endswith(
+        os.path.join("TrainVal_images", "TrainVal_images", "train_images")
+    )
     records = load_lip(nested, "train")
     assert [r["image_id"] for r in records] == fx.TRAIN_IDS
-    flat = tmp_path / "flat"  # CE2P, sssegmentation: train_images/, train_segmentations/, train_id.txt
+    flat = (
+        tmp_path / "flat"
+    )  # CE2P, sssegmentation: train_images/, train_segmentations/, train_id.txt
     images, segs, ids = fx.split_dirs(nested, "val", nested=True)
     shutil.copytree(images, flat / "val_images")
     shutil.copytree(segs, flat / "val_segmentations")
@@ -107,19 +111,32 @@ def _label_20(path):
 
 BAD = {
     "image missing": (0, os.remove, r"train_images/100051_1189183\.jpg: image not found"),
-    "annotation missing": (1, os.remove, r"train_segmentations/100051_1189183\.png: parsing annotation not found"),
+    "annotation missing": (
+        1,
+        os.remove,
+        r"train_segmentations/100051_1189183\.png: parsing annotation not found",
+    ),
     "annotation RGB": (1, _rgb, r"100051_1189183\.png: parsing annotation has PIL mode RGB"),
     "size mismatch": (
-        1, _crop, r"100051_1189183\.png: parsing annotation is 48x30 \(W x H\) but its image .* is 50x30"
+        1,
+        _crop,
+        r"100051_1189183\.png: parsing annotation is 48x30 \(W x H\) but its image .* is 50x30",
     ),
-    "labels outside": (1, _label_20, r"label value\(s\) \[20, 21, 254\] outside 0\.\.19 \(and 255\)"),
+    "labels outside": (
+        1,
+        _label_20,
+        r"label value\(s\) \[20, 21, 254\] outside 0\.\.19 \(and 255\)",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_input_names_the_file_or_is_skipped(broken_root, case):
     which, damage, message = BAD[case]
-    damage(fx.split_dirs(broken_root, "train")[which] + ("/100051_1189183.jpg", "/100051_1189183.png")[which])
+    damage(
+        fx.split_dirs(broken_root, "train")[which]
+        + ("/100051_1189183.jpg", "/100051_1189183.png")[which]
+    )
     with pytest.raises(DatasetFormatError, match=message):
         load_lip(broken_root, "train")
     report = LoadReport()
@@ -142,7 +159,10 @@ def test_cache_and_registration(broken_root, tmp_path, restore_catalogs, monkeyp
     assert (warm.num_parsed, warm.num_cached) == (0, 3)
     os.remove(fx.split_dirs(broken_root, "train")[1] + "/100098_0.png")
     monkeypatch.setenv("BODYPARTS_ON_ERROR", "skip")
-    assert [r["image_id"] for r in DatasetCatalog.get("lip_train")] == ["100034_483681", "100051_1189183"]
+    assert [r["image_id"] for r in DatasetCatalog.get("lip_train")] == [
+        "100034_483681",
+        "100051_1189183",
+    ]
     monkeypatch.setenv("BODYPARTS_ON_ERROR", "raise")
     with pytest.raises(DatasetFormatError, match=r"100098_0\.png: parsing annotation not found"):
         DatasetCatalog.get("lip_train")
@@ -150,11 +170,18 @@ def test_cache_and_registration(broken_root, tmp_path, restore_catalogs, monkeyp
 
 def test_lip20_differs_from_cihp20_only_in_label_10():
     differ = [k for k, (a, b) in enumerate(zip(LIP20.label_names, CIHP20.label_names)) if a != b]
-    assert differ == [10] and LIP20.label_names[10] == "jumpsuits" and CIHP20.label_names[10] == "torso_skin"
+    assert (
+        differ == [10]
+        and LIP20.label_names[10] == "jumpsuits"
+        and CIHP20.label_names[10] == "torso_skin"
+    )
     assert LIP20.flip_lut().tolist() == [*range(14), 15, 14, 17, 16, 19, 18]
     for target in ("lr6", "fine_lr", "ppp6", "cihp20"):
         assert not can_express("lip20", target), target
-    message = r"dataset 'lip_train' .* 'lip20' cannot express taxonomy 'lr6': no source parts for \['torso'\]"
+    message = (
+        r"dataset 'lip_train' .* 'lip20' cannot express taxonomy 'lr6': "
+        r"no source parts for \['torso'\]"
+    )
     with pytest.raises(TaxonomyError, match=message):
         mapping_lut("lip20", "lr6", "lip_train")
 
@@ -162,8 +189,11 @@ def test_lip20_differs_from_cihp20_only_in_label_10():
 def test_semantic_mapper_in_lip20_swaps_sides_on_a_flip(lip_root):
     rec = _by_id(load_lip(lip_root, "train"))["100034_483681"]
     mapper = BodyPartsSemSegMapper(
-        True, augmentations=[T.RandomFlip(prob=1.0, horizontal=True)], image_format="BGR",
-        part_taxonomy="lip20", part_luts={"lip20": mapping_lut("lip20", "lip20")},
+        True,
+        augmentations=[T.RandomFlip(prob=1.0, horizontal=True)],
+        image_format="BGR",
+        part_taxonomy="lip20",
+        part_luts={"lip20": mapping_lut("lip20", "lip20")},
     )
     sem_seg = mapper(rec)["sem_seg"].numpy()
     labels = fx.label_map("100034_483681")
@@ -179,7 +209,9 @@ def test_check_dataset_on_the_fixture(lip_root, tmp_path, restore_catalogs):
     os.symlink(lip_root, root / "lip")
     register_all_lip(str(root))
     tool = _tool()
-    args = tool.get_parser().parse_args(["lip_train", "--output", str(tmp_path / "out"), "--num-vis", "3"])
+    args = tool.get_parser().parse_args(
+        ["lip_train", "--output", str(tmp_path / "out"), "--num-vis", "3"]
+    )
     assert tool.main(args) == 0
     summary = json.loads((tmp_path / "out" / "lip_train" / "summary.json").read_text())
     assert summary["images"] == 3 and summary["images_with_persons"] == 2

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from conftest import REPO
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
+from fixtures import mhp_v2 as fx
 
 from bodyparts.data.contract import decode_rle, image_part_map, part_label_map
 from bodyparts.data.datasets.mhp_v2 import (
@@ -37,9 +39,6 @@ from bodyparts.taxonomy import (
     keypoint_index_map,
     mapping_lut,
 )
-
-from conftest import REPO
-from fixtures import mhp_v2 as fx
 
 LOGGER = "bodyparts.data.datasets.mhp_v2"
 

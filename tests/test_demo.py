@@ -1,4 +1,5 @@
 """Visualizer layers (exact pixels, score-ordered pasting) and tools/demo.py on tiny images."""
+
 import importlib.util
 import json
 import os
@@ -9,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _helpers import FINE_PART_MAP, keypoints, parts_from_map
+from conftest import REPO, run_tool_cmd
 from detectron2.structures import Boxes, BoxMode, Instances
 
 from bodyparts.data.contract import decode_rle
@@ -23,21 +26,28 @@ from bodyparts.utils import (
     paste_part_maps,
 )
 
-from _helpers import FINE_PART_MAP, keypoints, parts_from_map
-from conftest import REPO, run_tool_cmd
-
 DEMO = os.path.join(REPO, "tools", "demo.py")
 PARTS_CONFIG = os.path.join(
     REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml"
 )
 # Tiny part head and 64 px inputs; every proposal kept so that an untrained model detects persons.
 DEMO_OPTS = [
-    "MODEL.WEIGHTS", "",
-    "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION", "8",
-    "MODEL.ROI_BODYPART_HEAD.CONV_DIMS", "[32, 32]",
-    "MODEL.ROI_BODYPART_HEAD.UP_SCALE", "1",
-    "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "128",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.DETECTIONS_PER_IMAGE", "4",
+    "MODEL.WEIGHTS",
+    "",
+    "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION",
+    "8",
+    "MODEL.ROI_BODYPART_HEAD.CONV_DIMS",
+    "[32, 32]",
+    "MODEL.ROI_BODYPART_HEAD.UP_SCALE",
+    "1",
+    "INPUT.MIN_SIZE_TEST",
+    "64",
+    "INPUT.MAX_SIZE_TEST",
+    "128",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "0.0",
+    "TEST.DETECTIONS_PER_IMAGE",
+    "4",
 ]
 
 
@@ -89,8 +99,11 @@ def _person_maps():
 
 
 def test_image_level_part_map_pastes_in_ascending_score_order():
-    inst = Instances((1, 4), scores=torch.tensor([0.9, 0.3, 0.6, 0.1]),
-                     pred_part_labels=torch.from_numpy(_person_maps()))
+    inst = Instances(
+        (1, 4),
+        scores=torch.tensor([0.9, 0.3, 0.6, 0.1]),
+        pred_part_labels=torch.from_numpy(_person_maps()),
+    )
     # order 0.3 -> 0.6 -> 0.9: [2,2,0,2] then [.,3,3,3] then [1,1,1,.]; background never erases
     assert image_level_part_map(inst, 0.2).tolist() == [[1, 1, 1, 3]]
     assert image_level_part_map(inst, 0.0).tolist() == [[1, 1, 1, 3]]  # 0.1 is pasted first
@@ -109,8 +122,12 @@ def test_image_level_part_map_from_roi_probabilities():
     # pixel-aligned 2 x 2 boxes with one-hot probabilities paste exactly
     labels = torch.tensor([[[1, 2], [0, 2]], [[3, 3], [3, 0]]])
     probs = torch.zeros(2, 4, 2, 2).scatter_(1, labels[:, None], 1.0)
-    inst = Instances((3, 4), scores=torch.tensor([0.8, 0.5]), pred_part_masks=probs,
-                     pred_boxes=Boxes(torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0]])))
+    inst = Instances(
+        (3, 4),
+        scores=torch.tensor([0.8, 0.5]),
+        pred_part_masks=probs,
+        pred_boxes=Boxes(torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0]])),
+    )
     assert image_level_part_map(inst, 0.0).tolist() == [[1, 2, 0, 0], [0, 2, 3, 0], [0, 3, 0, 0]]
 
 
@@ -138,13 +155,21 @@ def test_draw_predictions_and_ground_truth_shapes(tmp_path):
 
     cv2.imwrite(str(tmp_path / "img.png"), image)
     record = {
-        "file_name": str(tmp_path / "img.png"), "height": h * 8, "width": w * 8, "image_id": 0,
+        "file_name": str(tmp_path / "img.png"),
+        "height": h * 8,
+        "width": w * 8,
+        "image_id": 0,
         "part_taxonomy": "fine_lr",
         "annotations": [
-            {"bbox": [0, 0, 32, 32], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0, "iscrowd": 0,
-             "segmentation": parts_from_map((big_map > 0).astype(np.uint8))[1],
-             "keypoints": keypoints({"nose": (20.0, 4.0, 2), "left_eye": (22.0, 3.0, 1)}),
-             "parts": parts_from_map(big_map)},
+            {
+                "bbox": [0, 0, 32, 32],
+                "bbox_mode": BoxMode.XYWH_ABS,
+                "category_id": 0,
+                "iscrowd": 0,
+                "segmentation": parts_from_map((big_map > 0).astype(np.uint8))[1],
+                "keypoints": keypoints({"nose": (20.0, 4.0, 2), "left_eye": (22.0, 3.0, 1)}),
+                "parts": parts_from_map(big_map),
+            },
             {"bbox": [30, 2, 10, 20], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0},  # no parts
         ],
     }
@@ -203,8 +228,17 @@ def test_demo_end_to_end_on_folder_with_corrupt_file(tmp_path):
     inputs, out = tmp_path / "in", tmp_path / "out"
     _write_inputs(inputs)
     cmd = run_tool_cmd(
-        DEMO, "--config-file", PARTS_CONFIG, "--input", str(inputs), "--output", str(out),
-        "--confidence-threshold", "0.0", "--json", *DEMO_OPTS,
+        DEMO,
+        "--config-file",
+        PARTS_CONFIG,
+        "--input",
+        str(inputs),
+        "--output",
+        str(out),
+        "--confidence-threshold",
+        "0.0",
+        "--json",
+        *DEMO_OPTS,
     )
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
@@ -236,7 +270,12 @@ def test_demo_end_to_end_on_folder_with_corrupt_file(tmp_path):
         maps = []
         for person in persons:
             assert set(person) == {
-                "box_xyxy", "score", "category", "keypoints", "silhouette", "parts"
+                "box_xyxy",
+                "score",
+                "category",
+                "keypoints",
+                "silhouette",
+                "parts",
             }
             assert len(person["box_xyxy"]) == 4 and 0.0 <= person["score"] <= 1.0
             assert [len(kp) for kp in person["keypoints"]] == [3] * 17
@@ -258,7 +297,9 @@ def test_demo_on_video_with_stride(tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))
     inputs, out = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
-    writer = cv2.VideoWriter(str(inputs / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    writer = cv2.VideoWriter(
+        str(inputs / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48)
+    )
     for seed in range(5):
         scene = render_scene(seed, 48, 64, min_persons=1, max_persons=1)
         writer.write(np.ascontiguousarray(scene.image[:, :, ::-1]))
@@ -266,8 +307,20 @@ def test_demo_on_video_with_stride(tmp_path, monkeypatch):
     (inputs / "broken.mp4").write_bytes(b"\x00" * 300)
     demo = _load_demo()
     args = demo.get_parser().parse_args(
-        ["--config-file", PARTS_CONFIG, "--input", str(inputs), "--output", str(out),
-         "--confidence-threshold", "0.0", "--json", "--video-stride", "2", *DEMO_OPTS]
+        [
+            "--config-file",
+            PARTS_CONFIG,
+            "--input",
+            str(inputs),
+            "--output",
+            str(out),
+            "--confidence-threshold",
+            "0.0",
+            "--json",
+            "--video-stride",
+            "2",
+            *DEMO_OPTS,
+        ]
     )
     assert demo.main(args) == 1  # broken.mp4 failed, clip.avi written
     assert sorted(os.listdir(out)) == ["clip.jsonl", "clip.mp4", "clip_parts"]
@@ -285,9 +338,21 @@ def test_demo_on_video_with_stride(tmp_path, monkeypatch):
     assert all((r["height"], r["width"]) == (48, 64) and r["persons"] for r in lines)
     assert sorted(os.listdir(out / "clip_parts")) == [f"frame_{i:06d}.png" for i in (0, 2, 4)]
     with pytest.raises(demo.DemoError, match="--video-stride must be >= 1"):
-        demo.main(demo.get_parser().parse_args(
-            ["--config-file", PARTS_CONFIG, "--input", str(inputs / "clip.avi"), "--output",
-             str(tmp_path / "o2"), "--video-stride", "0", *DEMO_OPTS]))
+        demo.main(
+            demo.get_parser().parse_args(
+                [
+                    "--config-file",
+                    PARTS_CONFIG,
+                    "--input",
+                    str(inputs / "clip.avi"),
+                    "--output",
+                    str(tmp_path / "o2"),
+                    "--video-stride",
+                    "0",
+                    *DEMO_OPTS,
+                ]
+            )
+        )
 
 
 def _run_demo_in_process(tmp_path, config, opts):
@@ -297,8 +362,18 @@ def _run_demo_in_process(tmp_path, config, opts):
     assert cv2.imwrite(str(inputs / "scene.jpg"), scene.image[:, :, ::-1])
     demo = _load_demo()
     args = demo.get_parser().parse_intermixed_args(
-        ["--config-file", config, "--input", str(inputs), "--output", str(out), "--json",
-         "--confidence-threshold", "0.0", *opts]
+        [
+            "--config-file",
+            config,
+            "--input",
+            str(inputs),
+            "--output",
+            str(out),
+            "--json",
+            "--confidence-threshold",
+            "0.0",
+            *opts,
+        ]
     )
     assert demo.main(args) == 0
     return out, json.loads((out / "scene.json").read_text())
@@ -309,13 +384,17 @@ def test_demo_semantic_segmenter_outputs(tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))
     config = os.path.join(REPO, "configs", "quick_schedules", "semantic_fpn_R18_synthetic_cpu.yaml")
     out, result = _run_demo_in_process(
-        tmp_path, config, ["MODEL.WEIGHTS", "", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "128"]
+        tmp_path,
+        config,
+        ["MODEL.WEIGHTS", "", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "128"],
     )
     assert sorted(os.listdir(out)) == ["scene.json", "scene.png", "scene_parts.png"]
     parts = cv2.imread(str(out / "scene_parts.png"), cv2.IMREAD_UNCHANGED)
     assert parts.shape == (64, 64) and parts.max() < FINE_LR.num_classes
     counts = np.bincount(parts.reshape(-1), minlength=FINE_LR.num_classes)
-    expected = {name: int(counts[k + 1]) for k, name in enumerate(FINE_LR.part_names) if counts[k + 1]}
+    expected = {
+        name: int(counts[k + 1]) for k, name in enumerate(FINE_LR.part_names) if counts[k + 1]
+    }
     assert result["part_pixels"] == expected and (result["height"], result["width"]) == (64, 64)
     assert cv2.imread(str(out / "scene.png")).shape[0] == 64
 
@@ -324,9 +403,15 @@ def test_demo_part_panoptic_outputs(tmp_path, monkeypatch):
     """The part-aware panoptic model: the segment-id PNG holds exactly the JSON's segments, and the
     3-channel PNG gives each segment's scene id (255 on unassigned pixels)."""
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))
-    config = os.path.join(REPO, "configs", "quick_schedules", "panoptic_bodyparts_R18_FPN_synthetic_cpu.yaml")
-    opts = DEMO_OPTS + ["MODEL.PANOPTIC_FPN.COMBINE.STUFF_AREA_LIMIT", "16",
-                        "MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH", "0.0"]
+    config = os.path.join(
+        REPO, "configs", "quick_schedules", "panoptic_bodyparts_R18_FPN_synthetic_cpu.yaml"
+    )
+    opts = DEMO_OPTS + [
+        "MODEL.PANOPTIC_FPN.COMBINE.STUFF_AREA_LIMIT",
+        "16",
+        "MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH",
+        "0.0",
+    ]
     out, result = _run_demo_in_process(tmp_path, config, opts)
     assert sorted(os.listdir(out)) == sorted(
         ["scene.json"] + [f"scene{s}.png" for s in ("", "_parts", "_panoptic", "_part_panoptic")]
@@ -392,7 +477,15 @@ def _read_video(path):
 
 def _webcam_args(demo, *extra):
     return demo.get_parser().parse_intermixed_args(
-        ["--config-file", PARTS_CONFIG, "--webcam", "--confidence-threshold", "0.0", *extra, *DEMO_OPTS]
+        [
+            "--config-file",
+            PARTS_CONFIG,
+            "--webcam",
+            "--confidence-threshold",
+            "0.0",
+            *extra,
+            *DEMO_OPTS,
+        ]
     )
 
 
@@ -410,7 +503,10 @@ def test_demo_webcam_writes_the_frames_of_the_capture(tmp_path, monkeypatch):
     assert len(frames) == 3 and frames[0].shape == (48, 64, 3) and fps == pytest.approx(10.0)
     lines = [json.loads(line) for line in (out / "webcam.jsonl").read_text().splitlines()]
     assert [r["frame_index"] for r in lines] == [0, 1, 2]
-    assert all(r["file_name"] is None and r["persons"] and (r["height"], r["width"]) == (48, 64) for r in lines)
+    assert all(
+        r["file_name"] is None and r["persons"] and (r["height"], r["width"]) == (48, 64)
+        for r in lines
+    )
     assert sorted(os.listdir(out / "webcam_parts")) == [f"frame_{i:06d}.png" for i in range(3)]
 
     # --max-frames stops early; Ctrl-C keeps the frames written before it
@@ -438,7 +534,11 @@ def test_demo_webcam_without_camera_or_window_is_a_clear_error(tmp_path, monkeyp
     with pytest.raises(demo.DemoError, match=f"camera {index} cannot be opened"):
         demo.open_camera(index)
     with pytest.raises(demo.DemoError, match="either --input PATH ... or --webcam"):
-        demo.main(demo.get_parser().parse_args(["--config-file", PARTS_CONFIG, "--webcam", "--input", "a.jpg"]))
+        demo.main(
+            demo.get_parser().parse_args(
+                ["--config-file", PARTS_CONFIG, "--webcam", "--input", "a.jpg"]
+            )
+        )
     # an OpenCV without window support (opencv-python-headless, as pinned) and no --output
 
     def no_window(*args):

@@ -1,4 +1,5 @@
 """End to end: train + evaluate, overfitting, 2 CPU processes vs 1, kill + --resume."""
+
 import json
 import os
 import shlex
@@ -12,21 +13,28 @@ from argparse import Namespace
 import numpy as np
 import pytest
 import torch
+from _helpers import (
+    dataset_name,  # noqa: F401  (fixture)
+    one_person_record,
+    remove_dataset,
+)
+from conftest import QUICK_CONFIG, REPO, TINY_OPTS
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, BoxMode, Instances
 
 from bodyparts.engine import Trainer, setup_cfg
 
-from _helpers import dataset_name  # noqa: F401  (fixture)
-from _helpers import one_person_record, remove_dataset
-from conftest import QUICK_CONFIG, REPO, TINY_OPTS
-
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 
 
 def _cfg(out_dir, *opts):
-    args = Namespace(config_file=QUICK_CONFIG, opts=[*TINY_OPTS, "OUTPUT_DIR", str(out_dir), *opts],
-                     eval_only=False, resume=False, num_gpus=1)
+    args = Namespace(
+        config_file=QUICK_CONFIG,
+        opts=[*TINY_OPTS, "OUTPUT_DIR", str(out_dir), *opts],
+        eval_only=False,
+        resume=False,
+        num_gpus=1,
+    )
     return setup_cfg(args)
 
 
@@ -37,7 +45,8 @@ def _metrics(out_dir):
 
 def _ground_truth_as_predictions(record: dict, shift: bool = False) -> Instances:
     """The record's persons as detections of score 1: boxes, silhouettes, keypoints (all visible).
-    ``shift``: every box moved right by the image width (outside the image: IoU 0 with any person)."""
+    ``shift``: every box moved right by the image width (outside the image: IoU 0 with any
+    person)."""
     from bodyparts.data.contract import decode_rle
 
     anns = [a for a in record["annotations"] if not a.get("iscrowd", 0)]
@@ -53,7 +62,9 @@ def _ground_truth_as_predictions(record: dict, shift: bool = False) -> Instances
         pred_boxes=Boxes(boxes),
         scores=torch.ones(len(anns)),
         pred_classes=torch.tensor([a["category_id"] for a in anns], dtype=torch.long),
-        pred_masks=torch.stack([torch.from_numpy(decode_rle(a["segmentation"])) for a in anns]).bool(),
+        pred_masks=torch.stack(
+            [torch.from_numpy(decode_rle(a["segmentation"])) for a in anns]
+        ).bool(),
         pred_keypoints=kps,
     )
 
@@ -83,16 +94,30 @@ def test_train_then_evaluate(datasets_root, tmp_path):
     moved = _evaluate(Trainer.build_evaluator(cfg, name, str(tmp_path / "moved")), records, True)
     assert moved["bbox"]["AP"] == 0.0 and moved["segm"]["AP"] == pytest.approx(100.0)
     files = set(os.listdir(tmp_path))
-    assert {"model_0000002.pth", "model_final.pth", "last_checkpoint", "metrics.json", "config.yaml"} <= files
+    assert {
+        "model_0000002.pth",
+        "model_final.pth",
+        "last_checkpoint",
+        "metrics.json",
+        "config.yaml",
+    } <= files
     assert any(f.startswith("events.out.tfevents") for f in files)
     iters = [m["iteration"] for m in _metrics(tmp_path) if "total_loss" in m]
     assert iters and max(iters) == 5
-    assert os.path.isfile(os.path.join(tmp_path, "inference", "bodyparts_synthetic_val", "coco_instances_results.json"))
+    assert os.path.isfile(
+        os.path.join(
+            tmp_path, "inference", "bodyparts_synthetic_val", "coco_instances_results.json"
+        )
+    )
 
 
-PARTS_CONFIG = os.path.join(REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml")
+PARTS_CONFIG = os.path.join(
+    REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml"
+)
 # the README's main job (make demo): one shared ROI trunk for parts, silhouettes and keypoints
-MAIN_JOB_CONFIG = os.path.join(REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu_shared.yaml")
+MAIN_JOB_CONFIG = os.path.join(
+    REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu_shared.yaml"
+)
 
 
 def test_make_demo_trains_the_shared_trunk_config_and_names_its_output_dir():
@@ -103,13 +128,16 @@ def test_make_demo_trains_the_shared_trunk_config_and_names_its_output_dir():
         pytest.skip("needs the `make` command (GNU make) on PATH")
     dry = subprocess.run(
         ["make", "--no-print-directory", "-n", "demo", f"PY={sys.executable}"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert dry.splitlines()[0] == "bash scripts/setup_env.sh"
     train = [shlex.split(line) for line in dry.splitlines() if "tools/train_net.py" in line]
     config = os.path.relpath(MAIN_JOB_CONFIG, REPO)
     assert train == [[sys.executable, "tools/train_net.py", "--config-file", config]]
-    echo = dry[dry.index("echo "):]
+    echo = dry[dry.index("echo ") :]
     printed = subprocess.run(
         ["bash", "-c", echo], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
@@ -136,14 +164,28 @@ def _ground_truth_parts_as_predictions(record: dict, taxonomy: str) -> Instances
     return predictions
 
 
-@pytest.mark.parametrize("config", [PARTS_CONFIG, MAIN_JOB_CONFIG], ids=["detectron2_heads", "shared_trunk"])
+@pytest.mark.parametrize(
+    "config", [PARTS_CONFIG, MAIN_JOB_CONFIG], ids=["detectron2_heads", "shared_trunk"]
+)
 def test_parts_model_train_then_evaluate(datasets_root, tmp_path, config):
     """The part model trains and is evaluated with COCO AP (boxes, silhouettes, keypoints) and the
     parsing metrics, with Detectron2's mask / keypoint heads or with the shared part trunk; the
     evaluators the Trainer builds for that run give 100 on the ground truth itself."""
-    args = Namespace(config_file=config, opts=[*TINY_OPTS, "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "4",
-                                                     "SOLVER.CHECKPOINT_PERIOD", "100"],
-                     eval_only=False, resume=False, num_gpus=1)
+    args = Namespace(
+        config_file=config,
+        opts=[
+            *TINY_OPTS,
+            "OUTPUT_DIR",
+            str(tmp_path),
+            "SOLVER.MAX_ITER",
+            "4",
+            "SOLVER.CHECKPOINT_PERIOD",
+            "100",
+        ],
+        eval_only=False,
+        resume=False,
+        num_gpus=1,
+    )
     cfg = setup_cfg(args)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
@@ -152,7 +194,15 @@ def test_parts_model_train_then_evaluate(datasets_root, tmp_path, config):
     assert any("loss_part" in m for m in rows)
     evals = [m for m in rows if "bbox/AP" in m]
     assert len(evals) == 1
-    for key in ("parsing/mIoU", "parsing/APp50", "parsing/APp_vol", "parsing/PCP50", "parsing/APr50", "segm/AP", "keypoints/AP"):
+    for key in (
+        "parsing/mIoU",
+        "parsing/APp50",
+        "parsing/APp_vol",
+        "parsing/PCP50",
+        "parsing/APr50",
+        "segm/AP",
+        "keypoints/AP",
+    ):
         assert key in evals[0] and np.isfinite(evals[0][key]), key
     # the run's evaluators (COCO + parsing) on answers whose scores are known: the ground truth
     name = cfg.DATASETS.TEST[0]
@@ -160,8 +210,10 @@ def test_parts_model_train_then_evaluate(datasets_root, tmp_path, config):
     evaluator.reset()
     for rec in DatasetCatalog.get(name):
         predictions = _ground_truth_parts_as_predictions(rec, cfg.BODYPARTS.PART_TAXONOMY)
-        evaluator.process([{"image_id": rec["image_id"], "file_name": rec["file_name"]}],
-                          [{"instances": predictions}])
+        evaluator.process(
+            [{"image_id": rec["image_id"], "file_name": rec["file_name"]}],
+            [{"instances": predictions}],
+        )
     perfect = evaluator.evaluate()
     for key in ("mIoU", "pixel_acc", "APp50", "APp_vol", "PCP50", "APr50", "APr_vol"):
         assert perfect["parsing"][key] == pytest.approx(100.0), (key, perfect["parsing"])
@@ -169,7 +221,10 @@ def test_parts_model_train_then_evaluate(datasets_root, tmp_path, config):
         assert perfect[task]["AP"] == pytest.approx(100.0), (task, perfect[task])
 
 
-def test_part_class_weights_set_for_training_and_kept_in_checkpoints(tmp_path, dataset_name):
+def test_part_class_weights_set_for_training_and_kept_in_checkpoints(
+    tmp_path,
+    dataset_name,  # noqa: F811
+):
     """CLASS_BALANCE of the part branch: the model is built without its training set (NaN
     placeholder), the weights are computed once for training (what ClassWeightsHook runs) and a
     checkpoint restores them into a model built with no dataset registered."""
@@ -177,9 +232,17 @@ def test_part_class_weights_set_for_training_and_kept_in_checkpoints(tmp_path, d
 
     from bodyparts.modeling.roi_heads.class_weights import init_class_weights
 
-    args = Namespace(config_file=PARTS_CONFIG, opts=[
-        "BODYPARTS.PART_TAXONOMY", "fine_lr", "MODEL.ROI_BODYPART_HEAD.CLASS_BALANCE", "inverse",
-        "DATASETS.TRAIN", f"('{dataset_name}',)"])
+    args = Namespace(
+        config_file=PARTS_CONFIG,
+        opts=[
+            "BODYPARTS.PART_TAXONOMY",
+            "fine_lr",
+            "MODEL.ROI_BODYPART_HEAD.CLASS_BALANCE",
+            "inverse",
+            "DATASETS.TRAIN",
+            f"('{dataset_name}',)",
+        ],
+    )
     cfg = setup_cfg(args, for_launch_only=True)
     model = Trainer.build_model(cfg)  # dataset_name is not registered yet
     assert torch.isnan(model.state_dict()["roi_heads.part_branch.class_weights"]).all()
@@ -217,10 +280,22 @@ def test_tiny_model_overfits_two_images(datasets_root, tmp_path):
     100, keypoints AP50 100, bbox AP 72-82; silhouettes are not learned yet, segm AP 0-9)."""
     cfg = _cfg(
         tmp_path,
-        "BODYPARTS.SYNTHETIC.NUM_TRAIN", "2",
-        "SOLVER.MAX_ITER", "80", "SOLVER.STEPS", "(70,)", "SOLVER.BASE_LR", "0.02",
-        "SOLVER.CHECKPOINT_PERIOD", "1000", "INPUT.RANDOM_FLIP", "none", "TEST.EVAL_PERIOD", "0",
-        "DATASETS.TEST", "('bodyparts_synthetic_train',)",
+        "BODYPARTS.SYNTHETIC.NUM_TRAIN",
+        "2",
+        "SOLVER.MAX_ITER",
+        "80",
+        "SOLVER.STEPS",
+        "(70,)",
+        "SOLVER.BASE_LR",
+        "0.02",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "1000",
+        "INPUT.RANDOM_FLIP",
+        "none",
+        "TEST.EVAL_PERIOD",
+        "0",
+        "DATASETS.TEST",
+        "('bodyparts_synthetic_train',)",
     )
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
@@ -239,12 +314,34 @@ def test_tiny_model_overfits_two_images(datasets_root, tmp_path):
 # images per step (TrainingSampler shards one shuffled order), one person per image, and no random
 # subsampling of anchors or proposals (all are used), so every process has the same number of ROIs.
 DIST_OPTS = [
-    "SOLVER.MAX_ITER", "3", "SOLVER.CHECKPOINT_PERIOD", "1000", "SOLVER.BASE_LR", "0.005",
-    "SOLVER.WARMUP_ITERS", "0", "INPUT.RANDOM_FLIP", "none", "SEED", "7",
-    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "100000", "MODEL.RPN.POSITIVE_FRACTION", "1.0",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "100000", "MODEL.ROI_HEADS.POSITIVE_FRACTION", "1.0",
-    "MODEL.RPN.POST_NMS_TOPK_TRAIN", "32", "BODYPARTS.SYNTHETIC.MAX_PERSONS", "1",
-    "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()",
+    "SOLVER.MAX_ITER",
+    "3",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "1000",
+    "SOLVER.BASE_LR",
+    "0.005",
+    "SOLVER.WARMUP_ITERS",
+    "0",
+    "INPUT.RANDOM_FLIP",
+    "none",
+    "SEED",
+    "7",
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE",
+    "100000",
+    "MODEL.RPN.POSITIVE_FRACTION",
+    "1.0",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "100000",
+    "MODEL.ROI_HEADS.POSITIVE_FRACTION",
+    "1.0",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "32",
+    "BODYPARTS.SYNTHETIC.MAX_PERSONS",
+    "1",
+    "TEST.EVAL_PERIOD",
+    "0",
+    "DATASETS.TEST",
+    "()",
 ]
 # Allowed relative difference |d2 - d1| / |d1| of the parameter updates after 3 steps, 2 processes
 # (d2) vs 1 process with the same total batch (d1):
@@ -264,12 +361,22 @@ DIST_OPTS = [
 #   so the runs weight images differently (measured 0.21); the test checks they still agree closely
 #   in direction and size.
 NO_DISCRETE_DECISIONS = [
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "100000", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "100000",
-    "MODEL.RPN.NMS_THRESH", "1.5",
-    "MODEL.RPN.SMOOTH_L1_BETA", "0.1", "MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA", "0.1",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+    "100000",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "100000",
+    "MODEL.RPN.NMS_THRESH",
+    "1.5",
+    "MODEL.RPN.SMOOTH_L1_BETA",
+    "0.1",
+    "MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA",
+    "0.1",
 ]
 DIST_CASES = {
-    "boxes": (["MODEL.MASK_ON", "False", "MODEL.KEYPOINT_ON", "False", *NO_DISCRETE_DECISIONS], 1e-4),
+    "boxes": (
+        ["MODEL.MASK_ON", "False", "MODEL.KEYPOINT_ON", "False", *NO_DISCRETE_DECISIONS],
+        1e-4,
+    ),
     "boxes_masks_keypoints": ([], 0.4),
 }
 
@@ -289,7 +396,9 @@ _NO_ONEDNN_SITE = (
 )
 
 
-def _train_subprocess(out_dir, num_procs, *opts, resume=False, wait=True, batch_independent_conv=False):
+def _train_subprocess(
+    out_dir, num_procs, *opts, resume=False, wait=True, batch_independent_conv=False
+):
     cmd = [sys.executable, TRAIN_NET, "--config-file", QUICK_CONFIG, "--num-gpus", str(num_procs)]
     if resume:
         cmd.append("--resume")
@@ -322,7 +431,11 @@ def test_two_cpu_processes_match_one(datasets_root, tmp_path, case):
     init_dir, one_dir, two_dir = tmp_path / "init", tmp_path / "one", tmp_path / "two"
     # the initial weights: setup seeds the RNGs with SEED, then the Trainer builds the model first
     init_cfg = _cfg(init_dir, *opts)
-    w0 = {k: v.double() for k, v in Trainer.build_model(init_cfg).state_dict().items() if v.is_floating_point()}
+    w0 = {
+        k: v.double()
+        for k, v in Trainer.build_model(init_cfg).state_dict().items()
+        if v.is_floating_point()
+    }
     _train_subprocess(one_dir, 1, *opts, batch_independent_conv=True)
     _train_subprocess(two_dir, 2, *opts, batch_independent_conv=True)
     for d, n in ((one_dir, 1), (two_dir, 2)):  # the switch reached every training process
@@ -342,7 +455,16 @@ def test_two_cpu_processes_match_one(datasets_root, tmp_path, case):
 
 def test_kill_and_resume(datasets_root, tmp_path):
     out = tmp_path / "run"
-    opts = ["SOLVER.MAX_ITER", "8", "SOLVER.CHECKPOINT_PERIOD", "2", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()"]
+    opts = [
+        "SOLVER.MAX_ITER",
+        "8",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "2",
+        "TEST.EVAL_PERIOD",
+        "0",
+        "DATASETS.TEST",
+        "()",
+    ]
     proc = _train_subprocess(out, 1, *opts, wait=False)
     ckpt = out / "model_0000003.pth"  # written after iteration 4
     deadline = time.time() + 300
@@ -353,17 +475,26 @@ def test_kill_and_resume(datasets_root, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "model_final.pth").exists()
-    saved_iter = torch.load(out / (out / "last_checkpoint").read_text().strip(), map_location="cpu", weights_only=False)["iteration"]
+    saved_iter = torch.load(
+        out / (out / "last_checkpoint").read_text().strip(), map_location="cpu", weights_only=False
+    )["iteration"]
     assert saved_iter >= 3
 
     # resuming loads the last checkpoint: weights equal, iteration continues after it
-    args = Namespace(config_file=QUICK_CONFIG, opts=[*TINY_OPTS, "OUTPUT_DIR", str(out), *opts],
-                     eval_only=False, resume=True, num_gpus=1)
+    args = Namespace(
+        config_file=QUICK_CONFIG,
+        opts=[*TINY_OPTS, "OUTPUT_DIR", str(out), *opts],
+        eval_only=False,
+        resume=True,
+        num_gpus=1,
+    )
     cfg = setup_cfg(args)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=True)
     assert trainer.start_iter == saved_iter + 1
-    saved = torch.load(out / (out / "last_checkpoint").read_text().strip(), map_location="cpu", weights_only=False)["model"]
+    saved = torch.load(
+        out / (out / "last_checkpoint").read_text().strip(), map_location="cpu", weights_only=False
+    )["model"]
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(v, saved[k]), k
     del trainer

@@ -12,8 +12,8 @@ Reference code reimplemented (facts of its reading and counting, not its code):
 * MHP-v2 ``eval_mhp.py``: the per-person ``MASKS`` / ``DETS`` (x1, y1, x2, y2, score) entries.
 * PGN ``evaluation/test_inst_part_ap.py``: per class, the instance-part PNG's ids listed on the
   prediction text lines of that class (line i = id i + 1: ``class_id score``) and the ground truth's
-  ids of that class (``inst_id class_id human_id`` lines); a region is a TP when its largest IoU with
-  a ground-truth region of the class is > t, ground truth never marked used; scores sorted with
+  ids of that class (``inst_id class_id human_id`` lines); a region is a TP when its largest IoU
+  with a ground-truth region of the class is > t, ground truth never marked used; scores sorted with
   ``np.argsort(scores)[::-1]``; recall over the ground-truth regions of the class; VOC AP.
 """
 
@@ -221,7 +221,7 @@ def reference_numbers(out: str, gt_root: str, n: int) -> Dict[str, float]:
     return {k: v if k == "APr_all_classes" else 100 * float(v) for k, v in res.items()}
 
 
-# --------------------------------------------------------------------- ground truth in reference formats
+# ---------------------------------------------------------------- ground truth in reference formats
 
 
 def write_reference_ground_truth(records: List[dict], taxonomy: str, root: str) -> None:
@@ -246,9 +246,9 @@ def write_reference_ground_truth(records: List[dict], taxonomy: str, root: str) 
         ids = np.zeros((rec["height"], rec["width"]), dtype=np.uint8)
         lines = []
         for human, person in enumerate(persons, start=1):
-            assert not (
-                ids[(person > 0) & (person < 255)]
-            ).any(), "reference GT persons must not overlap"
+            assert not (ids[(person > 0) & (person < 255)]).any(), (
+                "reference GT persons must not overlap"
+            )
             for c in np.unique(person):
                 if 0 < c < 255:
                     inst = int(c) + 20 * (human - 1)

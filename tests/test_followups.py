@@ -4,19 +4,22 @@ A CIHP person mapped to lr6 (``mapping_lut("cihp20", "lr6")``): hair (2) -> head
 (14) -> left_arm (3), upper_clothes (5) -> 255 (``PART_UNMAPPED``: no loss, not scored). Its
 unmapped pixels are neither a part nor background in the counts, as in the loss targets.
 """
+
 import numpy as np
 import pytest
+from _helpers import (
+    dataset_name,  # noqa: F401  (fixture)
+    parts_from_map,
+)
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
 from bodyparts.config import add_bodyparts_config
-from bodyparts.modeling.losses import class_balance_weights, part_pixel_counts
+from bodyparts.data.statistics import part_pixel_counts
+from bodyparts.modeling.losses import class_balance_weights
 from bodyparts.modeling.roi_heads.class_weights import class_weights_from_cfg
 from bodyparts.taxonomy import UNMAPPED_LABEL, get_part_taxonomy, mapping_lut
-
-from _helpers import dataset_name  # noqa: F401  (fixture)
-from _helpers import parts_from_map
 
 CIHP = get_part_taxonomy("cihp20")
 HAIR, UPPER_CLOTHES, LEFT_ARM = (CIHP.label_of(p) for p in ("hair", "upper_clothes", "left_arm"))
@@ -38,8 +41,14 @@ def _cihp_record() -> dict:
         "category_id": 0,
         "parts": parts_from_map(parts),
     }
-    return {"file_name": "x.png", "height": 4, "width": 6, "image_id": 0,
-            "part_taxonomy": "cihp20", "annotations": [ann]}
+    return {
+        "file_name": "x.png",
+        "height": 4,
+        "width": 6,
+        "image_id": 0,
+        "part_taxonomy": "cihp20",
+        "annotations": [ann],
+    }
 
 
 def test_part_pixel_counts_leave_unmapped_labels_out():
@@ -58,10 +67,16 @@ def test_class_balance_on_a_dataset_with_unmapped_labels(dataset_name):  # noqa:
     MetadataCatalog.get(dataset_name).set(part_taxonomy="cihp20")
     cfg = get_cfg()
     add_bodyparts_config(cfg)
-    cfg.merge_from_list([
-        "BODYPARTS.PART_TAXONOMY", "lr6", "DATASETS.TRAIN", f"('{dataset_name}',)",
-        "MODEL.ROI_BODYPART_HEAD.CLASS_BALANCE", "inverse",
-    ])
+    cfg.merge_from_list(
+        [
+            "BODYPARTS.PART_TAXONOMY",
+            "lr6",
+            "DATASETS.TRAIN",
+            f"('{dataset_name}',)",
+            "MODEL.ROI_BODYPART_HEAD.CLASS_BALANCE",
+            "inverse",
+        ]
+    )
     expected = np.array([6, 9, 0, 6, 0, 0, 0]) / 7
     np.testing.assert_allclose(class_weights_from_cfg(cfg).numpy(), expected, rtol=1e-6)
     exponential = class_balance_weights([3, 2, 0, 3, 0, 0, 0], "exponential")

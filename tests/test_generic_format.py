@@ -1,10 +1,19 @@
 """The generic on-disk format: save/load round trip, malformed files, registration."""
+
 import json
 import logging
 import os
 
 import numpy as np
 import pytest
+from _helpers import (
+    FINE_PART_MAP,
+    dataset_name,  # noqa: F401  (fixture)
+    keypoints,
+    parts_from_map,
+    write_image,
+    write_label_png,
+)
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
@@ -16,9 +25,6 @@ from bodyparts.data.datasets.generic import (
     save_bodyparts_json,
 )
 from bodyparts.taxonomy import COCO_PERSON_KEYPOINTS
-
-from _helpers import FINE_PART_MAP, keypoints, parts_from_map, write_image, write_label_png
-from _helpers import dataset_name  # noqa: F401  (fixture)
 
 KP = list(COCO_PERSON_KEYPOINTS.names)
 LOGGER = "bodyparts.data.datasets.generic"
@@ -276,7 +282,9 @@ def test_missing_part_taxonomy(saved):
 def test_unknown_part_taxonomy(saved):
     json_file, root, _ = saved
     _rewrite(json_file, lambda p: p["info"].update(part_taxonomy="no_such_parts"))
-    assert "info.part_taxonomy: unknown part taxonomy 'no_such_parts'" in _load_error(json_file, root)
+    assert "info.part_taxonomy: unknown part taxonomy 'no_such_parts'" in _load_error(
+        json_file, root
+    )
 
 
 def test_missing_image_file(saved):
@@ -322,6 +330,7 @@ def test_bad_on_error_value(saved):
 
 def test_skip_keeps_good_images_and_logs_count(saved, caplog):
     json_file, root, _ = saved
+
     # image 1 gets a visible keypoint outside the image, image 2 stays good
     def edit(payload):
         payload["annotations"][0]["keypoints"][27:30] = [20, 1, 2]
@@ -403,7 +412,15 @@ def test_image_entry_not_an_object(tmp_path):
     from bodyparts.data.datasets.generic import load_bodyparts_json
 
     path = tmp_path / "bad.json"
-    path.write_text(_json.dumps({"info": {"part_taxonomy": "fine_lr"}, "images": ["oops"], "annotations": [],
-                                 "categories": [{"id": 1, "name": "person"}]}))
+    path.write_text(
+        _json.dumps(
+            {
+                "info": {"part_taxonomy": "fine_lr"},
+                "images": ["oops"],
+                "annotations": [],
+                "categories": [{"id": 1, "name": "person"}],
+            }
+        )
+    )
     with pytest.raises(DataContractError, match=r"bad.json: images\[0\] must be an object"):
         load_bodyparts_json(str(path), str(tmp_path))

@@ -13,6 +13,12 @@ import os
 
 import numpy as np
 import pytest
+from _helpers import (
+    FINE_PART_MAP,
+    dataset_name,  # noqa: F401  (fixture)
+    parts_from_map,
+)
+from conftest import REPO
 from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_train_loader
 from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.data.samplers import TrainingSampler
@@ -24,10 +30,6 @@ from bodyparts.data.mappers import BodyPartsDatasetMapper
 from bodyparts.data.panoptic_mapper import BodyPartsPanopticMapper
 from bodyparts.data.semantic_mapper import BodyPartsSemSegMapper
 from bodyparts.taxonomy import FINE_LR, mapping_lut
-
-from _helpers import FINE_PART_MAP, parts_from_map
-from _helpers import dataset_name  # noqa: F401  (fixture)
-from conftest import REPO
 
 H, W = 4, 6
 BIG_H, BIG_W = 32, 48  # the truncated JPEG: big enough for a body worth truncating
@@ -292,7 +294,11 @@ def _tool():
 
 @pytest.mark.parametrize("skip_bad", [False, True])
 def test_check_dataset_reports_bad_images(
-    tmp_path, monkeypatch, capsys, dataset_name, skip_bad  # noqa: F811
+    tmp_path,
+    monkeypatch,
+    capsys,
+    dataset_name,  # noqa: F811
+    skip_bad,
 ):
     monkeypatch.setenv("BODYPARTS_ON_ERROR", "raise")
     Image.fromarray(_rgb()).save(str(tmp_path / "good.png"))
@@ -312,9 +318,9 @@ def test_check_dataset_reports_bad_images(
     assert len(problems) == len(FAULTS), problems
     for fault, problem in zip(FAULTS, problems):
         record, words = bad[fault]
-        assert problem.startswith(
-            f"{dataset_name}: image {fault!r}: {record['file_name']}: "
-        ), problem
+        assert problem.startswith(f"{dataset_name}: image {fault!r}: {record['file_name']}: "), (
+            problem
+        )
         assert all(w in problem for w in words), problem
     # the good image is rendered, the bad ones are not (and do not stop the tool)
     assert [os.path.basename(p) for p in summary["samples"]] == ["good.png"]

@@ -2,18 +2,22 @@
 
 PASCAL-Part fixture persons (pascal_part24 parts, no keypoints) and synthetic people (fine_lr parts,
 COCO keypoints) train one model in the lr6 taxonomy: part labels of both are mapped to lr6, the
-PASCAL persons get unlabelled keypoints (no keypoint loss), and a taxonomy one dataset cannot express
-is an error at start-up that names the dataset and the missing parts.
+PASCAL persons get unlabelled keypoints (no keypoint loss), and a taxonomy one dataset cannot
+express is an error at start-up that names the dataset and the missing parts.
 """
+
 import math
 import os
 from argparse import Namespace
 
 import pytest
 import torch
+from _helpers import remove_dataset
+from conftest import REPO, TINY_OPTS
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
+from fixtures.pascal_part import image_a, write_image
 
 from bodyparts.data.datasets.generic import bodyparts_metadata
 from bodyparts.data.datasets.native import register_native_split
@@ -21,11 +25,9 @@ from bodyparts.data.datasets.pascal_part import load_pascal_part
 from bodyparts.engine import Trainer, build_mapper, setup_cfg
 from bodyparts.taxonomy import LR6, TaxonomyError
 
-from _helpers import remove_dataset
-from conftest import REPO, TINY_OPTS
-from fixtures.pascal_part import image_a, write_image
-
-PARTS_CONFIG = os.path.join(REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml")
+PARTS_CONFIG = os.path.join(
+    REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml"
+)
 PASCAL = "test_joint_pascal_fixture"
 
 
@@ -48,13 +50,27 @@ def _cfg(tmp_path, *opts):
     args = Namespace(
         config_file=PARTS_CONFIG,
         opts=[
-            *TINY_OPTS, "OUTPUT_DIR", str(tmp_path),
-            "DATASETS.TRAIN", f"('bodyparts_synthetic_train', '{PASCAL}')",
-            "BODYPARTS.PART_TAXONOMY", "lr6",
-            "MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE", "0",
-            "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION", "8", "MODEL.ROI_BODYPART_HEAD.CONV_DIMS", "[32, 32]",
-            "MODEL.ROI_BODYPART_HEAD.UP_SCALE", "1", "INPUT.MIN_SIZE_TRAIN", "(96,)",
-            "SOLVER.IMS_PER_BATCH", "4", "INPUT.RANDOM_FLIP", "none",
+            *TINY_OPTS,
+            "OUTPUT_DIR",
+            str(tmp_path),
+            "DATASETS.TRAIN",
+            f"('bodyparts_synthetic_train', '{PASCAL}')",
+            "BODYPARTS.PART_TAXONOMY",
+            "lr6",
+            "MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE",
+            "0",
+            "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION",
+            "8",
+            "MODEL.ROI_BODYPART_HEAD.CONV_DIMS",
+            "[32, 32]",
+            "MODEL.ROI_BODYPART_HEAD.UP_SCALE",
+            "1",
+            "INPUT.MIN_SIZE_TRAIN",
+            "(96,)",
+            "SOLVER.IMS_PER_BATCH",
+            "4",
+            "INPUT.RANDOM_FLIP",
+            "none",
             *opts,
         ],
     )
@@ -139,13 +155,19 @@ def test_inexpressible_taxonomy_is_a_start_up_error(
     datasets_root, tmp_path, pascal_split, restore_catalogs
 ):
     """J-HMDB-like data cannot give fine_lr (no hands/feet): the mapper refuses at start-up."""
-    from bodyparts.data.mappers import part_luts_for_datasets
     from bodyparts.data.datasets.jhmdb import register_all_jhmdb
+    from bodyparts.data.mappers import part_luts_for_datasets
 
     register_all_jhmdb(str(tmp_path))  # lazy: nothing is read
-    with pytest.raises(TaxonomyError, match=r"dataset 'jhmdb_split1_train'.*'jhmdb10' cannot express.*'fine_lr'.*left_hand"):
+    with pytest.raises(
+        TaxonomyError,
+        match=r"dataset 'jhmdb_split1_train'.*'jhmdb10' cannot express.*'fine_lr'.*left_hand",
+    ):
         part_luts_for_datasets([PASCAL, "jhmdb_split1_train"], "fine_lr")
-    assert set(part_luts_for_datasets([PASCAL, "jhmdb_split1_train"], "lr6")) == {"pascal_part24", "jhmdb10"}
+    assert set(part_luts_for_datasets([PASCAL, "jhmdb_split1_train"], "lr6")) == {
+        "pascal_part24",
+        "jhmdb10",
+    }
 
 
 def test_joint_config_on_native_fixtures_of_all_four_datasets(tmp_path, restore_catalogs):
@@ -154,17 +176,19 @@ def test_joint_config_on_native_fixtures_of_all_four_datasets(tmp_path, restore_
     J-HMDB keypoints; only J-HMDB persons have labelled keypoints."""
     from detectron2.config import get_cfg
     from detectron2.data import get_detection_dataset_dicts
-
-    from bodyparts import add_bodyparts_config
-    from bodyparts.data.datasets.builtin import register_all
-    from bodyparts.data.mappers import BodyPartsDatasetMapper
     from fixtures.ade20k import write_ade20k_2021
     from fixtures.chalearn_lap import write_split_tree
     from fixtures.jhmdb import write_jhmdb_fixture
     from fixtures.pascal_part import write_pascal_part_fixture
 
+    from bodyparts import add_bodyparts_config
+    from bodyparts.data.datasets.builtin import register_all
+    from bodyparts.data.mappers import BodyPartsDatasetMapper
+
     root = tmp_path / "datasets"
-    ids = write_pascal_part_fixture(str(root / "pascal_part"), image_dir="../VOCdevkit/VOC2010/JPEGImages")
+    ids = write_pascal_part_fixture(
+        str(root / "pascal_part"), image_dir="../VOCdevkit/VOC2010/JPEGImages"
+    )
     main = root / "VOCdevkit" / "VOC2010" / "ImageSets" / "Main"
     main.mkdir(parents=True)
     (main / "train.txt").write_text("\n".join(sorted(ids)) + "\n")
@@ -174,10 +198,23 @@ def test_joint_config_on_native_fixtures_of_all_four_datasets(tmp_path, restore_
     register_all(str(root))  # restore_catalogs undoes it
     cfg = get_cfg()
     add_bodyparts_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs", "joint", "bodyparts_rcnn_R50_FPN_3x_lr6.yaml"))
-    cfg.merge_from_list(["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "256", "INPUT.RANDOM_FLIP", "none"])
+    cfg.merge_from_file(
+        os.path.join(REPO, "configs", "joint", "bodyparts_rcnn_R50_FPN_3x_lr6.yaml")
+    )
+    cfg.merge_from_list(
+        [
+            "INPUT.MIN_SIZE_TRAIN",
+            "(128,)",
+            "INPUT.MAX_SIZE_TRAIN",
+            "256",
+            "INPUT.RANDOM_FLIP",
+            "none",
+        ]
+    )
     dicts = get_detection_dataset_dicts(
-        cfg.DATASETS.TRAIN, filter_empty=True, min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE
+        cfg.DATASETS.TRAIN,
+        filter_empty=True,
+        min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE,
     )
     taxonomies = {d["part_taxonomy"] for d in dicts}
     assert taxonomies == {"pascal_part24", "lap14", "ade_person15", "jhmdb10"}

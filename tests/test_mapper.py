@@ -1,8 +1,16 @@
 """Part maps through augmentation (flip swaps sides, nearest resize) and BodyPartsDatasetMapper."""
+
 import cv2
 import numpy as np
 import pytest
 import torch
+from _helpers import (
+    FINE_PART_MAP,
+    dataset_name,  # noqa: F401  (fixture)
+    keypoints,
+    parts_from_map,
+    write_image,
+)
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.data import detection_utils as utils
@@ -16,9 +24,6 @@ from bodyparts.data.mappers import BodyPartsDatasetMapper, count_hflips, transfo
 from bodyparts.structures import PartMaps
 from bodyparts.taxonomy import COCO_PERSON_KEYPOINTS as KP
 from bodyparts.taxonomy import FINE_LR, LR6, TaxonomyError, get_part_taxonomy, mapping_lut
-
-from _helpers import FINE_PART_MAP, keypoints, parts_from_map, write_image
-from _helpers import dataset_name  # noqa: F401  (fixture)
 
 H, W = 4, 6
 
@@ -329,7 +334,7 @@ def test_from_config_test_mode_skips_parts(dataset_name):  # noqa: F811
     assert not mapper.use_parts and not mapper.is_train
 
 
-# ------------------------------------------------------------ joint training: keypoints and coverage
+# ----------------------------------------------------------- joint training: keypoints and coverage
 
 
 def test_keypoint_hflip_indices_from_taxonomy():
@@ -337,7 +342,8 @@ def test_keypoint_hflip_indices_from_taxonomy():
 
     assert keypoint_hflip_indices("coco17").tolist() == _flip_indices().tolist()
     jh = keypoint_hflip_indices("jhmdb15")
-    # neck, belly, face stay; right_shoulder (3) <-> left_shoulder (4); right_ankle (13) <-> left_ankle (14)
+    # neck, belly, face stay; right_shoulder (3) <-> left_shoulder (4);
+    # right_ankle (13) <-> left_ankle (14)
     assert jh[:5].tolist() == [0, 1, 2, 4, 3] and jh[13:].tolist() == [14, 13]
 
 
@@ -348,10 +354,20 @@ def test_map_keypoints_by_name():
     src = np.zeros((15, 3))
     for k in range(15):
         src[k] = (10 + k, 20 + k, 2)
-    out = np.asarray(map_keypoints(src.reshape(-1).tolist(), keypoint_index_map("jhmdb15", "coco17"))).reshape(17, 3)
+    out = np.asarray(
+        map_keypoints(src.reshape(-1).tolist(), keypoint_index_map("jhmdb15", "coco17"))
+    ).reshape(17, 3)
     j = JHMDB_KEYPOINTS.names.index
-    assert out[KP.names.index("left_wrist")].tolist() == [10 + j("left_wrist"), 20 + j("left_wrist"), 2]
-    assert out[KP.names.index("right_ankle")].tolist() == [10 + j("right_ankle"), 20 + j("right_ankle"), 2]
+    assert out[KP.names.index("left_wrist")].tolist() == [
+        10 + j("left_wrist"),
+        20 + j("left_wrist"),
+        2,
+    ]
+    assert out[KP.names.index("right_ankle")].tolist() == [
+        10 + j("right_ankle"),
+        20 + j("right_ankle"),
+        2,
+    ]
     # COCO's face keypoints have no J-HMDB source: unlabelled
     for name in ("nose", "left_eye", "right_ear"):
         assert out[KP.names.index(name)].tolist() == [0, 0, 0]
@@ -418,7 +434,7 @@ def test_uncovered_silhouette_pixels_are_ignored(record):
     assert (parts[silhouette] == FINE_PART_MAP[silhouette]).all()
 
 
-# ------------------------------------------------------------ INPUT.CROP, as Detectron2's DatasetMapper
+# -------------------------------------------------------- INPUT.CROP, as Detectron2's DatasetMapper
 
 
 def _always_last_offset(monkeypatch):
@@ -489,7 +505,10 @@ def test_from_config_crop_is_detectron2s(dataset_name):  # noqa: F811
 
 @pytest.mark.parametrize("mask_on", [True, False])
 def test_known_crop_transforms_everything(
-    crop_record, dataset_name, monkeypatch, mask_on  # noqa: F811
+    crop_record,
+    dataset_name,  # noqa: F811
+    monkeypatch,
+    mask_on,
 ):
     rec, image = crop_record
     _always_last_offset(monkeypatch)  # crop rows 1..3, columns 2..5 (y0 = 4 - 3, x0 = 6 - 4)

@@ -1,6 +1,7 @@
 """PartPanopticEvaluator: ground truth from records, PQ / PartPQ end to end on the synthetic split
 (perfect and perturbed predictions built from the ground truth files), the written panoptic-parts
 files re-evaluated by the package, and errors."""
+
 import json
 import logging
 import math
@@ -12,10 +13,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _helpers import dataset_name, parts_from_map, remove_dataset  # noqa: F401  (fixture)
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils import comm
 from PIL import Image
+from test_partpq import needs_package
 
 from bodyparts import add_bodyparts_config
 from bodyparts.data.contract import encode_mask
@@ -28,9 +31,6 @@ from bodyparts.evaluation import (
     evaluate_with_panoptic_parts,
 )
 from bodyparts.evaluation.panoptic_parts_check import encode_uids
-
-from _helpers import dataset_name, parts_from_map, remove_dataset  # noqa: F401  (fixture)
-from test_partpq import needs_package
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

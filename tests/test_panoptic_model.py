@@ -1,11 +1,19 @@
 """The part-aware panoptic model: its mapper (semantic-branch target from a panoptic PNG), the
-part-aware merge on a constructed case, the model from the quick configs, start-up checks, drawing."""
+part-aware merge on a constructed case, the model from the quick configs, start-up checks,
+drawing."""
+
 import os
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from _helpers import (
+    dataset_name,  # noqa: F401  (fixture)
+    parts_from_map,
+    write_image,
+)
+from conftest import REPO, TINY_OPTS
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
@@ -27,12 +35,12 @@ from bodyparts.modeling.panoptic import BodyPartsPanopticFPN, part_panoptic_map
 from bodyparts.taxonomy import FINE_LR, mapping_lut
 from bodyparts.utils.visualizer import draw_part_panoptic, part_overlay
 
-from _helpers import parts_from_map, write_image
-from _helpers import dataset_name  # noqa: F401  (fixture)
-from conftest import REPO, TINY_OPTS
-
-QUICK = os.path.join(REPO, "configs", "quick_schedules", "panoptic_bodyparts_R18_FPN_synthetic_cpu.yaml")
-PLAIN = os.path.join(REPO, "configs", "quick_schedules", "panoptic_fpn_plain_R18_FPN_synthetic_cpu.yaml")
+QUICK = os.path.join(
+    REPO, "configs", "quick_schedules", "panoptic_bodyparts_R18_FPN_synthetic_cpu.yaml"
+)
+PLAIN = os.path.join(
+    REPO, "configs", "quick_schedules", "panoptic_fpn_plain_R18_FPN_synthetic_cpu.yaml"
+)
 
 # ------------------------------------------------------------------------------------- mapper
 
@@ -151,14 +159,18 @@ def test_mapper_flip_and_resize_are_nearest(pan_record):
     flipped = _mapper([T.RandomFlip(prob=1.0, horizontal=True)])(pan_record)
     assert flipped["sem_seg"].tolist() == np.fliplr(np.array(SEM_SEG)).tolist()
     resized = _mapper([T.Resize((8, 12))])(pan_record)
-    assert resized["sem_seg"].tolist() == np.repeat(np.repeat(np.array(SEM_SEG), 2, 0), 2, 1).tolist()
+    assert (
+        resized["sem_seg"].tolist() == np.repeat(np.repeat(np.array(SEM_SEG), 2, 0), 2, 1).tolist()
+    )
     assert resized["image"].shape == (3, 8, 12)
 
 
 def test_mapper_without_parts_and_at_test_time(pan_record):
     out = _mapper(use_parts=False)(pan_record)
     assert not out["instances"].has("gt_part_maps") and out["sem_seg"].tolist() == SEM_SEG
-    test_mapper = BodyPartsPanopticMapper(False, augmentations=[], image_format="BGR", use_parts=False)
+    test_mapper = BodyPartsPanopticMapper(
+        False, augmentations=[], image_format="BGR", use_parts=False
+    )
     out = test_mapper(pan_record)
     assert "sem_seg" not in out and "instances" not in out and out["segments_info"] == SEGMENTS
 
@@ -171,7 +183,9 @@ def test_mapper_errors_name_the_file(pan_record, tmp_path):
     with pytest.raises(ValueError, match=r"small.png: panoptic PNG is 3x6, the record says 4x6"):
         _mapper()(dict(pan_record, pan_seg_file_name=str(tmp_path / "small.png")))
     rec = dict(pan_record, segments_info=[s for s in SEGMENTS if s["id"] != 301])
-    with pytest.raises(ValueError, match=r"pan.png: panoptic ids \[301\] are not in the record's segments_info"):
+    with pytest.raises(
+        ValueError, match=r"pan.png: panoptic ids \[301\] are not in the record's segments_info"
+    ):
         _mapper()(rec)
     rec = {k: v for k, v in pan_record.items() if k != "pan_seg_file_name"}
     with pytest.raises(KeyError, match="img.png.*no 'pan_seg_file_name'"):
@@ -202,7 +216,12 @@ def _constructed_case():
     """Detections A (0.9), B (0.8, overlaps A by 8 of its 36 pixels), D (0.7, 10 of its 12 pixels
     under A), E (0.3, below the score threshold); semantic labels 1 (12 px), 2 (5 px), 3 (18 px)."""
     boxes = [(1, 1, 6, 7), (4, 3, 10, 9), (2, 2, 4, 8), (8, 0, 12, 3)]  # XYXY (x0, y0, x1, y1)
-    masks = [_box_mask(1, 7, 1, 6), _box_mask(3, 9, 4, 10), _box_mask(2, 8, 2, 4), _box_mask(0, 3, 8, 12)]
+    masks = [
+        _box_mask(1, 7, 1, 6),
+        _box_mask(3, 9, 4, 10),
+        _box_mask(2, 8, 2, 4),
+        _box_mask(0, 3, 8, 12),
+    ]
     inst = Instances((H, W))
     inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
     inst.scores = torch.tensor([0.9, 0.8, 0.7, 0.3])
@@ -225,7 +244,10 @@ def test_panoptic_merge_constructed_case():
     # Detectron2's merge: A -> 1, B -> 2 (minus A's pixels), D dropped (overlap 10/12 > 0.5),
     # E dropped (score), then stuff in label order: sky -> 3, wall dropped (5 < 6), ground -> 4
     assert [(s["id"], s["isthing"], s["category_id"]) for s in segments] == [
-        (1, True, 0), (2, True, 0), (3, False, 1), (4, False, 3)
+        (1, True, 0),
+        (2, True, 0),
+        (3, False, 1),
+        (4, False, 3),
     ]
     assert [s["instance_id"] for s in segments[:2]] == [0, 1]
     a = _box_mask(1, 7, 1, 6)
@@ -265,7 +287,10 @@ def test_part_panoptic_map_other_classes_and_errors():
         {"id": 4, "isthing": True, "category_id": 1, "instance_id": 3},
         {"id": 5, "isthing": False, "category_id": 1},
     ]
-    maps = {0: torch.full((2, 3), 7, dtype=torch.uint8), 1: torch.full((2, 3), 5, dtype=torch.uint8)}
+    maps = {
+        0: torch.full((2, 3), 7, dtype=torch.uint8),
+        1: torch.full((2, 3), 5, dtype=torch.uint8),
+    }
     out = part_panoptic_map(seg, segments, maps, [15, 7], [-1, 21], [0])
     assert out.tolist() == [
         [[7, 1, 255], [15, 1, 255], [15, 2, 5]],
@@ -273,7 +298,9 @@ def test_part_panoptic_map_other_classes_and_errors():
     ]
     assert (part_panoptic_map(seg, segments, None, [15, 7], [-1, 21], [0])[..., 2] == 255).all()
     with pytest.raises(ValueError, match="stuff category 0 has scene id -1"):
-        part_panoptic_map(seg, [{"id": 5, "isthing": False, "category_id": 0}], None, [15], [-1, 21], [0])
+        part_panoptic_map(
+            seg, [{"id": 5, "isthing": False, "category_id": 0}], None, [15], [-1, 21], [0]
+        )
     with pytest.raises(ValueError, match="thing category_id 2 outside 0..1"):
         part_panoptic_map(seg, [dict(segments[0], category_id=2)], None, [15, 7], [-1, 21], [0])
 
@@ -318,14 +345,22 @@ def _infer(cfg, model):
 
 def test_quick_config_model_trains_and_outputs_part_panoptic(datasets_root):
     # every detection becomes a candidate segment, so the untrained model has thing segments
-    cfg = _cfg(QUICK, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-               "MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH", "0.0",
-               "MODEL.PANOPTIC_FPN.COMBINE.STUFF_AREA_LIMIT", "0")
+    cfg = _cfg(
+        QUICK,
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+        "0.0",
+        "MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH",
+        "0.0",
+        "MODEL.PANOPTIC_FPN.COMBINE.STUFF_AREA_LIMIT",
+        "0",
+    )
     torch.manual_seed(0)
     model = build_model(cfg)
     assert isinstance(model, BodyPartsPanopticFPN) and model.roi_heads.part_on
     losses = _train_steps(cfg, model)
-    assert {"loss_sem_seg", "loss_part", "loss_keypoint", "loss_cls", "loss_rpn_cls"} <= set(losses[0])
+    assert {"loss_sem_seg", "loss_part", "loss_keypoint", "loss_cls", "loss_rpn_cls"} <= set(
+        losses[0]
+    )
     assert "loss_mask" not in losses[0]  # silhouettes from the part branch
     out, record = _infer(cfg, model)
     h, w = record["height"], record["width"]
@@ -343,12 +378,17 @@ def test_quick_config_model_trains_and_outputs_part_panoptic(datasets_root):
         mask = seg == s["id"]
         assert s["area"] == int(mask.sum())
         i = s["instance_id"]
-        expected = paste_part_masks(inst.pred_part_masks[i : i + 1], inst.pred_boxes.tensor[i : i + 1], (h, w))[0]
+        expected = paste_part_masks(
+            inst.pred_part_masks[i : i + 1], inst.pred_boxes.tensor[i : i + 1], (h, w)
+        )[0]
         assert (pp[mask][:, 0] == 1).all() and (pp[mask][:, 1] == k + 1).all()
         assert torch.equal(pp[mask][:, 2], expected[mask])
     for s in segments:
         if not s["isthing"]:
-            assert (pp[seg == s["id"]] == torch.tensor([s["category_id"] + 1, 0, 255], dtype=torch.uint8)).all()
+            assert (
+                pp[seg == s["id"]]
+                == torch.tensor([s["category_id"] + 1, 0, 255], dtype=torch.uint8)
+            ).all()
 
 
 def test_plain_panoptic_fpn_trains_on_the_same_data(datasets_root):
@@ -357,7 +397,9 @@ def test_plain_panoptic_fpn_trains_on_the_same_data(datasets_root):
     model = build_model(cfg)
     assert type(model).__name__ == "PanopticFPN"
     losses = _train_steps(cfg, model, steps=1)
-    assert {"loss_sem_seg", "loss_mask", "loss_cls"} <= set(losses[0]) and "loss_part" not in losses[0]
+    assert {"loss_sem_seg", "loss_mask", "loss_cls"} <= set(
+        losses[0]
+    ) and "loss_part" not in losses[0]
     out, _ = _infer(cfg, model)
     assert set(out) == {"instances", "sem_seg", "panoptic_seg"}
 
@@ -365,10 +407,19 @@ def test_plain_panoptic_fpn_trains_on_the_same_data(datasets_root):
 @pytest.mark.parametrize(
     "opts, message",
     [
-        (["MODEL.SEM_SEG_HEAD.NUM_CLASSES", "5"],
-         r"MODEL.SEM_SEG_HEAD.NUM_CLASSES=5 but dataset 'bodyparts_synthetic_train' has 4 stuff_classes"),
-        (["MODEL.ROI_HEADS.NUM_CLASSES", "2"], r"MODEL.ROI_HEADS.NUM_CLASSES=2 but .* has 1 thing_classes"),
-        (["MODEL.BODYPART_PANOPTIC.PART_THING_IDS", "[1]"], r"PART_THING_IDS \[1\] are not thing class ids 0..0"),
+        (
+            ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", "5"],
+            r"MODEL.SEM_SEG_HEAD.NUM_CLASSES=5 but dataset 'bodyparts_synthetic_train' "
+            r"has 4 stuff_classes",
+        ),
+        (
+            ["MODEL.ROI_HEADS.NUM_CLASSES", "2"],
+            r"MODEL.ROI_HEADS.NUM_CLASSES=2 but .* has 1 thing_classes",
+        ),
+        (
+            ["MODEL.BODYPART_PANOPTIC.PART_THING_IDS", "[1]"],
+            r"PART_THING_IDS \[1\] are not thing class ids 0..0",
+        ),
     ],
 )
 def test_start_up_checks(datasets_root, opts, message):
@@ -378,8 +429,12 @@ def test_start_up_checks(datasets_root, opts, message):
 
 def test_start_up_checks_dataset_metadata(datasets_root, dataset_name):  # noqa: F811
     DatasetCatalog.register(dataset_name, lambda: [])
-    MetadataCatalog.get(dataset_name).set(thing_classes=["person"], stuff_classes=PANOPTIC_METADATA["stuff_classes"])
-    with pytest.raises(ValueError, match=f"dataset '{dataset_name}': metadata has no 'thing_scene_ids'"):
+    MetadataCatalog.get(dataset_name).set(
+        thing_classes=["person"], stuff_classes=PANOPTIC_METADATA["stuff_classes"]
+    )
+    with pytest.raises(
+        ValueError, match=f"dataset '{dataset_name}': metadata has no 'thing_scene_ids'"
+    ):
         build_model(_cfg(QUICK, "DATASETS.TEST", f"('{dataset_name}',)"))
     MetadataCatalog.get(dataset_name).set(thing_scene_ids=[1], stuff_scene_ids=[-1, 2, 3, 5])
     with pytest.raises(ValueError, match="disagree on metadata 'stuff_scene_ids'"):
@@ -404,14 +459,23 @@ def test_draw_part_panoptic_colours_parts_inside_person_segments():
         {"id": 2, "isthing": False, "category_id": 1},
     ]
     meta = Metadata(name="bodyparts_test_draw_part_panoptic")
-    meta.set(**{k: PANOPTIC_METADATA[k] for k in ("stuff_classes", "stuff_colors")}, thing_classes=["person"])
+    meta.set(
+        **{k: PANOPTIC_METADATA[k] for k in ("stuff_classes", "stuff_colors")},
+        thing_classes=["person"],
+    )
     out = draw_part_panoptic(image, seg, segments, parts, meta, "fine_lr", alpha=0.5)
     assert out.shape == (h, w, 3) and out.dtype == np.uint8
     overlay = part_overlay(image, parts[..., 2], FINE_LR.palette(), 0.5)
     assert out[13, 23].tolist() == overlay[13, 23].tolist() != image[13, 23].tolist()  # head colour
-    assert out[47, 23].tolist() == overlay[47, 23].tolist() != overlay[13, 23].tolist()  # torso colour
-    stuff_only = Visualizer(image, meta).draw_panoptic_seg(seg, [dict(segments[1])], alpha=0.5).get_image()
-    assert out[4, 4].tolist() == stuff_only[4, 4].tolist() != image[4, 4].tolist()  # sky as Detectron2
+    assert (
+        out[47, 23].tolist() == overlay[47, 23].tolist() != overlay[13, 23].tolist()
+    )  # torso colour
+    stuff_only = (
+        Visualizer(image, meta).draw_panoptic_seg(seg, [dict(segments[1])], alpha=0.5).get_image()
+    )
+    assert (
+        out[4, 4].tolist() == stuff_only[4, 4].tolist() != image[4, 4].tolist()
+    )  # sky as Detectron2
     assert out[56, 40].tolist() == image[56, 40].tolist()  # void
     assert segments[1] == {"id": 2, "isthing": False, "category_id": 1}  # inputs not modified
     with_legend = draw_part_panoptic(image, seg, segments, parts, meta, "fine_lr", legend=True)
@@ -450,12 +514,18 @@ def _two_class_dataset(name: str) -> dict:
 
 
 TWO_CLASS_OPTS = [
-    "MODEL.ROI_HEADS.NUM_CLASSES", "2",
-    "MODEL.MASK_ON", "True",
-    "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS", "False",
-    "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS", "False",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-    "TEST.DETECTIONS_PER_IMAGE", "200",  # every proposal's person and car detections are kept
+    "MODEL.ROI_HEADS.NUM_CLASSES",
+    "2",
+    "MODEL.MASK_ON",
+    "True",
+    "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS",
+    "False",
+    "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS",
+    "False",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "0.0",
+    "TEST.DETECTIONS_PER_IMAGE",
+    "200",  # every proposal's person and car detections are kept
 ]
 
 
@@ -480,7 +550,12 @@ def test_part_slots_and_maps_only_for_classes_with_parts(datasets_root, dataset_
     # training: part slots for person proposals only (test_part_branch.py checks the selection)
     assert branch.part_class_ids == [0]
     assert build_model(_cfg(QUICK)).roi_heads.part_branch.part_class_ids is None  # all have parts
-    silhouettes = ["MODEL.MASK_ON", "False", "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS", "True"]
+    silhouettes = [
+        "MODEL.MASK_ON",
+        "False",
+        "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS",
+        "True",
+    ]
     with pytest.raises(ValueError, match="SILHOUETTE_FROM_PARTS"):
         build_model(_two_class_cfg(dataset_name, *silhouettes))
 
@@ -538,7 +613,11 @@ def test_panoptic_outputs_with_thing_classes_without_parts(datasets_root, datase
     _two_class_dataset(dataset_name)
     combine = "MODEL.PANOPTIC_FPN.COMBINE"
     _, model = _two_class_model(
-        dataset_name, f"{combine}.INSTANCES_CONFIDENCE_THRESH", "0.0", f"{combine}.STUFF_AREA_LIMIT", "0"
+        dataset_name,
+        f"{combine}.INSTANCES_CONFIDENCE_THRESH",
+        "0.0",
+        f"{combine}.STUFF_AREA_LIMIT",
+        "0",
     )
     torch.manual_seed(1)
     image = torch.randint(0, 256, (3, SIDE, SIDE)).float()

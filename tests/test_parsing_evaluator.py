@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _helpers import dataset_name, parts_from_map, write_label_png  # noqa: F401  (fixture)
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, BoxMode, Instances
@@ -27,8 +28,6 @@ from bodyparts.evaluation import (
     ground_truth_maps,
 )
 from bodyparts.taxonomy import mapping_lut
-
-from _helpers import dataset_name, parts_from_map, write_label_png  # noqa: F401  (fixture)
 
 C = 7
 LR6_LABELS = ["background", "head", "torso", "left_arm", "right_arm", "left_leg", "right_leg"]
@@ -454,9 +453,7 @@ def test_no_person_class_is_an_error(dataset_name):  # noqa: F811
     assert evaluator.evaluate()["parsing"]["pixel_acc"] == 100.0
 
 
-def test_image_level_map_of_the_dataset_is_the_miou_ground_truth(
-    dataset_name, tmp_path
-):  # noqa: F811
+def test_image_level_map_of_the_dataset_is_the_miou_ground_truth(dataset_name, tmp_path):  # noqa: F811
     """CIHP-like record: the image-level mIoU is scored on the record's sem_seg_file_name (the
     dataset's own map, CIHP Category_ids), not on a map rebuilt from the persons; AP^p uses the
     persons.

@@ -21,8 +21,8 @@ from bodyparts.modeling import (
     BodyPartBranch,
     PartRCNNConvDeconvHead,
     SubsetPartMasks,
-    paste_part_masks,
     part_label_maps_in_image,
+    paste_part_masks,
 )
 from bodyparts.structures import PartMaps
 

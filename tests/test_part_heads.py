@@ -1,4 +1,5 @@
 """Part branch: head shapes, pure loss / target / inference functions, ROI heads, plug-in mixin."""
+
 import math
 import os
 from argparse import Namespace
@@ -6,6 +7,7 @@ from argparse import Namespace
 import numpy as np
 import pytest
 import torch
+from conftest import QUICK_CONFIG, TINY_OPTS
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, CascadeROIHeads
@@ -18,25 +20,29 @@ from bodyparts.modeling import (
     PartDilatedContextHead,
     PartRCNNConvDeconvHead,
     class_balance_weights,
-    paste_part_masks,
     part_loss,
     part_targets,
+    paste_part_masks,
 )
 from bodyparts.structures import PartMaps
-
-from conftest import QUICK_CONFIG, TINY_OPTS
 
 
 def test_head_output_shapes():
     x = torch.randn(3, 8, 7, 7)
-    head = PartRCNNConvDeconvHead(ShapeSpec(channels=8), num_classes=15, conv_dims=[16, 16], up_scale=2)
+    head = PartRCNNConvDeconvHead(
+        ShapeSpec(channels=8), num_classes=15, conv_dims=[16, 16], up_scale=2
+    )
     assert head(x).shape == (3, 15, 28, 28)  # M = P * 2 * up_scale
     assert head.trunk(x).shape == (3, 16, 7, 7)
-    dil = PartDilatedContextHead(ShapeSpec(channels=8), num_classes=7, conv_dims=[16] * 3, dilations=[1, 2, 4], up_scale=1)
+    dil = PartDilatedContextHead(
+        ShapeSpec(channels=8), num_classes=7, conv_dims=[16] * 3, dilations=[1, 2, 4], up_scale=1
+    )
     assert dil(x).shape == (3, 7, 14, 14)
     assert [c.dilation for c in dil.convs] == [(1, 1), (2, 2), (4, 4)]
     with pytest.raises(ValueError, match="DILATIONS"):
-        PartDilatedContextHead(ShapeSpec(channels=8), num_classes=7, conv_dims=[16, 16], dilations=[1])
+        PartDilatedContextHead(
+            ShapeSpec(channels=8), num_classes=7, conv_dims=[16, 16], dilations=[1]
+        )
 
 
 def test_part_loss_hand_computed():
@@ -63,9 +69,14 @@ def test_part_targets_mixes_persons_with_and_without_parts():
     maps = torch.zeros(2, 8, 8, dtype=torch.uint8)
     maps[0, :4, :] = 1
     maps[1] = 255  # a person without part labels
-    with_parts = Instances((8, 8), proposal_boxes=Boxes(torch.tensor([[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 8.0, 8.0]])),
-                           gt_part_maps=PartMaps(maps)[torch.tensor([0, 1])])
-    no_parts = Instances((8, 8), proposal_boxes=Boxes(torch.tensor([[0.0, 0.0, 4.0, 4.0]])))  # dataset without parts
+    with_parts = Instances(
+        (8, 8),
+        proposal_boxes=Boxes(torch.tensor([[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 8.0, 8.0]])),
+        gt_part_maps=PartMaps(maps)[torch.tensor([0, 1])],
+    )
+    no_parts = Instances(
+        (8, 8), proposal_boxes=Boxes(torch.tensor([[0.0, 0.0, 4.0, 4.0]]))
+    )  # dataset without parts
     t = part_targets([with_parts, no_parts], 2)
     assert t.shape == (3, 2, 2)
     assert t[0].tolist() == [[1, 1], [0, 0]]
@@ -78,10 +89,14 @@ def test_part_targets_mixes_persons_with_and_without_parts():
 def test_class_balance_weights_hand_computed():
     counts = [6.0, 3.0, 1.0]
     # inverse: f = (.6, .3, .1), 1/f = (5/3, 10/3, 10), mean 5 -> (1/3, 2/3, 2)
-    np.testing.assert_allclose(class_balance_weights(counts, "inverse"), [1 / 3, 2 / 3, 2], rtol=1e-6)
+    np.testing.assert_allclose(
+        class_balance_weights(counts, "inverse"), [1 / 3, 2 / 3, 2], rtol=1e-6
+    )
     # exponential: B = (1, 2, 6), mean 3, std sqrt(14/3)
     b, std = np.array([1.0, 2.0, 6.0]), math.sqrt(14 / 3)
-    np.testing.assert_allclose(class_balance_weights(counts, "exponential"), b * np.exp(-(b - 3) / (4 * std)), rtol=1e-6)
+    np.testing.assert_allclose(
+        class_balance_weights(counts, "exponential"), b * np.exp(-(b - 3) / (4 * std)), rtol=1e-6
+    )
     np.testing.assert_allclose(class_balance_weights(counts, "none"), [1, 1, 1])
     assert class_balance_weights([4.0, 0.0, 4.0], "inverse")[1] == 0  # absent class
     with pytest.raises(ValueError, match="unknown class balance"):
@@ -100,15 +115,34 @@ def test_paste_part_masks_exact_on_pixel_aligned_box():
 
 
 PART_OPTS = [
-    "MODEL.META_ARCHITECTURE", "BodyPartsRCNN", "MODEL.ROI_HEADS.NAME", "BodyPartROIHeads", "MODEL.BODYPART_ON", "True",
-    "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION", "8", "MODEL.ROI_BODYPART_HEAD.CONV_DIMS", "[32, 32]",
-    "MODEL.ROI_BODYPART_HEAD.UP_SCALE", "1", "MODEL.ROI_BODYPART_HEAD.MAX_FG_PER_IMAGE", "4",
+    "MODEL.META_ARCHITECTURE",
+    "BodyPartsRCNN",
+    "MODEL.ROI_HEADS.NAME",
+    "BodyPartROIHeads",
+    "MODEL.BODYPART_ON",
+    "True",
+    "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION",
+    "8",
+    "MODEL.ROI_BODYPART_HEAD.CONV_DIMS",
+    "[32, 32]",
+    "MODEL.ROI_BODYPART_HEAD.UP_SCALE",
+    "1",
+    "MODEL.ROI_BODYPART_HEAD.MAX_FG_PER_IMAGE",
+    "4",
 ]
 
 
 def _train_cfg(tmp_path, *opts):
-    return setup_cfg(Namespace(config_file=QUICK_CONFIG, opts=[*TINY_OPTS, "OUTPUT_DIR", str(tmp_path), *PART_OPTS, *opts],
-                               eval_only=False, resume=False, num_gpus=1), for_launch_only=True)
+    return setup_cfg(
+        Namespace(
+            config_file=QUICK_CONFIG,
+            opts=[*TINY_OPTS, "OUTPUT_DIR", str(tmp_path), *PART_OPTS, *opts],
+            eval_only=False,
+            resume=False,
+            num_gpus=1,
+        ),
+        for_launch_only=True,
+    )
 
 
 def _batch(cfg):
@@ -143,17 +177,21 @@ def test_bodypart_roi_heads_train_step_and_inference(datasets_root, tmp_path):
     if r:
         x0, y0, x1, y1 = out.pred_boxes.tensor[0].tolist()
         outside = torch.ones(50, 60, dtype=torch.bool)
-        outside[max(int(y0), 0):int(math.ceil(y1)), max(int(x0), 0):int(math.ceil(x1))] = False
+        outside[max(int(y0), 0) : int(math.ceil(y1)), max(int(x0), 0) : int(math.ceil(x1))] = False
         assert (out.pred_part_labels[0][outside] == 0).all()
 
 
 def test_silhouette_from_parts(datasets_root, tmp_path):
-    cfg = _train_cfg(tmp_path, "MODEL.MASK_ON", "False", "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS", "True")
+    cfg = _train_cfg(
+        tmp_path, "MODEL.MASK_ON", "False", "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS", "True"
+    )
     model = build_model(cfg).eval()
     batch = _batch(cfg)
     with torch.no_grad():
         out = model([{"image": batch[0]["image"]}])[0]["instances"]
-    assert out.has("pred_masks") and out.pred_masks.dtype == torch.bool  # pasted by detector_postprocess
+    assert (
+        out.has("pred_masks") and out.pred_masks.dtype == torch.bool
+    )  # pasted by detector_postprocess
     cfg_bad = _train_cfg(tmp_path, "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS", "True")
     with pytest.raises(ValueError, match="choose one source"):
         build_model(cfg_bad)
@@ -167,8 +205,10 @@ class CascadeBodyPartROIHeadsForTest(BodyPartHeadsMixin, CascadeROIHeads):
 def test_mixin_adds_parts_to_cascade_roi_heads(datasets_root, tmp_path):
     cfg = _train_cfg(
         tmp_path,
-        "MODEL.ROI_HEADS.NAME", "CascadeBodyPartROIHeadsForTest",
-        "MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG", "True",
+        "MODEL.ROI_HEADS.NAME",
+        "CascadeBodyPartROIHeadsForTest",
+        "MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG",
+        "True",
     )
     model = build_model(cfg)
     assert isinstance(model.roi_heads, CascadeROIHeads) and model.roi_heads.part_on
@@ -192,9 +232,18 @@ def test_part_branch_off_changes_nothing(datasets_root, tmp_path):
 
 
 def test_keypoints_from_part_features(datasets_root, tmp_path):
-    cfg = _train_cfg(tmp_path, "MODEL.KEYPOINT_ON", "False", "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS", "True")
+    cfg = _train_cfg(
+        tmp_path,
+        "MODEL.KEYPOINT_ON",
+        "False",
+        "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS",
+        "True",
+    )
     model = build_model(cfg)
-    assert model.roi_heads.keypoint_on is False and model.roi_heads.part_branch.keypoint_predictor is not None
+    assert (
+        model.roi_heads.keypoint_on is False
+        and model.roi_heads.part_branch.keypoint_predictor is not None
+    )
     batch = _batch(cfg)
     assert batch[0]["instances"].has("gt_keypoints")
     with EventStorage():
@@ -298,7 +347,12 @@ def test_flip_tta_keeps_the_models_fields_with_paste_in_image(datasets_root, tmp
     from bodyparts.modeling.test_time_augmentation import PartFlipTTA
     from bodyparts.taxonomy import FINE_LR
 
-    opts = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "MODEL.ROI_BODYPART_HEAD.PASTE_IN_IMAGE", "True"]
+    opts = [
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+        "0.0",
+        "MODEL.ROI_BODYPART_HEAD.PASTE_IN_IMAGE",
+        "True",
+    ]
     cfg = _train_cfg(tmp_path, *opts)
     model = build_model(cfg).eval()
     inputs = [{"image": _batch(cfg)[0]["image"], "height": 50, "width": 60}]
@@ -318,10 +372,18 @@ def _explicit_branch(num_classes=5, max_fg=2):
 
     from bodyparts.modeling import BodyPartBranch
 
-    head = PartRCNNConvDeconvHead(ShapeSpec(channels=4), num_classes=num_classes, conv_dims=[8], up_scale=1)
+    head = PartRCNNConvDeconvHead(
+        ShapeSpec(channels=4), num_classes=num_classes, conv_dims=[8], up_scale=1
+    )
     pooler = ROIPooler(output_size=4, scales=(1.0 / 4,), sampling_ratio=2, pooler_type="ROIAlignV2")
-    return BodyPartBranch(in_features=["p2"], pooler=pooler, head=head, num_classes=num_classes,
-                          loss_weight=2.0, max_fg_per_image=max_fg)
+    return BodyPartBranch(
+        in_features=["p2"],
+        pooler=pooler,
+        head=head,
+        num_classes=num_classes,
+        loss_weight=2.0,
+        max_fg_per_image=max_fg,
+    )
 
 
 def test_branch_on_empty_and_half_empty_instances():
@@ -330,10 +392,18 @@ def test_branch_on_empty_and_half_empty_instances():
     features = {"p2": torch.randn(2, 4, 8, 8)}
     maps = torch.zeros(1, 32, 32, dtype=torch.uint8)
     maps[0, 8:24, 8:24] = 2
-    full = Instances((32, 32), proposal_boxes=Boxes(torch.tensor([[8.0, 8.0, 24.0, 24.0], [0.0, 0.0, 5.0, 5.0]])),
-                     gt_classes=torch.tensor([0, 1]), gt_part_maps=PartMaps(maps)[torch.tensor([0, 0])])
-    empty = Instances((32, 32), proposal_boxes=Boxes(torch.zeros(0, 4)), gt_classes=torch.zeros(0, dtype=torch.long),
-                      gt_part_maps=PartMaps(maps)[torch.zeros(0, dtype=torch.long)])
+    full = Instances(
+        (32, 32),
+        proposal_boxes=Boxes(torch.tensor([[8.0, 8.0, 24.0, 24.0], [0.0, 0.0, 5.0, 5.0]])),
+        gt_classes=torch.tensor([0, 1]),
+        gt_part_maps=PartMaps(maps)[torch.tensor([0, 0])],
+    )
+    empty = Instances(
+        (32, 32),
+        proposal_boxes=Boxes(torch.zeros(0, 4)),
+        gt_classes=torch.zeros(0, dtype=torch.long),
+        gt_part_maps=PartMaps(maps)[torch.zeros(0, dtype=torch.long)],
+    )
     branch.train()
     with EventStorage():
         # half-empty batch: one image has one foreground proposal (gt_classes 0), the other none
@@ -347,27 +417,50 @@ def test_branch_on_empty_and_half_empty_instances():
         zero.backward()
         assert all(p.grad is not None for p in branch.parameters())
     branch.eval()
-    det = Instances((32, 32), pred_boxes=Boxes(torch.zeros(0, 4)), pred_classes=torch.zeros(0, dtype=torch.long))
+    det = Instances(
+        (32, 32), pred_boxes=Boxes(torch.zeros(0, 4)), pred_classes=torch.zeros(0, dtype=torch.long)
+    )
     out = branch(features, [det, det])
     assert out[0].pred_part_masks.shape == (0, 5, 8, 8)
 
 
 def test_two_cpu_processes_train_the_part_model(datasets_root, tmp_path):
-    """DDP over 2 gloo processes with the part branch: no unused-parameter errors, same result files."""
+    """DDP over 2 gloo processes with the part branch: no unused-parameter errors, same result
+    files."""
     import subprocess
     import sys
 
     from conftest import REPO
 
-    cfg_file = os.path.join(REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml")
-    cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file", cfg_file, "--num-gpus", "2",
-           *TINY_OPTS, "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "3", "TEST.EVAL_PERIOD", "0",
-           "DATASETS.TEST", "()", "SOLVER.CHECKPOINT_PERIOD", "100"]
+    cfg_file = os.path.join(
+        REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml"
+    )
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "tools", "train_net.py"),
+        "--config-file",
+        cfg_file,
+        "--num-gpus",
+        "2",
+        *TINY_OPTS,
+        "OUTPUT_DIR",
+        str(tmp_path),
+        "SOLVER.MAX_ITER",
+        "3",
+        "TEST.EVAL_PERIOD",
+        "0",
+        "DATASETS.TEST",
+        "()",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "100",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert (tmp_path / "model_final.pth").exists() and (tmp_path / "log.txt.rank1").exists()
     state = torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=False)
-    assert state["iteration"] == 2 and any(k.startswith("roi_heads.part_branch.") for k in state["model"])
+    assert state["iteration"] == 2 and any(
+        k.startswith("roi_heads.part_branch.") for k in state["model"]
+    )
 
 
 def test_tiny_model_overfits_one_image_parts(datasets_root, tmp_path):
@@ -376,19 +469,40 @@ def test_tiny_model_overfits_one_image_parts(datasets_root, tmp_path):
     branch, not the detector. ROI output 96 x 96 (24 x 24 pooling): at 64 x 64 the fit plateaus
     at 0.90-0.91, limited by the pasted resolution of hands and feet. (Measured with 1 thread: 0.82
     after 200 steps, 0.91 after 300, 0.93 after 350 and 400.)"""
-    from bodyparts.data.contract import part_label_map
-    from bodyparts.evaluation import confusion_matrix, semantic_metrics
-    from bodyparts.modeling import part_label_maps_in_image
-    from bodyparts.data.datasets import register_synthetic_from_cfg
     from detectron2.data import DatasetCatalog
     from detectron2.structures import BoxMode
 
+    from bodyparts.data.contract import part_label_map
+    from bodyparts.data.datasets import register_synthetic_from_cfg
+    from bodyparts.evaluation import confusion_matrix, semantic_metrics
+    from bodyparts.modeling import part_label_maps_in_image
+
     cfg = _train_cfg(
         tmp_path,
-        "BODYPARTS.SYNTHETIC.NUM_TRAIN", "1", "BODYPARTS.SYNTHETIC.IMAGE_SIZE", "128", "BODYPARTS.SYNTHETIC.MAX_PERSONS", "1",
-        "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MIN_SIZE_TEST", "128", "INPUT.RANDOM_FLIP", "none",
-        "SOLVER.IMS_PER_BATCH", "1", "SOLVER.BASE_LR", "0.01", "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION", "24",
-        "MODEL.ROI_BODYPART_HEAD.UP_SCALE", "2", "MODEL.MASK_ON", "False", "MODEL.KEYPOINT_ON", "False",
+        "BODYPARTS.SYNTHETIC.NUM_TRAIN",
+        "1",
+        "BODYPARTS.SYNTHETIC.IMAGE_SIZE",
+        "128",
+        "BODYPARTS.SYNTHETIC.MAX_PERSONS",
+        "1",
+        "INPUT.MIN_SIZE_TRAIN",
+        "(128,)",
+        "INPUT.MIN_SIZE_TEST",
+        "128",
+        "INPUT.RANDOM_FLIP",
+        "none",
+        "SOLVER.IMS_PER_BATCH",
+        "1",
+        "SOLVER.BASE_LR",
+        "0.01",
+        "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION",
+        "24",
+        "MODEL.ROI_BODYPART_HEAD.UP_SCALE",
+        "2",
+        "MODEL.MASK_ON",
+        "False",
+        "MODEL.KEYPOINT_ON",
+        "False",
     )
     register_synthetic_from_cfg(cfg)
     torch.manual_seed(0)
@@ -412,11 +526,17 @@ def test_tiny_model_overfits_one_image_parts(datasets_root, tmp_path):
         pm = part_label_map(ann, h, w)
         gt[pm > 0] = pm[pm > 0]
         boxes.append(BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYXY_ABS))
-    given = Instances((h, w), pred_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32)),
-                      pred_classes=torch.zeros(len(boxes), dtype=torch.long), scores=torch.ones(len(boxes)))
+    given = Instances(
+        (h, w),
+        pred_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32)),
+        pred_classes=torch.zeros(len(boxes), dtype=torch.long),
+        scores=torch.ones(len(boxes)),
+    )
     model.eval()
     with torch.no_grad():
-        out = model.inference([{"image": batch[0]["image"]}], detected_instances=[given], do_postprocess=False)[0]
+        out = model.inference(
+            [{"image": batch[0]["image"]}], detected_instances=[given], do_postprocess=False
+        )[0]
     pred = np.zeros((h, w), dtype=np.uint8)
     for m in part_label_maps_in_image(out).numpy():
         pred[m > 0] = m[m > 0]
@@ -425,15 +545,26 @@ def test_tiny_model_overfits_one_image_parts(datasets_root, tmp_path):
     assert miou > 0.9, miou
 
 
-@pytest.mark.parametrize("opts,task", [
-    (["MODEL.KEYPOINT_ON", "False", "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS", "True"], "keypoints"),
-    (["MODEL.MASK_ON", "False", "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS", "True"], "segm"),
-])
+@pytest.mark.parametrize(
+    "opts,task",
+    [
+        (
+            ["MODEL.KEYPOINT_ON", "False", "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS", "True"],
+            "keypoints",
+        ),
+        (
+            ["MODEL.MASK_ON", "False", "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS", "True"],
+            "segm",
+        ),
+    ],
+)
 def test_coco_tasks_follow_the_part_branch_options(datasets_root, tmp_path, opts, task):
     from bodyparts.engine.trainer import build_coco_evaluator
 
     cfg = _train_cfg(tmp_path, *opts)
     _batch(cfg)  # registers the tiny synthetic splits
-    __import__("detectron2.data", fromlist=["DatasetCatalog"]).DatasetCatalog.get("bodyparts_synthetic_val")
+    __import__("detectron2.data", fromlist=["DatasetCatalog"]).DatasetCatalog.get(
+        "bodyparts_synthetic_val"
+    )
     evaluator = build_coco_evaluator(cfg, "bodyparts_synthetic_val", str(tmp_path))
     assert task in evaluator._tasks

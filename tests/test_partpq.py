@@ -6,6 +6,7 @@ sky (2, stuff). Maps are (H, W) integer arrays: ground truth sem / inst / part (
 crowd, sem 0 = void, part 0 = not defined), prediction sem / inst / part (sem 255 = no segment,
 part 255 = void).
 """
+
 import importlib.util
 import math
 
@@ -226,8 +227,9 @@ def _random_case(rng, h=24, w=32):
     pp[noise] = rng.integers(0, 5, size=noise.sum())
     pp[rng.random((h, w)) < 0.03] = 255
     noise = rng.random((h, w)) < 0.05
-    ps[noise], pi[noise] = rng.choice([1, 2, 3, 5, 255], size=noise.sum()), rng.integers(
-        0, 4, size=noise.sum()
+    ps[noise], pi[noise] = (
+        rng.choice([1, 2, 3, 5, 255], size=noise.sum()),
+        rng.integers(0, 4, size=noise.sum()),
     )
     y0, x0 = rng.integers(0, h - 4), rng.integers(0, w - 4)
     ps[y0 : y0 + 4, x0 : x0 + 4], pi[y0 : y0 + 4, x0 : x0 + 4] = rng.choice([1, 5]), 9

@@ -11,6 +11,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _helpers import (
+    dataset_name,  # noqa: F401  (fixture)
+    one_person_record,
+    parts_from_map,
+    remove_dataset,
+    write_image,
+    write_label_png,
+)
+from conftest import REPO, TINY_OPTS
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
@@ -27,16 +36,12 @@ from bodyparts import add_bodyparts_config
 from bodyparts.data.contract import encode_mask, image_part_map
 from bodyparts.data.datasets.synthetic import register_synthetic_people
 from bodyparts.data.semantic_mapper import BodyPartsSemSegMapper
+from bodyparts.data.statistics import part_pixel_counts
 from bodyparts.evaluation import BodyPartParsingEvaluator
-from bodyparts.modeling.losses import part_pixel_counts
 from bodyparts.modeling.roi_heads.class_weights import class_weights_from_cfg
 from bodyparts.modeling.semantic_seg import BodyPartSemSegFPNHead, check_sem_seg_config
 from bodyparts.modeling.test_time_augmentation import SemSegTTA
 from bodyparts.taxonomy import FINE_LR, TaxonomyError, get_part_taxonomy, mapping_lut
-
-from _helpers import one_person_record, parts_from_map, remove_dataset, write_image, write_label_png
-from _helpers import dataset_name  # noqa: F401  (fixture)
-from conftest import REPO, TINY_OPTS
 
 QUICK = os.path.join(REPO, "configs", "quick_schedules", "semantic_fpn_R18_synthetic_cpu.yaml")
 PLAIN = os.path.join(
@@ -59,10 +64,10 @@ SIL_C[3, 4:] = True
 PARTS_C = np.zeros((H, W), dtype=np.uint8)
 PARTS_C[3, 4] = 1
 
-I = 255
+IGN = 255
 # training ground truth: uncovered silhouette pixels of A ignored
 GT_TRAIN = np.array(
-    [[1, 1, 0, 0, I, I], [3, 2, 4, 0, I, I], [I, 2, I, 0, 0, 0], [9, 0, 10, 0, 1, I]],
+    [[1, 1, 0, 0, IGN, IGN], [3, 2, 4, 0, IGN, IGN], [IGN, 2, IGN, 0, 0, 0], [9, 0, 10, 0, 1, IGN]],
     dtype=np.uint8,
 )
 # test / evaluation ground truth: they are background
@@ -70,12 +75,13 @@ GT_TEST = GT_TRAIN.copy()
 GT_TEST[2] = [0, 2, 0, 0, 0, 0]
 # GT_TRAIN mirrored, then left <-> right (3 <-> 4, 9 <-> 10)
 GT_TRAIN_FLIPPED = np.array(
-    [[I, I, 0, 0, 1, 1], [I, I, 0, 3, 2, 4], [0, 0, 0, I, 2, I], [I, 1, 0, 9, 0, 10]],
+    [[IGN, IGN, 0, 0, 1, 1], [IGN, IGN, 0, 3, 2, 4], [0, 0, 0, IGN, 2, IGN], [IGN, 1, 0, 9, 0, 10]],
     dtype=np.uint8,
 )
 # GT_TRAIN in lr6 (3 left_arm, 4 right_arm, 5 left_leg, 6 right_leg)
 GT_TRAIN_LR6 = np.array(
-    [[1, 1, 0, 0, I, I], [3, 2, 4, 0, I, I], [I, 2, I, 0, 0, 0], [5, 0, 6, 0, 1, I]], dtype=np.uint8
+    [[1, 1, 0, 0, IGN, IGN], [3, 2, 4, 0, IGN, IGN], [IGN, 2, IGN, 0, 0, 0], [5, 0, 6, 0, 1, IGN]],
+    dtype=np.uint8,
 )
 
 
@@ -188,7 +194,8 @@ def test_mapper_taxonomy_mapping_and_errors(tmp_path, dataset_name):  # noqa: F8
     rec, _ = _record(tmp_path)
     assert _mapper(True, target="lr6")(rec)["sem_seg"].numpy().tolist() == GT_TRAIN_LR6.tolist()
     flipped = _mapper(True, [T.RandomFlip(prob=1.0)], target="lr6")(rec)["sem_seg"][1].tolist()
-    assert flipped == [I, I, 0, 3, 2, 4]  # the right arm, mirrored to column 3, becomes left_arm
+    # the right arm, mirrored to column 3, becomes left_arm
+    assert flipped == [IGN, IGN, 0, 3, 2, 4]
     with pytest.raises(
         TaxonomyError,
         match="img.png: with part taxonomy 'jhmdb10' cannot express taxonomy 'fine_lr'",
@@ -347,7 +354,9 @@ class _Messages(logging.Handler):
 
 
 def test_class_weights_computed_in_training_and_restored_from_checkpoint(
-    datasets_root, tmp_path, dataset_name  # noqa: F811
+    datasets_root,
+    tmp_path,
+    dataset_name,  # noqa: F811
 ):
     from detectron2.checkpoint import DetectionCheckpointer
 
@@ -363,7 +372,14 @@ def test_class_weights_computed_in_training_and_restored_from_checkpoint(
     opts = [
         *("DATASETS.TRAIN", f"('{dataset_name}',)", "DATASETS.TEST", "()"),
         *("SOLVER.MAX_ITER", "1", "SOLVER.IMS_PER_BATCH", "1"),
-        *("INPUT.MIN_SIZE_TRAIN", "(32,)", "INPUT.RANDOM_FLIP", "none", "TEST.AUG.ENABLED", "False"),
+        *(
+            "INPUT.MIN_SIZE_TRAIN",
+            "(32,)",
+            "INPUT.RANDOM_FLIP",
+            "none",
+            "TEST.AUG.ENABLED",
+            "False",
+        ),
         *("MODEL.BODYPART_SEM_SEG.CLASS_BALANCE", "inverse"),
     ]
     cfg = _train_cfg(out_dir, QUICK, *opts)
@@ -636,12 +652,12 @@ class _GroundTruthModel(nn.Module):
     equal to one of them, or to its mirror image, it returns logits 10 x one-hot of that view's
     ground truth (mirrored maps with left/right labels swapped), at the input's height x width."""
 
-    def __init__(self, cfg, dataset_name):
+    def __init__(self, cfg, dataset_name):  # noqa: F811  (a parameter, not the fixture)
         super().__init__()
         taxonomy = get_part_taxonomy(cfg.BODYPARTS.PART_TAXONOMY)
         self.num_classes = taxonomy.num_classes
         flip = torch.as_tensor(list(taxonomy.flip_lut()) + [0] * (256 - taxonomy.num_classes))
-        flip[I] = I
+        flip[IGN] = IGN
         mapper = BodyPartsSemSegMapper(cfg, False)
         self.views, self.flipped_views = [], 0
         for rec in DatasetCatalog.get(dataset_name):
@@ -657,7 +673,7 @@ class _GroundTruthModel(nn.Module):
         for x in inputs:
             gt, flipped = next((g, f) for im, g, f in self.views if torch.equal(im, x["image"]))
             self.flipped_views += flipped
-            one_hot = F.one_hot(torch.where(gt == I, 0, gt), self.num_classes)  # any on ignored
+            one_hot = F.one_hot(torch.where(gt == IGN, 0, gt), self.num_classes)  # any on ignored
             logits = 10 * one_hot.permute(2, 0, 1).float()
             assert (x["height"], x["width"]) == tuple(gt.shape)
             outs.append({"sem_seg": logits})

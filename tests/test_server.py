@@ -2,10 +2,16 @@
 FastAPI's TestClient: every route, every bad input, the token, the full queue (503), micro-batching,
 no leak over many bad requests; the same JSON and drawing as tools/demo.py on a small model."""
 
+import http.client
 import importlib.util
 import json
+import logging
 import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -35,6 +41,7 @@ from bodyparts.serving import (
     ServerThread,
     WorkerStopped,
     create_app,
+    free_port,
 )
 from bodyparts.taxonomy import FINE_LR
 from bodyparts.utils.predictions import PredictionFormatter
@@ -138,6 +145,7 @@ def test_health_info_page_and_offline_docs(client):
         "max_queue": 8,
         "processed": 0,
         "failed": 0,
+        "dropped": 0,
     }
     info = client.get("/info").json()
     palette = FINE_LR.palette()
@@ -151,6 +159,8 @@ def test_health_info_page_and_offline_docs(client):
         "max_bytes": 20 * 1024 * 1024,
         "max_queue": 8,
         "max_batch": 1,
+        "body_timeout": 30.0,
+        "shutdown_timeout": 10.0,
     }
 
     page = client.get("/")
@@ -684,3 +694,347 @@ def test_benchmark_server_reports_503s_and_unexpected_errors(tmp_path):
 
     # targets other than loopback are refused before any request
     assert bench.main(["--url", "http://10.1.2.3:8000", "--requests", "1"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# shedding work: abandoned requests, slow bodies, drawing off the model thread, bounded shutdown,
+# the Host allow-list (new names are imported inside the tests)
+
+
+class _Records(logging.Handler):
+    """Collects the log records of the server (uvicorn's loggers do not reach pytest's caplog).
+    Enter it after creating the ServerThread: uvicorn's Config resets its loggers' handlers."""
+
+    NAMES = ("uvicorn", "bodyparts")
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def __enter__(self):
+        for name in self.NAMES:
+            logging.getLogger(name).addHandler(self)
+        logger = logging.getLogger("bodyparts")
+        self._level = logger.level
+        logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc):
+        for name in self.NAMES:
+            logging.getLogger(name).removeHandler(self)
+        logging.getLogger("bodyparts").setLevel(self._level)
+
+    def errors(self):
+        return [r for r in self.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+def _raw_request(port: int, path: str, body: bytes, content_length=None, host="127.0.0.1"):
+    """A connected socket that has sent a POST with ``body`` (all of it or, with a larger
+    ``content_length``, the first part of it)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: image/png\r\n"
+        f"Content-Length: {len(body) if content_length is None else content_length}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def _read_response(sock) -> bytes:
+    """Everything the server sends until it closes the connection (bounded by the timeout)."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def _post(port: int, path: str, body: bytes, timeout: float = 60.0):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", path, body=body, headers={"Content-Type": "image/png"})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def test_a_client_that_disconnects_before_its_turn_never_reaches_the_model():
+    release = threading.Event()
+    predictor = FakePredictor(block=release)
+    app = create_app(predictor, fake_formatter())
+    body = png_bytes(make_image())
+    with ServerThread(app) as server, _Records() as log:
+        worker = app.state.worker
+        answers = {}
+        first = threading.Thread(
+            target=lambda: answers.setdefault("first", _post(server.port, "/predict", body))
+        )
+        first.start()
+        assert predictor.entered.wait(20)  # the model holds the first request
+        gone = _raw_request(server.port, "/predict", body)
+        _wait_until(lambda: worker.queued == 1)  # the second one waits for its turn
+        gone.close()  # ... and its client leaves
+        _wait_until(lambda: _get_json(server.port, "/health")["dropped"] == 1)
+        assert worker.queued == 0
+        release.set()
+        first.join(30)
+        assert answers["first"][0] == 200
+        third = _post(server.port, "/predict", body)  # served after the dropped one's turn
+        assert third[0] == 200
+        health = _get_json(server.port, "/health")
+    assert len(predictor.calls) == 2  # the first and the third: never the abandoned one
+    assert health["processed"] == 2 and health["dropped"] == 1 and health["failed"] == 0
+    assert any("dropped before the model" in r.getMessage() for r in log.records)
+    assert not log.errors()
+
+
+def _get_json(port: int, path: str):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path)
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+def test_a_slow_body_times_out_with_408_and_a_vanished_one_leaves_no_traceback():
+    limits = ServerLimits(body_timeout=1.0)  # noqa: F841 (a TypeError on the old server)
+    predictor = FakePredictor()
+    app = create_app(predictor, fake_formatter(), limits=limits)
+    body = png_bytes(make_image())
+    with ServerThread(app) as server, _Records() as log:
+        slow = _raw_request(server.port, "/render", body[:50], content_length=len(body))
+        start = time.monotonic()
+        answer = _read_response(slow)  # the server answers and closes the connection
+        elapsed = time.monotonic() - start
+        slow.close()
+        status_line, _, rest = answer.partition(b"\r\n")
+        assert status_line.startswith(b"HTTP/1.1 408"), answer[:200]
+        error = json.loads(rest.split(b"\r\n\r\n", 1)[1])
+        assert error["error"] == "body_timeout" and "--body-timeout" in error["detail"]
+        assert elapsed < 20  # the 1 s bound, with a generous margin
+
+        # a client that leaves in the middle of its upload: one log line, no traceback
+        half = _raw_request(server.port, "/predict", body[:50], content_length=len(body))
+        half.close()
+        _wait_until(lambda: any("while sending its body" in r.getMessage() for r in log.records))
+        assert _post(server.port, "/predict", body)[0] == 200  # the server goes on
+    timeouts = [r for r in log.records if "--body-timeout" in r.getMessage()]
+    assert len(timeouts) == 1 and timeouts[0].levelno == logging.WARNING
+    assert not log.errors(), [r.getMessage() for r in log.errors()]
+    assert len(predictor.calls) == 1
+
+
+class _BlockingFormatter(PredictionFormatter):
+    """The fake formatter whose drawings (``draw=True``) wait for ``release``."""
+
+    def __init__(self, release: threading.Event):
+        base = fake_formatter()
+        super().__init__(base.metadata, score_threshold=base.score_threshold)
+        self.release, self.drawing = release, threading.Event()
+
+    def __call__(self, outputs, image_bgr, file_name=None, **kwargs):
+        if kwargs.get("draw"):
+            self.drawing.set()
+            assert self.release.wait(30), "the test never released the drawing"
+        return super().__call__(outputs, image_bgr, file_name, **kwargs)
+
+
+def test_drawing_runs_off_the_model_thread_and_is_not_inference_time():
+    release = threading.Event()
+    predictor = FakePredictor()
+    formatter = _BlockingFormatter(release)
+    app = create_app(predictor, formatter)
+    body = dict(content=png_bytes(make_image()), headers=PNG)
+    answers = {}
+    with TestClient(app) as c:
+
+        def send(route):
+            answers[route.strip("/")] = c.post(route, **body)
+
+        drawing = threading.Thread(target=send, args=("/render",))
+        drawing.start()
+        assert formatter.drawing.wait(20)  # the drawing of the first request is held ...
+        held_from = time.monotonic()
+        predict = threading.Thread(target=send, args=("/predict",))
+        predict.start()
+        predict.join(20)  # ... while the model thread serves the next request
+        served_meanwhile = "predict" in answers
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - held_from)))  # held >= 1 s in all
+        release.set()
+        drawing.join(30)
+        predict.join(30)
+    assert served_meanwhile, "the model thread waited for a drawing"
+    assert answers["predict"].status_code == 200 and len(predictor.calls) == 2
+    render = answers["render"]
+    assert render.status_code == 200 and render.headers["content-type"] == "image/png"
+    # the held drawing is post-processing time, not inference time nor queue time
+    assert float(render.headers["x-postprocess-ms"]) >= 1000.0
+    assert float(render.headers["x-inference-ms"]) < 1000.0
+    assert float(render.headers["x-queue-ms"]) < 1000.0
+
+
+def test_worker_drain_runs_queued_items_until_the_deadline_then_refuses():
+    release = threading.Event()
+    started = threading.Event()
+    ran = []
+
+    def run_batch(items):
+        started.set()
+        release.wait(20)
+        ran.extend(items)
+        return [item * 10 for item in items]
+
+    worker = InferenceWorker(run_batch, max_queue=4)
+    worker.start()
+    try:
+        running = worker.submit(1)
+        assert started.wait(20)
+        queued = [worker.submit(2), worker.submit(3)]
+        abandoned = worker.submit(4)
+        assert worker.abandon(abandoned) and worker.queued == 2 and worker.dropped == 1
+        worker.drain(0.0)  # no time left: nothing queued starts any more
+        with pytest.raises(WorkerStopped, match="shutting down"):
+            worker.submit(5)
+        release.set()
+        assert running.result(20) == 10
+        for future in queued:
+            with pytest.raises(WorkerStopped, match="shutdown timeout"):
+                future.result(20)
+        worker.join(20)
+        assert not worker.alive and ran == [1]
+        assert worker.refused_at_shutdown == 2 and worker.dropped == 1
+        assert not worker.abandon(running)  # it ran: nothing to drop
+
+        # with time left, queued items still run; an empty queue ends the thread at once
+        worker = InferenceWorker(lambda items: [i * 10 for i in items], max_queue=4)
+        worker.start()
+        release.clear()
+        futures = [worker.submit(i) for i in (6, 7)]
+        worker.drain(30.0)
+        assert [f.result(20) for f in futures] == [60, 70]
+        worker.join(20)
+        assert not worker.alive and worker.refused_at_shutdown == 0
+    finally:
+        release.set()
+        worker.stop()
+
+
+def test_sigterm_with_a_full_queue_answers_503_and_exits_within_the_bound(tmp_path):
+    from _serving import PARTS_CONFIG, SMALL_MODEL_OPTS
+
+    from bodyparts.serving.server import SHUTDOWN_GRACE_S
+
+    port = free_port()
+    shutdown_timeout = 0.0  # every request not started at SIGTERM is refused
+    # a slower small model (384 px inputs) so that requests wait in the queue
+    opts = SMALL_MODEL_OPTS + ["INPUT.MIN_SIZE_TEST", "384", "INPUT.MAX_SIZE_TEST", "640"]
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "tools", "serve.py"),
+        "--config-file",
+        PARTS_CONFIG,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-queue",
+        "8",
+        "--shutdown-timeout",
+        str(shutdown_timeout),
+        "--log-level",
+        "warning",
+        *opts,
+    ]
+    env = {**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "datasets")}
+    stderr = open(tmp_path / "stderr.txt", "w+")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=stderr, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, open(tmp_path / "stderr.txt").read()[-3000:]
+            try:
+                if _get_json(port, "/health").get("status") == "ok":
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "tools/serve.py did not start in 300 s"
+            time.sleep(0.2)
+        body = png_bytes(make_image(64, 64))
+        answers = []
+
+        def client():
+            try:
+                status, headers, data = _post(port, "/predict", body, timeout=60)
+                try:
+                    code = json.loads(data).get("error") if status != 200 else None
+                except ValueError:
+                    code = data[:200]
+                answers.append((status, code))
+            except (OSError, http.client.HTTPException) as e:
+                answers.append(("connection_error", type(e).__name__))
+
+        clients = [threading.Thread(target=client) for _ in range(9)]  # 1 running + 8 queued
+        for t in clients:
+            t.start()
+        _wait_until(lambda: _get_json(port, "/health")["queued"] >= 4, timeout=120)
+        proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        bound = shutdown_timeout + SHUTDOWN_GRACE_S + 15  # generous margin
+        proc.wait(timeout=bound)
+        exited_after = time.monotonic() - signalled
+        for t in clients:
+            t.join(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stderr.close()
+    log = open(tmp_path / "stderr.txt").read()
+    assert exited_after < bound
+    assert proc.returncode in (0, -signal.SIGTERM), log[-3000:]
+    assert len(answers) == 9, answers
+    refused = [a for a in answers if a[0] == 503]
+    expected = ((200, None), (503, "shutting_down"), (503, "queue_full"))
+    assert all(a in expected for a in answers), (answers, log[-4000:])
+    # the queued requests (>= 4 at SIGTERM, one may start before the worker sees the signal)
+    assert sum(a == (503, "shutting_down") for a in refused) >= 3, answers
+    assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_foreign_host_header_gets_400():
+    from bodyparts.serving import default_allowed_hosts
+
+    loopback = default_allowed_hosts("127.0.0.1")
+    assert set(loopback) == {"127.0.0.1", "localhost", "::1"}
+    assert default_allowed_hosts("10.1.2.3", ["bodyparts.lan", ""]) == ["10.1.2.3", "bodyparts.lan"]
+    assert set(default_allowed_hosts("0.0.0.0")) == {"127.0.0.1", "localhost", "::1"}
+    app = create_app(FakePredictor(), fake_formatter(), allowed_hosts=loopback)
+    body = dict(content=png_bytes(make_image()), headers=PNG)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        for host in ("127.0.0.1:8000", "localhost", "LOCALHOST:1234", "[::1]:8000", "::1"):
+            ok = c.post("/predict", content=body["content"], headers={**PNG, "host": host})
+            assert ok.status_code == 200, (host, ok.text)
+        for host in ("evil.example:8000", "127.0.0.1.evil.example", "localhost.evil", "[::2]:80"):
+            for method, route in (("post", "/predict"), ("get", "/health"), ("get", "/")):
+                kwargs = dict(body) if method == "post" else {}
+                kwargs["headers"] = {**kwargs.get("headers", {}), "host": host}
+                bad = getattr(c, method)(route, **kwargs)
+                assert bad.status_code == 400, (host, route, bad.text)
+                error = bad.json()
+                assert error["error"] == "host_not_allowed" and host in error["detail"]
+                assert "--allowed-hosts" in error["detail"]
+        assert c.get("/health").json()["processed"] == 5  # the refused ones never ran
+
+    # tools/serve.py: --allowed-hosts adds names; '*' allows any
+    serve = _load_tool("serve")
+    args = serve.get_parser().parse_args(["--config-file", "x.yaml", "--allowed-hosts", "a.lan,b"])
+    assert args.allowed_hosts == "a.lan,b"
+    wildcard = create_app(FakePredictor(), fake_formatter(), allowed_hosts=["*"])
+    with TestClient(wildcard) as c:
+        assert c.get("/health", headers={"host": "anything.example"}).status_code == 200

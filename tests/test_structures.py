@@ -1,4 +1,5 @@
 """PartMaps: indexing, device moves, concatenation, validation, and life inside Instances."""
+
 import numpy as np
 import pytest
 import torch

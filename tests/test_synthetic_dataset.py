@@ -1,4 +1,5 @@
 """The synthetic people dataset on disk: deterministic, disjoint splits, consistent ground truth."""
+
 import filecmp
 import json
 import os
@@ -28,20 +29,27 @@ def split(tmp_path_factory):
 
 def test_deterministic(split, tmp_path):
     root, json_file = split
-    again = generate_synthetic_split(str(tmp_path), "train", 6, image_size=96, seed=3, max_persons=4)
+    again = generate_synthetic_split(
+        str(tmp_path), "train", 6, image_size=96, seed=3, max_persons=4
+    )
     assert filecmp.cmp(json_file, again, shallow=False)
     d1, d2 = os.path.dirname(json_file), os.path.dirname(again)
     for sub in ("images", "sem_seg", "panoptic"):
         names = sorted(os.listdir(os.path.join(d1, sub)))
         assert len(names) == 6 and names == sorted(os.listdir(os.path.join(d2, sub)))
-        _, mismatch, errors = filecmp.cmpfiles(os.path.join(d1, sub), os.path.join(d2, sub), names, shallow=False)
+        _, mismatch, errors = filecmp.cmpfiles(
+            os.path.join(d1, sub), os.path.join(d2, sub), names, shallow=False
+        )
         assert not mismatch and not errors
 
 
 def test_second_call_reuses_files(split):
     root, json_file = split
     mtime = os.path.getmtime(json_file)
-    assert generate_synthetic_split(root, "train", 6, image_size=96, seed=3, max_persons=4) == json_file
+    assert (
+        generate_synthetic_split(root, "train", 6, image_size=96, seed=3, max_persons=4)
+        == json_file
+    )
     assert os.path.getmtime(json_file) == mtime
 
 
@@ -49,7 +57,9 @@ def test_train_and_val_never_share_a_scene():
     train = {scene_seed(0, "train", i) for i in range(0, 500_000, 997)}
     val = {scene_seed(0, "val", i) for i in range(0, 500_000, 997)}
     assert not train & val
-    assert max(scene_seed(0, "train", i) for i in (0, 499_999)) < min(scene_seed(0, "val", i) for i in (0, 1))
+    assert max(scene_seed(0, "train", i) for i in (0, 499_999)) < min(
+        scene_seed(0, "val", i) for i in (0, 1)
+    )
     with pytest.raises(ValueError, match="split"):
         scene_seed(0, "test", 0)
 
@@ -125,7 +135,9 @@ def test_registration_and_metadata(tmp_path):
     )
     try:
         assert names == ["test_synth_reg_train", "test_synth_reg_val"]
-        assert not os.path.exists(os.path.join(tmp_path, "bodyparts_synthetic")), "registration must be lazy"
+        assert not os.path.exists(os.path.join(tmp_path, "bodyparts_synthetic")), (
+            "registration must be lazy"
+        )
         assert len(DatasetCatalog.get("test_synth_reg_val")) == 2
         meta = MetadataCatalog.get("test_synth_reg_train")
         assert meta.thing_classes == ["person"] and meta.part_taxonomy == "fine_lr"
@@ -133,12 +145,14 @@ def test_registration_and_metadata(tmp_path):
         assert len(meta.keypoint_names) == 17
         # flip pairs are valid: both names exist, and left/right of the same body part
         for a, b in meta.part_flip_pairs:
-            assert a.startswith("left_") and b == "right_" + a[len("left_"):]
+            assert a.startswith("left_") and b == "right_" + a[len("left_") :]
             assert a in meta.part_names and b in meta.part_names
         for a, b in meta.keypoint_flip_map:
             assert a.replace("left", "right") == b
         # re-registering with other settings replaces the split
-        register_synthetic_people(str(tmp_path), num_train=3, num_val=1, image_size=64, seed=1, prefix="test_synth_reg")
+        register_synthetic_people(
+            str(tmp_path), num_train=3, num_val=1, image_size=64, seed=1, prefix="test_synth_reg"
+        )
         assert len(DatasetCatalog.get("test_synth_reg_val")) == 1
     finally:
         for n in names:

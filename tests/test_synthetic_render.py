@@ -1,4 +1,5 @@
 """Tests of the synthetic scene renderer (bodyparts.data.synthetic.render)."""
+
 import math
 
 import numpy as np

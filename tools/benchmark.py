@@ -43,12 +43,8 @@ import time
 from types import SimpleNamespace
 from typing import Callable, Dict, List, Optional
 
-import bodyparts  # noqa: F401  (prepares Detectron2, registers datasets: import first)
 import detectron2
 import torch
-from bodyparts.data.datasets.synthetic import register_synthetic_from_cfg
-from bodyparts.engine import Trainer, build_mapper, setup_cfg
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.data import (
     DatasetMapper,
@@ -59,6 +55,12 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 from tabulate import tabulate
 from tqdm import tqdm
+
+import bodyparts  # noqa: F401  (prepares Detectron2, registers datasets: import first)
+from bodyparts.checkpoint import load_weights
+from bodyparts.data.datasets.synthetic import register_synthetic_from_cfg
+from bodyparts.engine import Trainer, build_mapper, setup_cfg
+from bodyparts.utils.cli import make_output_dir, run_tool
 
 SEED = 0  # same augmentations and initial weights for every config
 PHASES = ("train", "inference", "data_loader")  # the default phases
@@ -135,7 +137,7 @@ def _build_model(cfg: CfgNode) -> torch.nn.Module:
     seed_all_rng(SEED)
     model = Trainer.build_model(cfg)
     if cfg.MODEL.WEIGHTS:
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        load_weights(model, cfg.MODEL.WEIGHTS)
     return model
 
 
@@ -490,6 +492,8 @@ def main(args: argparse.Namespace) -> Dict:
     cfg_a, files = cfgs["A"], {"A": args.config_file, "B": args.vs}
     if not cfg_a.DATASETS.TRAIN or not cfg_a.DATASETS.TEST:
         sys.exit(f"benchmark.py: error: {args.config_file} needs DATASETS.TRAIN and DATASETS.TEST")
+    if args.json and os.path.dirname(args.json):  # fail now, not after the measurements
+        make_output_dir(os.path.dirname(args.json), "--json")
     torch.backends.cudnn.benchmark = cfg_a.CUDNN_BENCHMARK
     register_synthetic_from_cfg(cfg_a)
     sources = (cfg_a.DATASETS.TRAIN[0], cfg_a.DATASETS.TEST[0])
@@ -515,5 +519,10 @@ def main(args: argparse.Namespace) -> Dict:
     return out
 
 
+def run(args: argparse.Namespace) -> int:
+    main(args)
+    return 0
+
+
 if __name__ == "__main__":
-    main(parse_args())
+    sys.exit(run_tool(run, parse_args(), prog="benchmark.py"))

@@ -2,7 +2,8 @@
 """A bounded loopback load on a bodyparts server: latency percentiles, throughput, error counts.
 
     python tools/benchmark_server.py --url http://127.0.0.1:8000 [--requests 200]
-                                     [--concurrency 1 8] [--route predict] [--image IMG | --size 192]
+                                     [--concurrency 1 8] [--route predict]
+                                     [--image IMG | --size 192]
     python tools/benchmark_server.py --config-file CFG [--max-queue 8] [--server-arg=--max-batch=4]
                                      [...] [KEY VALUE ...]
 
@@ -14,8 +15,10 @@ accepted as targets.
 
 Reported per level: answers by HTTP status, 503s for a full queue (``"error": "queue_full"``, the
 only error allowed), unexpected errors (any other status, 503s for another reason, connection
-errors), p50 / p95 / p99 / max latency of the successful requests, and throughput (successful
-requests per second of wall time). Exit code 1 when any unexpected error occurred; 2 on a usage
+errors), p50 / p95 / p99 / max latency of the successful requests, throughput (successful
+requests per second of wall time), and the p50 of the server's own timing headers of the
+successful answers (``X-Queue-Ms``, ``X-Inference-Ms``, ``X-Postprocess-Ms``; null when the server
+does not send one). Exit code 1 when any unexpected error occurred; 2 on a usage
 error. --json FILE saves the report.
 """
 
@@ -175,14 +178,29 @@ class ServerProcess:
 # the load
 
 
-def _one_request(conn, path: str, body: bytes, headers: Dict) -> Tuple[str, float]:
-    """(outcome, latency s): outcome is the HTTP status as text, "503 queue_full", or
-    "connection_error: ..."."""
+_TIMING_HEADERS = {
+    "queue": "X-Queue-Ms",
+    "inference": "X-Inference-Ms",
+    "postprocess": "X-Postprocess-Ms",
+}
+
+
+def _one_request(conn, path: str, body: bytes, headers: Dict) -> Tuple[str, float, Dict]:
+    """(outcome, latency s, {timing name: ms} of the server's headers): outcome is the HTTP
+    status as text, "503 queue_full", or "connection_error: ..."."""
     start = time.perf_counter()
     conn.request("POST", path, body=body, headers=headers)
     resp = conn.getresponse()
     data = resp.read()
     latency = time.perf_counter() - start
+    timings = {}
+    for key, name in _TIMING_HEADERS.items():
+        value = resp.getheader(name)
+        if value is not None:
+            try:
+                timings[key] = float(value)
+            except ValueError:
+                pass
     outcome = str(resp.status)
     if resp.status == 503:
         try:
@@ -192,7 +210,7 @@ def _one_request(conn, path: str, body: bytes, headers: Dict) -> Tuple[str, floa
         outcome = (
             "503 queue_full" if code == "queue_full" and resp.getheader("Retry-After") else "503"
         )
-    return outcome, latency
+    return outcome, latency, timings
 
 
 def run_level(
@@ -208,7 +226,7 @@ def run_level(
     """``requests`` POSTs from ``clients`` threads; the report of the level."""
     lock = threading.Lock()
     issued = [0]
-    outcomes: List[Tuple[str, float]] = []
+    outcomes: List[Tuple[str, float, Dict]] = []
 
     def client():
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -221,7 +239,7 @@ def run_level(
                 try:
                     result = _one_request(conn, path, body, headers)
                 except (OSError, http.client.HTTPException) as e:
-                    result = (f"connection_error: {type(e).__name__}", 0.0)
+                    result = (f"connection_error: {type(e).__name__}", 0.0, {})
                     conn.close()
                     conn = http.client.HTTPConnection(host, port, timeout=timeout)
                 with lock:
@@ -237,9 +255,13 @@ def run_level(
         t.join()
     wall = time.perf_counter() - start
     counts: Dict[str, int] = {}
-    for outcome, _ in outcomes:
+    for outcome, _, _ in outcomes:
         counts[outcome] = counts.get(outcome, 0) + 1
-    ok = [lat for outcome, lat in outcomes if outcome == "200"]
+    ok = [lat for outcome, lat, _ in outcomes if outcome == "200"]
+    server_ms = {}
+    for key in _TIMING_HEADERS:
+        values = [t[key] for outcome, _, t in outcomes if outcome == "200" and key in t]
+        server_ms[f"{key}_p50"] = round(float(np.percentile(values, 50)), 1) if values else None
     lat_ms = np.array(ok) * 1000.0
     pct = (lambda q: round(float(np.percentile(lat_ms, q)), 1)) if len(ok) else (lambda q: None)
     return {
@@ -256,6 +278,7 @@ def run_level(
             "max": round(float(lat_ms.max()), 1) if len(ok) else None,
         },
         "throughput_rps": round(len(ok) / wall, 2) if wall > 0 else None,
+        "server_ms": server_ms,
         "wall_s": round(wall, 2),
     }
 
@@ -270,7 +293,8 @@ def print_report(report: Dict) -> None:
     )
     head = (
         f"{'clients':>7} {'requests':>8} {'ok':>5} {'503 full':>8} {'unexpected':>10} "
-        f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>7}"
+        f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>7} "
+        f"{'queue':>7} {'model':>7} {'post':>7}  (server p50 ms)"
     )
     print(head)
     for level in report["levels"]:
@@ -280,7 +304,8 @@ def print_report(report: Dict) -> None:
             f"{level['concurrency']:>7} {level['requests']:>8} {level['ok']:>5} "
             f"{level['rejected_queue_full']:>8} {level['unexpected_errors']:>10} "
             f"{cell(lat['p50']):>8} {cell(lat['p95']):>8} {cell(lat['p99']):>8} "
-            f"{cell(level['throughput_rps']):>7}"
+            f"{cell(level['throughput_rps']):>7} "
+            + " ".join(f"{cell(level['server_ms'][f'{key}_p50']):>7}" for key in _TIMING_HEADERS)
         )
         extra = {k: v for k, v in level["outcomes"].items() if k not in ("200", "503 queue_full")}
         if extra:

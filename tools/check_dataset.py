@@ -30,6 +30,7 @@ For each split NAME (see ``datasets/README.md`` for the registered names; the da
 
 Exit code: 0 = no problems, 1 = problems found, 2 = usage error (unknown split, bad taxonomy).
 """
+
 import argparse
 import json
 import logging
@@ -43,9 +44,12 @@ from typing import Any, Dict, Iterable, List
 
 warnings.filterwarnings("ignore", r"`torch.jit.script` is deprecated", FutureWarning)
 
-import bodyparts  # noqa: F401,E402  (prepares Detectron2 and registers the datasets: import first)
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import bodyparts  # noqa: F401,E402  (prepares Detectron2 and registers the datasets: import first)
 from bodyparts.data.contract import DataContractError, part_label_map, validate_record  # noqa: E402
 from bodyparts.data.image_io import ImageFileError, read_record_image  # noqa: E402
 from bodyparts.taxonomy import (  # noqa: E402
@@ -54,9 +58,8 @@ from bodyparts.taxonomy import (  # noqa: E402
     get_part_taxonomy,
     mapping_lut,
 )
+from bodyparts.utils.cli import make_output_dir, run_tool  # noqa: E402
 from bodyparts.utils.visualizer import draw_ground_truth, metadata_for  # noqa: E402
-from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 
 class CheckError(Exception):
@@ -64,7 +67,9 @@ class CheckError(Exception):
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add = parser.add_argument
     add("names", nargs="+", metavar="NAME", help="registered dataset split(s)")
     add("--output", default="output/check_dataset", metavar="DIR", help="report and samples folder")
@@ -115,8 +120,13 @@ def summarize(name: str, records: List[Dict[str, Any]], taxonomy: str = None) ->
         source = rec.get("part_taxonomy", native)
         num_parts = get_part_taxonomy(source).num_parts if source else None
         try:
-            validate_record(rec, source=name, num_classes=len(meta.get("thing_classes", ["person"])),
-                            num_parts=num_parts, keypoint_names=keypoint_names)
+            validate_record(
+                rec,
+                source=name,
+                num_classes=len(meta.get("thing_classes", ["person"])),
+                num_parts=num_parts,
+                keypoint_names=keypoint_names,
+            )
         except DataContractError as e:
             problems.append(str(e))
         try:
@@ -129,8 +139,12 @@ def summarize(name: str, records: List[Dict[str, Any]], taxonomy: str = None) ->
             if ann.get("parts") is None:
                 persons["no_parts"] += 1
             else:
-                persons["partial_parts" if not ann.get("parts_complete", True) else "full_parts"] += 1
-                labels, counts = np.unique(part_label_map(ann, rec["height"], rec["width"]), return_counts=True)
+                persons[
+                    "partial_parts" if not ann.get("parts_complete", True) else "full_parts"
+                ] += 1
+                labels, counts = np.unique(
+                    part_label_map(ann, rec["height"], rec["width"]), return_counts=True
+                )
                 for lab, cnt in zip(labels.tolist(), counts.tolist()):
                     if lab:
                         native_pixels[lab] += cnt
@@ -179,11 +193,13 @@ def render_samples(
     skip = set(skip)
     readable = [r for r in records if r["file_name"] not in skip]
     chosen = sorted(readable, key=lambda r: -len(r.get("annotations", [])))[:num]
-    os.makedirs(out_dir, exist_ok=True)
+    make_output_dir(out_dir)
     paths = []
     for rec in chosen:
-        drawing_meta = metadata_for(rec.get("part_taxonomy") or meta.part_taxonomy,
-                                    rec.get("keypoint_taxonomy") or meta.get("keypoint_taxonomy", None))
+        drawing_meta = metadata_for(
+            rec.get("part_taxonomy") or meta.part_taxonomy,
+            rec.get("keypoint_taxonomy") or meta.get("keypoint_taxonomy", None),
+        )
         vis = draw_ground_truth(rec, drawing_meta, legend=True)
         path = os.path.join(out_dir, f"{str(rec['image_id']).replace(os.sep, '_')}.png")
         cv2.imwrite(path, vis[:, :, ::-1])
@@ -211,7 +227,7 @@ def check(name: str, args) -> Dict[str, Any]:
     summary["samples"] = render_samples(
         name, records, samples_dir, args.num_vis, skip=summary["unreadable_images"]
     )
-    os.makedirs(out_dir, exist_ok=True)
+    make_output_dir(out_dir)
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
@@ -220,28 +236,38 @@ def check(name: str, args) -> Dict[str, Any]:
 def print_summary(s: Dict[str, Any]) -> None:
     p = s["persons"]
     print(f"== {s['name']}  ({s['part_taxonomy']} parts, keypoints: {s['keypoint_taxonomy']})")
-    print(f"   images {s['images']} ({s['images_with_persons']} with persons), persons {p.get('total', 0)}: "
-          f"{p.get('full_parts', 0)} with all parts, {p.get('partial_parts', 0)} partial, "
-          f"{p.get('no_parts', 0)} without parts, {p.get('with_keypoints', 0)} with keypoints "
-          f"({p.get('visible_keypoints', 0)} visible)")
+    print(
+        f"   images {s['images']} ({s['images_with_persons']} with persons), "
+        f"persons {p.get('total', 0)}: "
+        f"{p.get('full_parts', 0)} with all parts, {p.get('partial_parts', 0)} partial, "
+        f"{p.get('no_parts', 0)} without parts, {p.get('with_keypoints', 0)} with keypoints "
+        f"({p.get('visible_keypoints', 0)} visible)"
+    )
     print(f"   loaded in {s['load_s']:.2f} s")
     if s["unreadable_images"]:
         print(f"   {len(s['unreadable_images'])} unreadable image(s) (listed as problems)")
     if "timing" in s:
         t = s["timing"]
-        print(f"   cold load {t['cold_s']:.2f} s ({t['cold_records_per_s']} records/s), "
-              f"warm {t['warm_s']:.2f} s ({t['warm_records_per_s']} records/s)")
+        print(
+            f"   cold load {t['cold_s']:.2f} s ({t['cold_records_per_s']} records/s), "
+            f"warm {t['warm_s']:.2f} s ({t['warm_records_per_s']} records/s)"
+        )
     for key in [k for k in s if k.startswith("part_share")]:
         shares = ", ".join(f"{k} {v}%" for k, v in s[key].items())
         print(f"   {key}: {shares}")
-        taxonomy = key[len("part_share_"):]
+        taxonomy = key[len("part_share_") :]
         if taxonomy and f"ignored_share_{taxonomy}" in s:
             ignored, background = s[f"ignored_share_{taxonomy}"], s[f"background_share_{taxonomy}"]
             mapped = f", {background}% mapped to background" if background else ""
             rest = round(100.0 - ignored - background, 2)
-            print(f"   {taxonomy}: {ignored}% of the part pixels ignored (unmapped labels: no "
-                  f"loss, not scored){mapped}; {key} is over the other {rest}%")
-    print(f"   {len(s['samples'])} samples in {os.path.dirname(s['samples'][0]) if s['samples'] else '-'}")
+            print(
+                f"   {taxonomy}: {ignored}% of the part pixels ignored (unmapped labels: no "
+                f"loss, not scored){mapped}; {key} is over the other {rest}%"
+            )
+    print(
+        f"   {len(s['samples'])} samples in "
+        f"{os.path.dirname(s['samples'][0]) if s['samples'] else '-'}"
+    )
     for problem in s["problems"][:20]:
         print(f"   PROBLEM {problem}")
     if len(s["problems"]) > 20:
@@ -268,10 +294,10 @@ def main(args) -> int:
 if __name__ == "__main__":
     arguments = get_parser().parse_args()
     try:
-        sys.exit(main(arguments))
-    except CheckError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(run_tool(main, arguments, prog="check_dataset.py", errors=(CheckError,)))
     except DataContractError as e:
-        print(f"error: {e}\n(rerun with --skip-bad to skip broken files and count them)", file=sys.stderr)
+        print(
+            f"error: {e}\n(rerun with --skip-bad to skip broken files and count them)",
+            file=sys.stderr,
+        )
         sys.exit(1)

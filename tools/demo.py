@@ -7,8 +7,9 @@
                          [--max-frames N] [--json] [KEY VALUE ...]
 
 PATH: image or video files, folders (their .jpg/.jpeg/.png/.bmp images and .mp4/.avi/.mov/.mkv/
-.webm/.mpg videos, sorted; not recursive) or globs (quote them). Trailing KEY VALUE pairs override the config, e.g. ``MODEL.WEIGHTS out/model_final.pth
-MODEL.DEVICE cpu``. ``MODEL.WEIGHTS ""`` runs an untrained model (random weights, with a warning).
+.webm/.mpg videos, sorted; not recursive) or globs (quote them). Trailing KEY VALUE pairs override
+the config, e.g. ``MODEL.WEIGHTS out/model_final.pth MODEL.DEVICE cpu``. ``MODEL.WEIGHTS ""`` runs
+an untrained model (random weights, with a warning).
 
 Per image ``NAME.ext``, written to DIR (created if needed; never an input folder):
 
@@ -21,7 +22,7 @@ Per image ``NAME.ext``, written to DIR (created if needed; never an input folder
   ``parts`` {part name: COCO RLE}; ``part_labels`` maps part names to the labels of
   ``NAME_parts.png``.
 * with --json, ``NAME_parts.png``: the image-level part map (uint8 labels, 0 = background; persons
-  pasted in ascending score order, METRICS.md section 1). The semantic segmenter's JSON holds the
+  pasted in ascending score order, docs/metrics.md section 1). The semantic segmenter's JSON has the
   size, the part labels and the pixels per part.
 * panoptic models, with --json: ``NAME_panoptic.png`` (segment ids as COCO-panoptic RGB, id = R +
   256 G + 256^2 B; ``segments_info`` in the JSON) and ``NAME_part_panoptic.png`` (the panoptic-parts
@@ -42,6 +43,7 @@ The JSON and the drawings come from ``bodyparts.utils.predictions`` (the server 
 same). Unreadable or empty images are reported by name and skipped; the exit code is then 1. Usage
 errors (missing config or weights file, no images, --output an input folder) exit with code 2.
 """
+
 import argparse
 import glob
 import json
@@ -55,21 +57,23 @@ from typing import Callable, Dict, List, Optional, Tuple
 warnings.filterwarnings("ignore", r"`torch.jit.script` is deprecated", FutureWarning)
 warnings.filterwarnings("ignore", r"torch.meshgrid", UserWarning)
 
-import bodyparts  # noqa: F401,E402  (prepares Detectron2, registers datasets: import first)
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from bodyparts.utils.predictions import PredictionFormatter, load_inference_cfg  # noqa: E402
 from detectron2.config import CfgNode  # noqa: E402
 from detectron2.data.detection_utils import read_image  # noqa: E402
-from detectron2.engine import DefaultPredictor  # noqa: E402
 from PIL import UnidentifiedImageError  # noqa: E402
 from tqdm import tqdm  # noqa: E402
+
+import bodyparts  # noqa: F401,E402  (prepares Detectron2, registers datasets: import first)
+from bodyparts.utils.cli import ToolError, add_weights_flag, make_output_dir, run_tool  # noqa: E402
+from bodyparts.utils.predictions import PredictionFormatter, load_inference_cfg  # noqa: E402
+from bodyparts.utils.predictor import Predictor  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg")
 
 
-class DemoError(Exception):
+class DemoError(ToolError):
     """A usage error: reported as one line, exit code 2."""
 
 
@@ -99,6 +103,7 @@ def get_parser() -> argparse.ArgumentParser:
     add("--confidence-threshold", type=float, default=0.5, help="minimum person score to keep")
     add("--json", action="store_true", help="also write NAME.json and NAME_parts.png")
     add("--no-legend", action="store_true", help="no part legend next to the visualization")
+    add_weights_flag(parser)
     add("--video-stride", type=int, default=1, metavar="N", help="videos: process every N-th frame")
     add("opts", nargs="*", default=[], help="config overrides KEY VALUE ..., at the end")
     return parser
@@ -312,8 +317,8 @@ def process_video(predictor, path: str, name: str, args, formatter) -> str:
 
 def open_camera(index: int, video_capture: Callable = cv2.VideoCapture):
     """The opened capture of camera ``index`` (``video_capture(index)``: OpenCV's VideoCapture, or a
-    stand-in with ``isOpened``, ``read``, ``get`` and ``release``). Raises DemoError when there is no
-    such camera."""
+    stand-in with ``isOpened``, ``read``, ``get`` and ``release``). Raises DemoError when there is
+    no such camera."""
     capture = video_capture(index)
     if not capture.isOpened():
         capture.release()
@@ -337,8 +342,8 @@ class WindowSink:
             cv2.namedWindow(self.TITLE, cv2.WINDOW_NORMAL)
         except cv2.error:
             raise DemoError(
-                "this OpenCV build has no window support (opencv-python-headless): pass --output DIR "
-                "to write the rendered webcam frames to DIR/webcam.mp4 instead"
+                "this OpenCV build has no window support (opencv-python-headless): "
+                "pass --output DIR to write the rendered webcam frames to DIR/webcam.mp4 instead"
             ) from None
         self.count = 0
 
@@ -387,12 +392,12 @@ def run_webcam(args, cfg: CfgNode, formatter, video_capture: Callable = cv2.Vide
     capture = open_camera(args.camera_index, video_capture)
     try:
         if args.output:
-            os.makedirs(args.output, exist_ok=True)
+            make_output_dir(args.output)
             fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
             sink = FrameWriter(args.output, "webcam", fps, args.json)
         else:
             sink = WindowSink()
-        predictor = DefaultPredictor(cfg)
+        predictor = Predictor(cfg, allow_partial_weights=args.allow_partial_weights)
     except BaseException:
         capture.release()
         raise
@@ -434,8 +439,9 @@ def main(args, video_capture: Callable = cv2.VideoCapture) -> int:
     formatter = PredictionFormatter.from_config(cfg, args.confidence_threshold)
     if args.webcam:
         return run_webcam(args, cfg, formatter, video_capture)
-    os.makedirs(args.output, exist_ok=True)
-    predictor = DefaultPredictor(cfg)  # takes BGR images, converts to cfg.INPUT.FORMAT itself
+    make_output_dir(args.output)
+    # takes BGR images, converts to cfg.INPUT.FORMAT itself
+    predictor = Predictor(cfg, allow_partial_weights=args.allow_partial_weights)
     failed = []
     progress = tqdm(files, desc="demo", unit="input", dynamic_ncols=True)
     for path, name in zip(progress, output_names(files)):
@@ -462,9 +468,4 @@ def main(args, video_capture: Callable = cv2.VideoCapture) -> int:
 
 
 if __name__ == "__main__":
-    arguments = get_parser().parse_intermixed_args()
-    try:
-        sys.exit(main(arguments))
-    except DemoError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_tool(main, get_parser().parse_intermixed_args(), prog="demo.py"))

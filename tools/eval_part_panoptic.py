@@ -10,6 +10,7 @@ the evaluator's result format (percent) and its seconds per image; ``--official`
 with the package's ``evaluate_PartPQ_multicore`` (at least 5 images per process). Needs the
 packages ``panoptic-parts`` and ``scikit-learn`` (requirements/test.txt).
 """
+
 import bodyparts  # noqa: F401  (prepares Detectron2: import first)
 from bodyparts.evaluation.panoptic_parts_check import main
 

@@ -23,7 +23,6 @@ import logging
 import os
 import sys
 import warnings
-from types import SimpleNamespace
 from typing import List, Optional
 
 # Deprecation notices from torch about Detectron2 internals: noise for a command-line tool.
@@ -33,7 +32,6 @@ warnings.filterwarnings("ignore", r"torch.meshgrid", UserWarning)
 from tabulate import tabulate  # noqa: E402
 
 import bodyparts  # noqa: F401,E402  (prepares Detectron2, registers datasets: import first)
-from bodyparts.engine import setup_cfg  # noqa: E402
 from bodyparts.export import (  # noqa: E402
     FORMATS,
     METHODS,
@@ -44,6 +42,8 @@ from bodyparts.export import (  # noqa: E402
     export_model,
     prepare_image,
 )
+from bodyparts.utils.cli import USER_ERRORS, add_weights_flag, make_output_dir  # noqa: E402
+from bodyparts.utils.predictions import load_inference_cfg  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -56,6 +56,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--sample-image", metavar="IMG", help="sample input (default: first test image)")
     p.add_argument("--output", required=True, metavar="DIR", help="output directory")
     p.add_argument("--opset", type=int, default=ONNX_OPSET, help="ONNX opset (16 or later)")
+    add_weights_flag(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = p.parse_args(argv)
     if not os.path.isfile(args.config_file):
@@ -86,17 +87,16 @@ def sample_image_path(cfg) -> str:
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = setup_cfg(
-            SimpleNamespace(config_file=args.config_file, opts=args.opts), for_launch_only=True
-        )
-    except (KeyError, ValueError) as e:
-        print(f"export_model.py: error: {e.args[0] if e.args else e}", file=sys.stderr)
+    try:  # the config checks of tools/demo.py (file, keys, values, weights file, device)
+        cfg = load_inference_cfg(args.config_file, args.opts)
+        make_output_dir(args.output)
+        model = build_model_for_export(cfg, allow_partial_weights=args.allow_partial_weights)
+    except USER_ERRORS + (ValueError,) as e:
+        print(f"export_model.py: error: {e}", file=sys.stderr)
         return 2
     try:
         sample = args.sample_image or sample_image_path(cfg)
         image, original_size = prepare_image(cfg, sample)
-        model = build_model_for_export(cfg)
         metadata = {"config_file": args.config_file, "sample_image": sample, **export_metadata(cfg)}
         info = export_model(
             model,

@@ -17,6 +17,7 @@ AP_SCORE_THRESH 0.001``; MHP-v2: ``PASTE_SCORE_THRESH 0.05``).
 
 Usage errors (missing config or weights file, unknown dataset or format) exit with code 2.
 """
+
 import argparse
 import json
 import os
@@ -27,10 +28,10 @@ import warnings
 warnings.filterwarnings("ignore", r"`torch.jit.script` is deprecated", FutureWarning)
 warnings.filterwarnings("ignore", r"torch.meshgrid", UserWarning)
 
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
 
 import bodyparts  # noqa: F401,E402  (prepares Detectron2, registers datasets: import first)
+from bodyparts.checkpoint import load_weights  # noqa: E402
 from bodyparts.data.datasets.synthetic import register_synthetic_from_cfg  # noqa: E402
 from bodyparts.engine import Trainer  # noqa: E402
 from bodyparts.evaluation import (  # noqa: E402
@@ -39,10 +40,11 @@ from bodyparts.evaluation import (  # noqa: E402
     ParsingPredictionWriter,
     export_parsing_predictions,
 )
+from bodyparts.utils.cli import ToolError, add_weights_flag, make_output_dir, run_tool  # noqa: E402
 from bodyparts.utils.predictions import load_inference_cfg  # noqa: E402
 
 
-class ExportError(Exception):
+class ExportError(ToolError):
     """A usage error: reported as one line, exit code 2."""
 
 
@@ -57,6 +59,7 @@ def get_parser() -> argparse.ArgumentParser:
     add("--eval", action="store_true", help="also evaluate (metrics.json in DIR)")
     add("--formats", default=",".join(EXPORT_FORMATS), help="comma-separated subset of the formats")
     add("--no-progress", action="store_true", help="no progress bar")
+    add_weights_flag(parser)
     add(
         "opts",
         nargs=argparse.REMAINDER,
@@ -83,10 +86,10 @@ def setup(args):
 
 def main(args) -> int:
     cfg, formats = setup(args)
+    make_output_dir(args.output)
     model = Trainer.build_model(cfg)
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    load_weights(model, cfg.MODEL.WEIGHTS, allow_partial=args.allow_partial_weights)
     loader = Trainer.build_test_loader(cfg, args.dataset)
-    os.makedirs(args.output, exist_ok=True)
     writer = ParsingPredictionWriter(
         cfg, args.dataset, args.output, formats=formats, distributed=False
     )
@@ -106,9 +109,4 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    arguments = get_parser().parse_args()
-    try:
-        sys.exit(main(arguments))
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_tool(main, get_parser().parse_args(), prog="export_parsing_predictions.py"))

@@ -1,6 +1,7 @@
 """Differences between Detectron2 v0.6 and upstream main that bodyparts relies on, in one place.
 
-Both report ``detectron2.__version__ == "0.6"``, so every helper detects the feature, not the version.
+Both report ``detectron2.__version__ == "0.6"``, so every helper detects the feature, not the
+version.
 
 ====================================  ==========================  ===============================
 feature                               v0.6                        upstream main
@@ -11,7 +12,8 @@ local process group                   ``comm._LOCAL_PROCESS_GROUP``  ``comm.crea
 ``import detectron2.export``           imports Caffe2 (gone from    Caffe2 optional; exports
                                       PyTorch): ImportError       ``TracingAdapter`` & co.
 ====================================  ==========================  ===============================
-"""
+"""  # noqa: E501  (a row of the table above is 104 characters wide)
+
 import contextlib
 import importlib
 import importlib.util
@@ -90,7 +92,8 @@ def coco_evaluator_kwargs() -> dict:
 
 def import_detectron2_export() -> ModuleType:
     """``detectron2.export`` with at least ``TracingAdapter``, ``scripting_with_instances`` and
-    ``dump_torchscript_IR`` (and its submodules ``flatten``, ``torchscript``, ``torchscript_patch``).
+    ``dump_torchscript_IR`` (and its submodules ``flatten``, ``torchscript``,
+    ``torchscript_patch``).
 
     Upstream main imports its Caffe2 exporter only when Caffe2 exists. v0.6's ``__init__`` imports
     it unconditionally, and PyTorch 2 has no Caffe2, so ``import detectron2.export`` fails there

@@ -23,6 +23,7 @@ COCOevalEvaluateImages, COCOevalAccumulate passes ``use_fast_impl=False`` (pycoc
 ROIAlign, NMS and the other ops the standard Faster/Mask/Keypoint/Panoptic R-CNN use come from
 torchvision in Detectron2 itself and need nothing here.
 """
+
 import sys
 import types
 from typing import Callable
@@ -76,7 +77,8 @@ def make_standin_module() -> types.ModuleType:
     """Build the stand-in ``detectron2._C`` module (not yet installed in ``sys.modules``)."""
     mod = types.ModuleType(
         STANDIN_MODULE_NAME,
-        "bodyparts stand-in for detectron2._C (no compiled extension); see bodyparts/compat/c_ops.py",
+        "bodyparts stand-in for detectron2._C (no compiled extension); "
+        "see bodyparts/compat/c_ops.py",
     )
     mod.__file__ = __file__  # a .py file: scripts/setup_env.sh tells it from a compiled extension
     mod.BODYPARTS_STANDIN = True
@@ -104,7 +106,11 @@ def register_nms_rotated_error(library_holder: list) -> None:
         pass
     lib = torch.library.Library("detectron2", "FRAGMENT")
     lib.define("nms_rotated(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor")
-    lib.impl("nms_rotated", _missing_op("nms_rotated", _MISSING_OPS["nms_rotated"]), "CompositeExplicitAutograd")
+    lib.impl(
+        "nms_rotated",
+        _missing_op("nms_rotated", _MISSING_OPS["nms_rotated"]),
+        "CompositeExplicitAutograd",
+    )
     library_holder.append(lib)
 
 

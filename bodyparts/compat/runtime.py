@@ -1,7 +1,8 @@
-"""Run-time preparation of Detectron2 v0.6 for today's libraries, applied once and only where needed.
+"""Run-time preparation of Detectron2 v0.6 for today's libraries, applied once and only where
+needed.
 
-:func:`prepare_detectron2` is called by ``import bodyparts`` before any ``detectron2`` sub-package is
-imported. It does exactly three things, each only when the condition holds:
+:func:`prepare_detectron2` is called by ``import bodyparts`` before any ``detectron2`` sub-package
+is imported. It does exactly three things, each only when the condition holds:
 
 1. No compiled ``detectron2._C``: install the stand-in of :mod:`bodyparts.compat.c_ops` as
    ``detectron2._C`` (v0.6 imports ``_C`` at module level in ``layers``, ``evaluation`` and
@@ -20,6 +21,7 @@ Everything else that v0.6 trips over (numpy >= 1.24 aliases in ``SemSegEvaluator
 loader's class histogram, ``pascal_voc``) is avoided by not calling those code paths; see README.md.
 Import ``bodyparts`` before ``detectron2.data`` / ``detectron2.modeling`` when using v0.6.
 """
+
 import functools
 import importlib.util
 import logging
@@ -67,7 +69,9 @@ def _transform_uses_image_linear() -> bool:
     spec = importlib.util.find_spec("detectron2")
     if spec is None or not spec.submodule_search_locations:
         return False
-    path = os.path.join(list(spec.submodule_search_locations)[0], "data", "transforms", "transform.py")
+    path = os.path.join(
+        list(spec.submodule_search_locations)[0], "data", "transforms", "transform.py"
+    )
     try:
         with open(path, encoding="utf-8") as f:
             return "Image.LINEAR" in f.read()

@@ -6,7 +6,8 @@ A record is a Detectron2 dataset dict (one per image)::
       "file_name": str,            # path of the image file
       "height": int, "width": int, # image size in pixels
       "image_id": int | str,       # unique within the split
-      "part_taxonomy": str,        # name in bodyparts.taxonomy.PART_TAXONOMIES of the part labels below
+      "part_taxonomy": str,        # name in bodyparts.taxonomy.PART_TAXONOMIES of the part labels
+                                   # below
       "keypoint_taxonomy": str,    # optional; name in KEYPOINT_TAXONOMIES of the keypoints below
                                    # (default: the model's, BODYPARTS.KEYPOINT_TAXONOMY)
       "annotations": [             # one dict per person
@@ -18,30 +19,38 @@ A record is a Detectron2 dataset dict (one per image)::
           "segmentation": RLE | [[x0, y0, x1, y1, ...], ...],  # silhouette (visible person pixels)
           "keypoints": [x0, y0, v0, ...],  # optional; K*3 floats, continuous image coords
                                            # (pixel (i, j) covers [j, j+1) x [i, i+1)), v in {0,1,2}
-          "parts": {label: RLE, ...},      # optional; per part label (1..num_parts of part_taxonomy)
-                                           # the person's pixels of that part; absent/None = no part
-                                           # annotation for this person (no part loss)
+          "parts": {label: RLE, ...},      # optional; per part label (1..num_parts of
+                                           # part_taxonomy) the person's pixels of that part;
+                                           # absent/None = no part annotation for this person (no
+                                           # part loss)
           "parts_complete": bool,          # optional, default True; False = some parts unlabelled
         }, ...
       ],
-      "sem_seg_file_name": str,    # optional: image-level part map PNG (uint8, taxonomy labels, 255 ignore)
+      "sem_seg_file_name": str,    # optional: image-level part map PNG (uint8, taxonomy labels,
+                                   # 255 ignore)
       "pan_seg_file_name": str,    # optional: COCO-panoptic RGB PNG (id = R + 256 G + 256^2 B)
-      "segments_info": [...],      # optional, with pan_seg_file_name: {id, category_id, iscrowd, isthing};
-                                   # things: category_id into metadata.thing_classes; stuff: into
-                                   # metadata.stuff_classes, whose entry 0 is "things" (Detectron2's
-                                   # separated panoptic convention), so stuff ids start at 1
+      "segments_info": [...],      # optional, with pan_seg_file_name: {id, category_id, iscrowd,
+                                   # isthing}; things: category_id into metadata.thing_classes;
+                                   # stuff: into metadata.stuff_classes, whose entry 0 is "things"
+                                   # (Detectron2's separated panoptic convention), so stuff ids
+                                   # start at 1
     }
 
 RLE is COCO's compressed RLE ``{"size": [height, width], "counts": str}`` (pycocotools).
-:func:`validate_record` checks a record and raises :class:`DataContractError` naming the source file,
-the image, the annotation and the field.
+:func:`validate_record` checks a record and raises :class:`DataContractError` naming the source
+file, the image, the annotation and the field.
 """
+
 import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import pycocotools.mask as mask_util
 from detectron2.structures import BoxMode
+
+from ..taxonomy import uint8_lut
+from .errors import DataContractError
+from .image_io import read_label_map
 
 __all__ = [
     "DataContractError",
@@ -63,10 +72,6 @@ PART_IGNORE = 255  # part label of pixels without part annotation
 PERSON_CATEGORY = 0  # contiguous thing id of "person" in every bodyparts dataset
 
 
-class DataContractError(ValueError):
-    """A record does not follow the bodyparts data contract."""
-
-
 def encode_mask(mask: np.ndarray) -> Dict[str, Any]:
     """Binary mask (H, W) -> COCO compressed RLE with a JSON-serialisable ``counts`` string."""
     rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
@@ -79,7 +84,10 @@ def as_pycoco_rle(rle: Mapping) -> Dict[str, Any]:
     counts = rle["counts"]
     if isinstance(counts, list):  # uncompressed RLE
         return mask_util.frPyObjects(dict(rle), *rle["size"])
-    return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return {
+        "size": list(rle["size"]),
+        "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+    }
 
 
 def decode_rle(rle: Mapping) -> np.ndarray:
@@ -107,21 +115,23 @@ def silhouette_mask(annotation: Mapping, height: int, width: int) -> np.ndarray:
         return mask_util.decode(rle).astype(bool)
     if isinstance(seg, Mapping):
         return decode_rle(seg).astype(bool)
-    x0, y0, x1, y1 = BoxMode.convert(list(annotation["bbox"]), annotation["bbox_mode"], BoxMode.XYXY_ABS)
+    x0, y0, x1, y1 = BoxMode.convert(
+        list(annotation["bbox"]), annotation["bbox_mode"], BoxMode.XYXY_ABS
+    )
     out = np.zeros((height, width), dtype=bool)
     out[max(int(y0), 0) : max(math.ceil(y1), 0), max(int(x0), 0) : max(math.ceil(x1), 0)] = True
     return out
 
 
 def _full_lut(lut: np.ndarray) -> np.ndarray:
-    """uint8 (256,) look-up table: ``lut`` for its labels, PART_IGNORE for every other value."""
-    full = np.full(256, PART_IGNORE, dtype=np.uint8)
-    full[: len(lut)] = lut
-    return full
+    """uint8 (256,) look-up table: ``lut`` for its labels, PART_IGNORE (255) for every other
+    value (:func:`bodyparts.taxonomy.uint8_lut`)."""
+    return uint8_lut(lut)
 
 
 def is_person(annotation: Mapping) -> bool:
-    """Whether an annotation is a person (``category_id`` 0, the default): the only class with parts."""
+    """Whether an annotation is a person (``category_id`` 0, the default): the only class with
+    parts."""
     return annotation.get("category_id", 0) == PERSON_CATEGORY
 
 
@@ -164,8 +174,6 @@ def image_part_map(
     """
     full = _full_lut(lut)
     if sem_seg_file:
-        from .image_io import read_label_map  # image_io imports the loaders, which import us
-
         labels = read_label_map(sem_seg_file, "part map")
         if labels.shape != (height, width):
             raise ValueError(
@@ -194,7 +202,9 @@ def mask_box(mask: np.ndarray) -> List[float]:
     return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
 
 
-def person_annotation(silhouette: np.ndarray, part_labels: Optional[np.ndarray] = None) -> Dict[str, Any]:
+def person_annotation(
+    silhouette: np.ndarray, part_labels: Optional[np.ndarray] = None
+) -> Dict[str, Any]:
     """A person annotation from its silhouette, bool (H, W) non-empty, and optional part labels.
 
     Returns ``bbox`` (tight, XYWH_ABS), ``bbox_mode``, ``category_id`` 0, ``iscrowd`` 0, ``area``,
@@ -212,7 +222,9 @@ def person_annotation(silhouette: np.ndarray, part_labels: Optional[np.ndarray] 
     }
     if part_labels is not None:
         counts = np.bincount(np.asarray(part_labels).ravel(order="K").astype(np.int64))
-        ann["parts"] = {int(k): encode_mask(part_labels == k) for k in np.flatnonzero(counts[1:]) + 1}
+        ann["parts"] = {
+            int(k): encode_mask(part_labels == k) for k in np.flatnonzero(counts[1:]) + 1
+        }
     return ann
 
 
@@ -229,18 +241,29 @@ class _Ctx:
 
 
 def _is_number(x) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
+    return (
+        isinstance(x, (int, float, np.integer, np.floating))
+        and not isinstance(x, bool)
+        and math.isfinite(x)
+    )
 
 
 def _check_rle(ctx: _Ctx, rle, field: str, h: int, w: int, i: int, aid) -> None:
     if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
         ctx.fail(f"field {field!r} must be an RLE dict with 'size' and 'counts'", i, aid)
     size = rle["size"]
-    if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(isinstance(v, (int, np.integer)) for v in size):
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(isinstance(v, (int, np.integer)) for v in size)
+    ):
         ctx.fail(f"field {field!r}: RLE 'size' must be [height, width], got {size!r}", i, aid)
     if [int(s) for s in size] != [h, w]:
         ctx.fail(
-            f"field {field!r}: mask size {list(rle['size'])} differs from the image size [{h}, {w}]", i, aid
+            f"field {field!r}: mask size {list(rle['size'])} differs from the image size "
+            f"[{h}, {w}]",
+            i,
+            aid,
         )
 
 
@@ -250,7 +273,11 @@ def _check_segmentation(ctx: _Ctx, seg, h: int, w: int, i: int, aid) -> None:
             ctx.fail("field 'segmentation': empty polygon list", i, aid)
         for poly in seg:
             if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
-                ctx.fail("field 'segmentation': a polygon needs an even number >= 6 of coordinates", i, aid)
+                ctx.fail(
+                    "field 'segmentation': a polygon needs an even number >= 6 of coordinates",
+                    i,
+                    aid,
+                )
             if not all(_is_number(c) for c in poly):
                 ctx.fail("field 'segmentation': polygon coordinates must be finite numbers", i, aid)
     else:
@@ -261,12 +288,21 @@ def _check_keypoints(ctx, kps, h, w, num_keypoints, keypoint_names, i, aid) -> N
     if not isinstance(kps, (list, tuple)) or len(kps) % 3:
         ctx.fail("field 'keypoints' must be a flat list [x0, y0, v0, x1, y1, v1, ...]", i, aid)
     if num_keypoints is not None and len(kps) != 3 * num_keypoints:
-        ctx.fail(f"field 'keypoints' has {len(kps) // 3} keypoints, the dataset has {num_keypoints}", i, aid)
+        ctx.fail(
+            f"field 'keypoints' has {len(kps) // 3} keypoints, the dataset has {num_keypoints}",
+            i,
+            aid,
+        )
     for k in range(len(kps) // 3):
         x, y, v = kps[3 * k : 3 * k + 3]
         name = keypoint_names[k] if keypoint_names and k < len(keypoint_names) else f"#{k}"
         if not (_is_number(x) and _is_number(y)) or v not in (0, 1, 2):
-            ctx.fail(f"keypoint {name}: expected numbers x, y and visibility in {{0, 1, 2}}, got {[x, y, v]}", i, aid)
+            ctx.fail(
+                f"keypoint {name}: expected numbers x, y and visibility in {{0, 1, 2}}, "
+                f"got {[x, y, v]}",
+                i,
+                aid,
+            )
         if v > 0 and not (0 <= x <= w and 0 <= y <= h):
             ctx.fail(
                 f"keypoint {name} at ({x:.1f}, {y:.1f}) with visibility {v} lies outside the "
@@ -286,7 +322,11 @@ def _check_parts(ctx, parts, h, w, num_parts, i, aid) -> None:
         except (TypeError, ValueError):
             ctx.fail(f"field 'parts': key {label!r} is not an integer part label", i, aid)
         if lab < 1 or (num_parts is not None and lab > num_parts):
-            ctx.fail(f"field 'parts': unknown part label {lab} (taxonomy has labels 1..{num_parts})", i, aid)
+            ctx.fail(
+                f"field 'parts': unknown part label {lab} (taxonomy has labels 1..{num_parts})",
+                i,
+                aid,
+            )
         _check_rle(ctx, rle, f"parts[{lab}]", h, w, i, aid)
         rles.append(as_pycoco_rle(rle))
     if len(rles) > 1:
@@ -322,8 +362,12 @@ def validate_record(
     if not isinstance(record["file_name"], str) or not record["file_name"]:
         ctx.fail("field 'file_name' must be a non-empty path")
     h, w = record["height"], record["width"]
-    if not (isinstance(h, (int, np.integer)) and isinstance(w, (int, np.integer)) and h > 0 and w > 0):
-        ctx.fail(f"fields 'height'/'width' must be positive integers, got {h!r} x {w!r} (empty image?)")
+    if not (
+        isinstance(h, (int, np.integer)) and isinstance(w, (int, np.integer)) and h > 0 and w > 0
+    ):
+        ctx.fail(
+            f"fields 'height'/'width' must be positive integers, got {h!r} x {w!r} (empty image?)"
+        )
     anns = record.get("annotations", [])
     if not isinstance(anns, list):
         ctx.fail("field 'annotations' must be a list")
@@ -336,7 +380,11 @@ def validate_record(
             if key not in ann:
                 ctx.fail(f"missing field {key!r}", i, aid)
         box = ann["bbox"]
-        if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(_is_number(b) for b in box):
+        if (
+            not isinstance(box, (list, tuple))
+            or len(box) != 4
+            or not all(_is_number(b) for b in box)
+        ):
             ctx.fail(f"field 'bbox' must be 4 finite numbers, got {box!r}", i, aid)
         try:
             mode = BoxMode(ann["bbox_mode"])
@@ -350,8 +398,14 @@ def validate_record(
         if x0 < -1 or y0 < -1 or x1 > w + 1 or y1 > h + 1:
             ctx.fail(f"field 'bbox' {list(box)} lies outside the {w}x{h} image", i, aid)
         cat = ann["category_id"]
-        if not isinstance(cat, (int, np.integer)) or cat < 0 or (num_classes is not None and cat >= num_classes):
-            ctx.fail(f"field 'category_id': {cat!r} is not a class index below {num_classes}", i, aid)
+        if (
+            not isinstance(cat, (int, np.integer))
+            or cat < 0
+            or (num_classes is not None and cat >= num_classes)
+        ):
+            ctx.fail(
+                f"field 'category_id': {cat!r} is not a class index below {num_classes}", i, aid
+            )
         if "segmentation" in ann:
             _check_segmentation(ctx, ann["segmentation"], h, w, i, aid)
         if ann.get("keypoints") is not None:

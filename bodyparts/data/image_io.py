@@ -40,7 +40,7 @@ from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.utils.file_io import PathManager
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .datasets.native import DatasetFormatError, check_on_error, default_on_error
+from .errors import DatasetFormatError, check_on_error, default_on_error
 
 __all__ = [
     "ImageFileError",

@@ -5,9 +5,9 @@ boxes, silhouettes, keypoints with their flip map) and adds each person's part l
 ``instances.gt_part_maps`` (:class:`~bodyparts.structures.PartMaps`, (N, H, W) uint8 in the model's
 part taxonomy, 255 where a person has no part annotation). Part labels are mapped from the record's
 taxonomy to the model's with the declarative tables of :mod:`bodyparts.taxonomy`, resized with
-nearest-neighbour sampling, and swapped left <-> right on a horizontal flip. Silhouette pixels that no
-part label covers (datasets whose part masks miss some of the person) are ignored (255), not taught
-as background.
+nearest-neighbour sampling, and swapped left <-> right on a horizontal flip. Silhouette pixels that
+no part label covers (datasets whose part masks miss some of the person) are ignored (255), not
+taught as background.
 
 Augmentations are Detectron2's (:func:`detectron2_augmentations`): ``INPUT.CROP`` means what it
 means for ``DatasetMapper``, a ``RandomCrop`` first in training, with boxes recomputed from the
@@ -26,6 +26,7 @@ from each record's ``keypoint_taxonomy`` (default: the model's), both mapped to 
 taxonomies; a person without keypoints (a dataset that has none, or a joint the dataset lacks) gets
 visibility 0, so Detectron2's keypoint loss, normalised by the visible keypoints, ignores it.
 """
+
 import copy
 import logging
 from typing import Dict, List, Optional
@@ -38,7 +39,13 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from ..structures import PartMaps
-from ..taxonomy import get_keypoint_taxonomy, get_part_taxonomy, keypoint_index_map, mapping_lut
+from ..taxonomy import (
+    get_keypoint_taxonomy,
+    get_part_taxonomy,
+    keypoint_index_map,
+    mapping_lut,
+    uint8_lut,
+)
 from .contract import PART_IGNORE, encode_mask, part_label_map, silhouette_mask
 from .image_io import RecordImageReader
 
@@ -101,13 +108,9 @@ def transform_part_map(
     Returns:
         uint8 (H', W') labels in the target taxonomy, PART_IGNORE kept.
     """
-    full_lut = np.full(256, PART_IGNORE, dtype=np.uint8)
-    full_lut[: len(lut)] = lut
-    out = transforms.apply_segmentation(full_lut[part_map])
+    out = transforms.apply_segmentation(uint8_lut(lut)[part_map])
     if count_hflips(transforms) % 2 == 1:
-        flip_full = np.arange(256, dtype=np.uint8)
-        flip_full[: len(flip_lut)] = flip_lut
-        out = flip_full[out]
+        out = uint8_lut(flip_lut, rest="identity")[out]
     return out
 
 
@@ -124,7 +127,8 @@ def map_keypoints(keypoints: Optional[list], index_map: np.ndarray) -> List[floa
     """Keypoints of one person mapped to the model's keypoint taxonomy.
 
     Args:
-        keypoints: flat [x0, y0, v0, ...] in the source taxonomy (K_src * 3), or None (no keypoints).
+        keypoints: flat [x0, y0, v0, ...] in the source taxonomy (K_src * 3), or None (no
+            keypoints).
         index_map: int64 (K,): source index of each model keypoint, -1 = the source lacks it.
     Returns:
         flat list of K * 3 floats; missing keypoints are (0, 0, 0).
@@ -134,7 +138,10 @@ def map_keypoints(keypoints: Optional[list], index_map: np.ndarray) -> List[floa
         src = np.asarray(keypoints, dtype=np.float64).reshape(-1, 3)
         have = index_map >= 0
         if have.any() and index_map[have].max() >= len(src):
-            raise ValueError(f"person has {len(src)} keypoints, the mapping expects at least {index_map.max() + 1}")
+            raise ValueError(
+                f"person has {len(src)} keypoints, the mapping expects at least "
+                f"{index_map.max() + 1}"
+            )
         out[have] = src[index_map[have]]
     return out.reshape(-1).tolist()
 
@@ -241,8 +248,9 @@ class BodyPartsDatasetMapper:
         source = record.get("part_taxonomy")
         if source not in self.part_luts:
             raise KeyError(
-                f"{record.get('file_name')}: record part taxonomy {source!r} has no mapping to the model's "
-                f"taxonomy (mapper knows {sorted(self.part_luts)}); is the dataset in DATASETS.TRAIN?"
+                f"{record.get('file_name')}: record part taxonomy {source!r} has no mapping to "
+                f"the model's taxonomy (mapper knows {sorted(self.part_luts)}); "
+                "is the dataset in DATASETS.TRAIN?"
             )
         h, w = record["height"], record["width"]
         raw = part_label_map(ann, h, w)
@@ -257,7 +265,9 @@ class BodyPartsDatasetMapper:
         try:
             return map_keypoints(ann.get("keypoints"), self._keypoint_maps[source])
         except ValueError as e:
-            raise ValueError(f"{record.get('file_name')}: keypoints in taxonomy {source!r}: {e}") from None
+            raise ValueError(
+                f"{record.get('file_name')}: keypoints in taxonomy {source!r}: {e}"
+            ) from None
 
     def __call__(self, dataset_dict: dict) -> Optional[dict]:
         """The model input of one record; None when its image is skipped (see ``on_error``)."""
@@ -274,7 +284,9 @@ class BodyPartsDatasetMapper:
         if not self.is_train or annos_in is None:
             return record
         annos_in = [a for a in annos_in if a.get("iscrowd", 0) == 0]
-        part_maps = [self._part_map(record, a, transforms) for a in annos_in] if self.use_parts else None
+        part_maps = (
+            [self._part_map(record, a, transforms) for a in annos_in] if self.use_parts else None
+        )
         rasterise = self.instance_mask_format == "bitmask" and _has_crop(transforms)
         annos = []
         for a in annos_in:
@@ -294,9 +306,15 @@ class BodyPartsDatasetMapper:
                     a, transforms, image_shape, keypoint_hflip_indices=self.keypoint_hflip_indices
                 )
             )
-        instances = utils.annotations_to_instances(annos, image_shape, mask_format=self.instance_mask_format)
+        instances = utils.annotations_to_instances(
+            annos, image_shape, mask_format=self.instance_mask_format
+        )
         if part_maps is not None:
-            tensor = torch.from_numpy(np.stack(part_maps)) if part_maps else torch.zeros((0, *image_shape), dtype=torch.uint8)
+            tensor = (
+                torch.from_numpy(np.stack(part_maps))
+                if part_maps
+                else torch.zeros((0, *image_shape), dtype=torch.uint8)
+            )
             instances.gt_part_maps = PartMaps(tensor)
         if self.recompute_boxes:
             instances.gt_boxes = instances.gt_masks.get_bounding_boxes()

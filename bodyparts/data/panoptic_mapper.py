@@ -1,15 +1,17 @@
-"""Dataset mapper of the part-aware panoptic model: instance targets plus the semantic-branch target.
+"""Dataset mapper of the part-aware panoptic model: instance targets plus the semantic-branch
+target.
 
-:class:`BodyPartsPanopticMapper` gives everything :class:`~bodyparts.data.mappers.BodyPartsDatasetMapper`
-gives (boxes, classes, silhouettes, keypoints, part maps) and, in training, ``sem_seg``: the target
-of Detectron2's semantic branch in its *separated* panoptic convention, built from the record's
-``pan_seg_file_name`` and ``segments_info`` (see :mod:`bodyparts.data.contract`) and transformed
-with the image's geometric transforms (nearest-neighbour, ``INPUT.CROP`` included). Part maps are
-kept for the thing classes that carry parts (persons); other thing classes get all-255 maps, so the
-part loss ignores them.
+:class:`BodyPartsPanopticMapper` gives everything
+:class:`~bodyparts.data.mappers.BodyPartsDatasetMapper` gives (boxes, classes, silhouettes,
+keypoints, part maps) and, in training, ``sem_seg``: the target of Detectron2's semantic branch in
+its *separated* panoptic convention, built from the record's ``pan_seg_file_name`` and
+``segments_info`` (see :mod:`bodyparts.data.contract`) and transformed with the image's geometric
+transforms (nearest-neighbour, ``INPUT.CROP`` included). Part maps are kept for the thing classes
+that carry parts (persons); other thing classes get all-255 maps, so the part loss ignores them.
 
 Shapes: H x W = image size in pixels (before augmentation for the record, after it for the output).
 """
+
 import logging
 from typing import Mapping, Optional, Sequence
 
@@ -38,18 +40,25 @@ def read_panoptic_ids(record: Mapping) -> np.ndarray:
     where = f"image {record.get('image_id', '?')!r} ({record.get('file_name', '?')})"
     path = record.get("pan_seg_file_name")
     if not path:
-        raise KeyError(f"{where}: no 'pan_seg_file_name'; the panoptic model needs panoptic ground truth")
+        raise KeyError(
+            f"{where}: no 'pan_seg_file_name'; the panoptic model needs panoptic ground truth"
+        )
     try:
         rgb = read_image(path, "RGB").astype(np.int64)
     except ImageFileError as e:  # missing, empty, truncated, ...: "<path>: <problem>"
         raise FileNotFoundError(f"{where}: cannot read the panoptic PNG {e}") from None
     size = (record.get("height"), record.get("width"))
     if rgb.shape[:2] != size:
-        raise ValueError(f"{path}: panoptic PNG is {rgb.shape[0]}x{rgb.shape[1]}, the record says {size[0]}x{size[1]}")
+        raise ValueError(
+            f"{path}: panoptic PNG is {rgb.shape[0]}x{rgb.shape[1]}, "
+            f"the record says {size[0]}x{size[1]}"
+        )
     return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
 
 
-def panoptic_semantic_labels(ids: np.ndarray, segments_info: Sequence[Mapping], source: str = "") -> np.ndarray:
+def panoptic_semantic_labels(
+    ids: np.ndarray, segments_info: Sequence[Mapping], source: str = ""
+) -> np.ndarray:
     """Semantic-branch labels of a panoptic id map (Detectron2's separated convention).
 
     Args:
@@ -67,7 +76,9 @@ def panoptic_semantic_labels(ids: np.ndarray, segments_info: Sequence[Mapping], 
     by_id = {int(s["id"]): s for s in segments_info}
     missing = [int(u) for u in uniq if u != 0 and int(u) not in by_id]
     if missing:
-        raise ValueError(f"{source}: panoptic ids {missing[:10]} are not in the record's segments_info")
+        raise ValueError(
+            f"{source}: panoptic ids {missing[:10]} are not in the record's segments_info"
+        )
     table = np.full(len(uniq), PART_IGNORE, dtype=np.uint8)
     for k, u in enumerate(uniq.tolist()):
         seg = by_id.get(u)

@@ -30,7 +30,7 @@ import torch
 from detectron2.config import configurable
 from detectron2.data import transforms as T
 
-from ..taxonomy import TaxonomyError, get_part_taxonomy, mapping_lut
+from ..taxonomy import TaxonomyError, get_part_taxonomy, mapping_lut, uint8_lut
 from .contract import image_part_map
 from .image_io import RecordImageReader
 from .mappers import count_hflips, detectron2_augmentations, part_luts_for_datasets
@@ -79,9 +79,7 @@ class BodyPartsSemSegMapper:
         self.image_format = image_format
         self.part_taxonomy = part_taxonomy
         self.part_luts = dict(part_luts or {})
-        flip_lut = get_part_taxonomy(part_taxonomy).flip_lut()
-        self.flip_lut = np.arange(256, dtype=np.uint8)
-        self.flip_lut[: len(flip_lut)] = flip_lut
+        self.flip_lut = uint8_lut(get_part_taxonomy(part_taxonomy).flip_lut(), rest="identity")
         self.ignore_unlabelled = is_train if ignore_unlabelled is None else ignore_unlabelled
         self.image_reader = RecordImageReader(
             image_format, on_error if is_train else "raise", owner=type(self).__name__

@@ -6,6 +6,8 @@ from .trainer import (  # noqa: F401
     Trainer,
     build_coco_evaluator,
     build_mapper,
+    get_rng_states,
+    set_rng_states,
     setup_cfg,
 )
 
@@ -18,4 +20,6 @@ __all__ = [
     "build_coco_evaluator",
     "MAPPERS",
     "EVALUATORS",
+    "get_rng_states",
+    "set_rng_states",
 ]

@@ -1,4 +1,10 @@
 """Evaluators (Detectron2 ``DatasetEvaluator`` subclasses) and the pure metrics they use."""
+
+from .panoptic_evaluation import (  # noqa: F401
+    PartPanopticEvaluator,
+    build_part_panoptic_evaluator,
+    evaluate_with_panoptic_parts,
+)
 from .parsing_evaluation import (  # noqa: F401
     BodyPartParsingEvaluator,
     build_parsing_evaluator,
@@ -8,11 +14,6 @@ from .parsing_export import (  # noqa: F401
     EXPORT_FORMATS,
     ParsingPredictionWriter,
     export_parsing_predictions,
-)
-from .panoptic_evaluation import (  # noqa: F401
-    PartPanopticEvaluator,
-    build_part_panoptic_evaluator,
-    evaluate_with_panoptic_parts,
 )
 from .parsing_metrics import (  # noqa: F401
     VOL_THRESHOLDS,
@@ -33,5 +34,5 @@ from .parsing_metrics import (  # noqa: F401
     semantic_metrics,
     voc_ap,
 )
-from .person_outputs import person_class_id, person_part_maps, person_predictions  # noqa: F401
 from .partpq import PanopticStats, SceneClasses, panoptic_quality, segment_stats  # noqa: F401
+from .person_outputs import person_class_id, person_part_maps, person_predictions  # noqa: F401

@@ -7,6 +7,7 @@ it also writes the inputs of the reference implementation, the ``panoptic_parts`
 ``python tools/eval_part_panoptic.py <output_dir>/part_panoptic`` recomputes the metrics with it
 (:mod:`.panoptic_parts_check`).
 """
+
 import json
 import logging
 import os
@@ -487,5 +488,6 @@ def build_part_panoptic_evaluator(
     """``EVALUATORS`` builder: PQ / PartPQ in the model's part taxonomy
     (``BODYPARTS.PART_TAXONOMY``), the classes with parts being
     ``MODEL.BODYPART_PANOPTIC.PART_THING_IDS``, gathering over processes; writes the
-    panoptic-parts files to ``output_dir`` when given."""
-    return PartPanopticEvaluator(cfg, dataset_name, output_dir)
+    panoptic-parts files to ``output_dir`` only with ``BODYPARTS.PANOPTIC_EVAL.WRITE_FILES``."""
+    write = cfg.BODYPARTS.PANOPTIC_EVAL.WRITE_FILES
+    return PartPanopticEvaluator(cfg, dataset_name, output_dir if write else None)

@@ -23,6 +23,7 @@ own script runs on the same files: ``python -m panoptic_parts.evaluation.eval_Pa
 DIR/eval_spec.yaml DIR/gt DIR/pred DIR/images.json`` (at least 5 images per process it starts; the
 ``id`` in images.json is ``"/<file stem>."`` since that script finds files by substring match).
 """
+
 import functools
 import json
 import math

@@ -1,4 +1,4 @@
-"""Human-parsing evaluator: image-level part segmentation, AP^p, PCP and AP^r (``METRICS.md``).
+"""Human-parsing evaluator: image-level part segmentation, AP^p, PCP and AP^r (docs/metrics.md).
 
 Each image is reduced in :meth:`BodyPartParsingEvaluator.process` to small statistics (a C x C
 confusion matrix, per-prediction and per-region numbers); no full-image map of the split is kept.
@@ -180,7 +180,7 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
     (the dataset's own map, e.g. CIHP ``Category_ids``), else built from the persons. See
     :func:`ground_truth_maps` for persons left out and ignored pixels.
 
-    Protocol (METRICS.md): mIoU on the persons with score >= ``paste_score_threshold`` pasted in
+    Protocol (docs/metrics.md): mIoU on persons with score >= ``paste_score_threshold`` pasted in
     ascending score order; AP^p and PCP on every person with score >= ``ap_score_threshold``, each
     with its own full-image map; AP^r on the part regions of the persons with score >=
     ``ap_score_threshold`` pasted in ascending score order (non-overlapping regions, as in the

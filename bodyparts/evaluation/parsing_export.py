@@ -12,8 +12,8 @@ The files (``<img>`` = the image file's name without extension, e.g. CIHP ``0000
 * ``parsing_person/<img>_<k>.png`` and ``parsing_person/<img>.txt``: every person with score >=
   ``ap_score_threshold`` as a full-image uint8 label map, k = 1, 2, ... by descending score; line k
   of the text file is ``x1 y1 x2 y2 score`` (the ``DETS`` entry of MHP-v2's ``eval_mhp.py``, whose
-  ``MASKS`` entry is ``<img>_<k>.png``; Parsing R-CNN's ``eval_parsing_ap`` takes the same per-person
-  maps and scores).
+  ``MASKS`` entry is ``<img>_<k>.png``; Parsing R-CNN's ``eval_parsing_ap`` takes the same
+  per-person maps and scores).
 * ``instance_part/<img>.png`` and ``instance_part/<img>.txt``: PGN's instance-part prediction
   format (``evaluation/test_inst_part_ap.py`` reads ``<img>.png`` and, on line i, ``class_id score``
   of region id i). Regions are the part regions of the persons with score >= ``ap_score_threshold``
@@ -252,8 +252,9 @@ class ParsingPredictionWriter(DatasetEvaluator):
             stem = image["stem"]
             if stem in seen and seen[stem] != image["image_id"]:
                 raise ValueError(
-                    f"dataset {self._dataset_name!r}: images {seen[stem]!r} and {image['image_id']!r} "
-                    f"have the same file name {stem!r}; the exported files would overwrite each other"
+                    f"dataset {self._dataset_name!r}: images {seen[stem]!r} and "
+                    f"{image['image_id']!r} have the same file name {stem!r}; "
+                    "the exported files would overwrite each other"
                 )
             seen[stem] = image["image_id"]
         if {"parsing_predict", "parsing_instance"} & set(self._formats):

@@ -1,4 +1,4 @@
-"""Pure numpy metrics of human parsing as defined in ``METRICS.md`` (quirks reproduced on purpose).
+"""Pure numpy metrics of human parsing as defined in docs/metrics.md (quirks reproduced on purpose).
 
 Shapes and letters:
 
@@ -422,13 +422,13 @@ def ap_region(
 
 
 # ------------------------------------------------------------------------------------------------
-# image-level maps of an instance model (METRICS.md section 1) and its part regions (section 5)
+# image-level maps of an instance model (docs/metrics.md section 1) and its part regions (section 5)
 
 _NO_LABEL = 255  # label that never overwrites when pasting (no part annotation / ignored)
 
 
 def paste_order(scores: np.ndarray, score_threshold: float) -> np.ndarray:
-    """The paste order of METRICS.md section 1: persons with ``score >= score_threshold``, by
+    """The paste order of docs/metrics.md section 1: persons with ``score >= score_threshold``, by
     ascending score, so that a higher score is pasted later and wins. Ties keep index order (the
     later index wins).
 
@@ -487,7 +487,7 @@ def paste_part_maps(
 def image_level_map(
     pred_maps: np.ndarray, scores: np.ndarray, score_threshold: float, image_size=None
 ) -> np.ndarray:
-    """Image-level part map of an instance model (METRICS.md section 1): persons with
+    """Image-level part map of an instance model (docs/metrics.md section 1): persons with
     ``score >= score_threshold`` pasted in ascending score order (:func:`paste_order`), the part
     labels of a higher-scored person overwriting.
 
@@ -519,7 +519,7 @@ def part_region_ious(
     labels: np.ndarray, owner: np.ndarray, gt_maps: np.ndarray, num_classes: int
 ) -> Dict[str, np.ndarray]:
     """The predicted part regions of one image and their best IoU with the ground truth (AP^r,
-    METRICS.md section 5, PGN's ``test_inst_part_ap.py``).
+    docs/metrics.md section 5, PGN's ``test_inst_part_ap.py``).
 
     A predicted region is the set of pixels of one label c >= 1 owned by one person in the pasted
     map (:func:`instance_level_map`): regions never overlap, like the instance-part PNG the

@@ -1,7 +1,7 @@
 """Panoptic quality (PQ) and part-aware panoptic quality (PartPQ): pure, vectorised numpy.
 
 The definitions are those of the reference implementation, the ``panoptic_parts`` package
-(2.0rc6, ``panoptic_parts.utils.evaluation_PartPQ``; ``METRICS.md`` section 7), and give its numbers
+(2.0rc6, ``panoptic_parts.utils.evaluation_PartPQ``, docs/metrics.md section 7) and give its numbers
 on the same inputs. One image is reduced to per-class statistics by a few vectorised passes over
 its pixels (segment ids from ``bincount``, a sparse segment-pair confusion, one part histogram for
 all matched pairs) instead of the reference's per-segment and per-pair full-image masks.
@@ -53,6 +53,7 @@ Differences from the reference, none of which changes a number on the inputs of 
   reference's ``pq_average`` divides by zero; a class without ground truth and predictions is NaN
   in the per-class results, where the reference reports 0.0 (both skip it in the averages).
 """
+
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple

@@ -21,7 +21,7 @@ from unittest import mock
 
 import torch
 import torch.nn.functional as F
-from detectron2.modeling import GeneralizedRCNN, PanopticFPN, SemanticSegmentor
+from detectron2.modeling import GeneralizedRCNN
 from detectron2.modeling.backbone.regnet import AnyNet
 from detectron2.modeling.meta_arch.semantic_seg import SemSegFPNHead
 from detectron2.modeling.roi_heads import StandardROIHeads
@@ -30,6 +30,7 @@ from detectron2.structures import Boxes, Instances
 from torch import Tensor, nn
 
 from ..compat import import_detectron2_export
+from ..model_kinds import model_kind_of
 from ..modeling.roi_heads.part_branch import BodyPartHeadsMixin
 from .outputs import instances_to_outputs
 
@@ -72,25 +73,17 @@ class ExportError(RuntimeError):
 
 
 def model_kind(model: nn.Module) -> str:
-    """``"instances"`` (R-CNN: boxes, parts, silhouettes, keypoints per person) or ``"semantic"``
-    (image-level part map). Raises ExportError for the panoptic model and unknown models."""
-    if isinstance(model, PanopticFPN):
-        raise ExportError(
-            f"{type(model).__name__}: the panoptic merge cannot be exported. Detectron2's "
-            "combine_semantic_and_instance_outputs and bodyparts' part_panoptic_map loop over a "
-            "data-dependent number of segments, read values with .item() and return segments_info "
-            "as Python dicts: tracing records one fixed path with tensor outputs only, and "
-            "TorchScript cannot compile the dicts of mixed types. Export the per-person part model "
-            "(BodyPartsRCNN) or the semantic part segmenter instead."
-        )
-    if isinstance(model, GeneralizedRCNN):
-        return "instances"
-    if isinstance(model, SemanticSegmentor):
-        return "semantic"
-    raise ExportError(
-        f"{type(model).__name__}: no export adapter; supported are GeneralizedRCNN (BodyPartsRCNN) "
-        "and SemanticSegmentor (BodyPartsSemanticSegmentor) meta-architectures"
-    )
+    """The export adapter of ``model``'s kind (:mod:`bodyparts.model_kinds`): ``"instances"``
+    (R-CNN: boxes, parts, silhouettes, keypoints per person) or ``"semantic"`` (image-level part
+    map). Raises ExportError for kinds that cannot be exported (the panoptic model: why) and for
+    unknown models."""
+    try:
+        kind = model_kind_of(model)
+    except KeyError as e:
+        raise ExportError(f"{e.args[0]}; no export adapter") from None
+    if kind.export is None:
+        raise ExportError(f"{type(model).__name__}: {kind.export_refusal}")
+    return kind.export
 
 
 def check_exportable(model: nn.Module, format: str, method: str) -> str:

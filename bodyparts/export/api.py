@@ -22,12 +22,18 @@ import tempfile
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
+import detectron2
 import numpy as np
 import torch
 from detectron2.config import CfgNode
+from detectron2.data.detection_utils import read_image
 from torch import Tensor, nn
 
+from .. import __version__
+from ..checkpoint import load_weights
 from ..compat import import_detectron2_export
+from ..taxonomy import get_keypoint_taxonomy, get_part_taxonomy
+from ..utils.predictor import model_input, test_resize
 from .adapters import (
     ExportError,
     check_exportable,
@@ -82,8 +88,6 @@ def _write_atomically(path: str, write: Callable[[str], None]) -> None:
 
 def export_metadata(cfg: CfgNode) -> Dict[str, Any]:
     """What a user of the file needs from the config: input format and test resize, label names."""
-    from ..taxonomy import get_keypoint_taxonomy, get_part_taxonomy
-
     meta: Dict[str, Any] = {
         "meta_architecture": cfg.MODEL.META_ARCHITECTURE,
         "input_format": cfg.INPUT.FORMAT,
@@ -102,9 +106,6 @@ def export_metadata(cfg: CfgNode) -> Dict[str, Any]:
 def prepare_image(cfg: CfgNode, image: Union[str, np.ndarray]) -> Tuple[Tensor, Tuple[int, int]]:
     """The model input for an image file (read in ``INPUT.FORMAT``) or a BGR uint8 (H, W, 3)
     array, resized as ``DefaultPredictor`` does. Returns (float32 (3, h, w), original (H, W))."""
-    import detectron2.data.transforms as T
-    from detectron2.data.detection_utils import read_image
-
     if isinstance(image, str):
         if not os.path.isfile(image):
             raise FileNotFoundError(f"sample image {image!r} does not exist")
@@ -118,21 +119,19 @@ def prepare_image(cfg: CfgNode, image: Union[str, np.ndarray]) -> Tuple[Tensor, 
             raise ValueError(f"expected a BGR image of shape (H, W, 3), got {array.shape}")
         if cfg.INPUT.FORMAT == "RGB":
             array = array[:, :, ::-1]
-    height, width = array.shape[:2]
-    resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
-    resized = resize.get_transform(array).apply_image(array)
-    tensor = torch.as_tensor(np.ascontiguousarray(resized.astype("float32").transpose(2, 0, 1)))
+    inputs = model_input(array, test_resize(cfg))
+    tensor, height, width = inputs["image"], inputs["height"], inputs["width"]
     return tensor, (height, width)
 
 
-def build_model_for_export(cfg: CfgNode) -> nn.Module:
-    """``build_model(cfg)`` in eval mode with ``MODEL.WEIGHTS`` loaded (a warning without)."""
-    from detectron2.checkpoint import DetectionCheckpointer
+def build_model_for_export(cfg: CfgNode, *, allow_partial_weights: bool = False) -> nn.Module:
+    """``build_model(cfg)`` in eval mode with ``MODEL.WEIGHTS`` loaded (a warning without) by
+    :func:`bodyparts.checkpoint.load_weights` (WeightsFileError, PartialWeightsError)."""
     from detectron2.modeling import build_model
 
     model = build_model(cfg).eval()
     if cfg.MODEL.WEIGHTS:
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        load_weights(model, cfg.MODEL.WEIGHTS, allow_partial=allow_partial_weights)
     else:
         logger.warning("MODEL.WEIGHTS is empty: exporting an untrained model (random weights)")
     return model
@@ -310,10 +309,6 @@ def _dump_json(obj: Any, path: str) -> None:
 
 
 def _versions(format: str) -> Dict[str, str]:
-    import detectron2
-
-    from .. import __version__
-
     out = {
         "torch": torch.__version__,
         "detectron2": detectron2.__version__,

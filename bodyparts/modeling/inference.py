@@ -4,6 +4,7 @@ Shapes: R = detected persons (ROIs) of one image, C = number of part labels incl
 (label 0), M = ROI resolution of the part branch, H x W = image size in pixels. S <= R: the
 detections whose class has parts, when only some classes have (:class:`SubsetPartMasks`).
 """
+
 import math
 from typing import List, Optional, Sequence, Union
 
@@ -77,11 +78,17 @@ def paste_part_masks(
         ix1, iy1 = min(math.ceil(x1), width), min(math.ceil(y1), height)
         if ix1 <= ix0 or iy1 <= iy0:
             continue
-        xs = (torch.arange(ix0, ix1, device=boxes.device, dtype=boxes.dtype) + 0.5 - x0) / max(x1 - x0, 1e-6)
-        ys = (torch.arange(iy0, iy1, device=boxes.device, dtype=boxes.dtype) + 0.5 - y0) / max(y1 - y0, 1e-6)
+        xs = (torch.arange(ix0, ix1, device=boxes.device, dtype=boxes.dtype) + 0.5 - x0) / max(
+            x1 - x0, 1e-6
+        )
+        ys = (torch.arange(iy0, iy1, device=boxes.device, dtype=boxes.dtype) + 0.5 - y0) / max(
+            y1 - y0, 1e-6
+        )
         gy, gx = torch.meshgrid(ys * 2 - 1, xs * 2 - 1, indexing="ij")
         grid = torch.stack([gx, gy], dim=-1)[None]
-        pasted = F.grid_sample(part_probs[i : i + 1], grid, mode="bilinear", padding_mode="border", align_corners=False)
+        pasted = F.grid_sample(
+            part_probs[i : i + 1], grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
         inside = (grid.abs() <= 1).all(dim=-1)[0]
         labels = pasted[0].argmax(dim=0).to(torch.uint8)
         out[i, iy0:iy1, ix0:ix1] = torch.where(inside, labels, torch.zeros_like(labels))
@@ -91,4 +98,6 @@ def paste_part_masks(
 def part_label_maps_in_image(instances: Instances) -> torch.Tensor:
     """uint8 (R, H, W) per-person part label maps of ``instances`` (needs ``pred_part_masks``,
     ``pred_boxes`` and ``image_size``); all zero for detections without part probabilities."""
-    return paste_part_masks(instances.pred_part_masks, instances.pred_boxes.tensor, instances.image_size)
+    return paste_part_masks(
+        instances.pred_part_masks, instances.pred_boxes.tensor, instances.image_size
+    )

@@ -1,16 +1,17 @@
-"""Pure loss functions of the part branch, and the class-balancing weights of METRICS.md section 8.
+"""Pure loss functions of the part branch and class-balancing weights of docs/metrics.md section 8.
 
 Shapes: R = foreground ROIs of the batch, C = part labels including background (0), M = ROI side of
 the part branch's output.
 """
-from typing import Dict, Iterable, List, Optional, Sequence
+
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from detectron2.structures import Instances
 
-__all__ = ["part_targets", "part_loss", "class_balance_weights", "part_pixel_counts", "IGNORE"]
+__all__ = ["part_targets", "part_loss", "class_balance_weights", "IGNORE"]
 
 IGNORE = 255
 
@@ -35,7 +36,9 @@ def part_targets(instances: List[Instances], size: int) -> torch.Tensor:
         if inst.has("gt_part_maps"):
             out.append(inst.gt_part_maps.crop_and_resize(boxes, size))
         else:
-            out.append(torch.full((len(inst), size, size), IGNORE, dtype=torch.long, device=boxes.device))
+            out.append(
+                torch.full((len(inst), size, size), IGNORE, dtype=torch.long, device=boxes.device)
+            )
     if not out:
         return torch.zeros((0, size, size), dtype=torch.long)
     return torch.cat(out, dim=0)
@@ -71,69 +74,18 @@ def part_loss(
     if num_valid == 0:
         return part_logits.sum() * 0
     weight = None if class_weights is None else class_weights.to(part_logits)
-    loss = F.cross_entropy(part_logits, targets, weight=weight, ignore_index=IGNORE, reduction="sum")
+    loss = F.cross_entropy(
+        part_logits, targets, weight=weight, ignore_index=IGNORE, reduction="sum"
+    )
     return loss / num_valid
 
 
-def part_pixel_counts(
-    dataset_dicts: Iterable[dict],
-    lut_by_taxonomy: Dict[str, np.ndarray],
-    num_classes: int,
-    background: str = "box",
-) -> np.ndarray:
-    """Pixel count per label over a split, from the RLE areas (no decoding).
-
-    Args:
-        dataset_dicts: contract records.
-        lut_by_taxonomy: each record's ``part_taxonomy`` -> LUT to the model's labels; records of
-            other taxonomies are skipped.
-        num_classes: C.
-        background: how label 0 is counted: ``"box"`` (per-person part branch): each person's box
-            area minus its part pixels; ``"image"`` (image-level segmenter): the image area minus
-            the part pixels of its persons.
-    Returns:
-        float64 (C,). Persons without part labels add no part pixels. Pixels of source parts
-        that the LUT sends to IGNORE (255: ``taxonomy.PART_UNMAPPED``, e.g. CIHP's clothes in lr6)
-        count nowhere, neither as a part nor as background, as in the loss targets.
-    """
-    import pycocotools.mask as mask_util
-
-    from ..data.contract import as_pycoco_rle
-    from detectron2.structures import BoxMode
-
-    if background not in ("box", "image"):
-        raise ValueError(f"part_pixel_counts: background must be 'box' or 'image', got {background!r}")
-    counts = np.zeros(num_classes, dtype=np.float64)
-    for rec in dataset_dicts:
-        lut = lut_by_taxonomy.get(rec.get("part_taxonomy"))
-        if lut is None:
-            continue
-        image_labelled = 0.0
-        for ann in rec.get("annotations", []):
-            parts = ann.get("parts")
-            if not parts:
-                continue
-            labelled = 0.0  # every part pixel, also unmapped ones: none of them is background
-            for label, rle in parts.items():
-                area = float(mask_util.area(as_pycoco_rle(rle)))
-                labelled += area
-                target = int(lut[int(label)])
-                if target < num_classes:  # not IGNORE (an unmapped source part)
-                    counts[target] += area
-            image_labelled += labelled
-            if background == "box":
-                x0, y0, x1, y1 = BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYXY_ABS)
-                counts[0] += max((x1 - x0) * (y1 - y0) - labelled, 0.0)
-        if background == "image":
-            counts[0] += max(float(rec["height"]) * float(rec["width"]) - image_labelled, 0.0)
-    return counts
-
-
 def class_balance_weights(pixel_counts: Sequence[float], mode: str) -> np.ndarray:
-    """Class weights from pixel counts ``C_i`` (METRICS.md section 8).
+    """Class weights from pixel counts ``C_i`` (docs/metrics.md section 8).
 
     - ``"none"``: all ones.
-    - ``"inverse"``: ``w_i`` proportional to ``1 / f_i``, ``f_i = C_i / sum_j C_j``, normalised to mean 1.
+    - ``"inverse"``: ``w_i`` proportional to ``1 / f_i``, ``f_i = C_i / sum_j C_j``, normalised to
+      mean 1.
     - ``"exponential"``: ``B_i = max(C) / C_i``, ``w_i = B_i exp(-(B_i - mean(B)) / (4 std(B)))``.
 
     Classes with a zero count get weight 0 (they never occur as targets). Returns float32 (C,).
@@ -154,5 +106,7 @@ def class_balance_weights(pixel_counts: Sequence[float], mode: str) -> np.ndarra
         std = b.std()
         w[present] = b * np.exp(-(b - b.mean()) / (4 * std)) if std > 0 else b
     else:
-        raise ValueError(f"unknown class balance mode {mode!r}; expected 'none', 'inverse' or 'exponential'")
+        raise ValueError(
+            f"unknown class balance mode {mode!r}; expected 'none', 'inverse' or 'exponential'"
+        )
     return w.astype(np.float32)

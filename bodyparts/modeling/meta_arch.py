@@ -1,4 +1,6 @@
-"""BodyPartsRCNN: Detectron2's GeneralizedRCNN with the part outputs' image-space post-processing."""
+"""BodyPartsRCNN: Detectron2's GeneralizedRCNN with the part outputs' image-space
+post-processing."""
+
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import Instances

@@ -8,6 +8,7 @@ segment, in the 3-channel panoptic-parts prediction format.
 Shapes: H x W = output image size in pixels, R = detections of one image, C = part labels
 including background (0).
 """
+
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
@@ -63,10 +64,14 @@ def part_panoptic_map(
         cat, isthing = int(info["category_id"]), bool(info["isthing"])
         table, kind = (thing_scene_ids, "thing") if isthing else (stuff_scene_ids, "stuff")
         if not 0 <= cat < len(table):
-            raise ValueError(f"segment {info['id']}: {kind} category_id {cat} outside 0..{len(table) - 1}")
+            raise ValueError(
+                f"segment {info['id']}: {kind} category_id {cat} outside 0..{len(table) - 1}"
+            )
         scene = int(table[cat])
         if not 0 <= scene < NO_LABEL:
-            raise ValueError(f"segment {info['id']}: {kind} category {cat} has scene id {scene}, expected 0..254")
+            raise ValueError(
+                f"segment {info['id']}: {kind} category {cat} has scene id {scene}, expected 0..254"
+            )
         mask = seg == int(info["id"])
         out[..., 0][mask] = scene
         if not isthing:
@@ -74,11 +79,15 @@ def part_panoptic_map(
             continue
         counts[scene] = counts.get(scene, 0) + 1
         if counts[scene] >= NO_LABEL:
-            raise ValueError(f"more than {NO_LABEL - 1} instances of scene class {scene} in one image")
+            raise ValueError(
+                f"more than {NO_LABEL - 1} instances of scene class {scene} in one image"
+            )
         out[..., 1][mask] = counts[scene]
         inst = int(info["instance_id"])
         has_map = part_label_maps is not None and (
-            inst in part_label_maps if isinstance(part_label_maps, Mapping) else inst < len(part_label_maps)
+            inst in part_label_maps
+            if isinstance(part_label_maps, Mapping)
+            else inst < len(part_label_maps)
         )
         if cat in parts_of and has_map:
             out[..., 2][mask] = part_label_maps[inst].cpu().to(torch.uint8)[mask]
@@ -88,7 +97,8 @@ def part_panoptic_map(
 def _check_same(names: List[str], key: str, values: List[Any]) -> None:
     if any(v != values[0] for v in values):
         raise ValueError(
-            f"datasets {names} disagree on metadata {key!r} ({values}); a panoptic model has one set of classes"
+            f"datasets {names} disagree on metadata {key!r} ({values}); "
+            "a panoptic model has one set of classes"
         )
 
 
@@ -101,13 +111,16 @@ def panoptic_metadata_from_cfg(cfg) -> Dict[str, Any]:
         ``{"thing_classes", "stuff_classes", "thing_scene_ids", "stuff_scene_ids"}`` (lists).
     Raises:
         ValueError: no dataset, a metadata key missing or inconsistent,
-            ``MODEL.SEM_SEG_HEAD.NUM_CLASSES`` != len(stuff_classes), ``MODEL.ROI_HEADS.NUM_CLASSES``
-            != len(thing_classes), or ``MODEL.BODYPART_PANOPTIC.PART_THING_IDS`` outside the things.
+            ``MODEL.SEM_SEG_HEAD.NUM_CLASSES`` != len(stuff_classes),
+            ``MODEL.ROI_HEADS.NUM_CLASSES`` != len(thing_classes), or
+            ``MODEL.BODYPART_PANOPTIC.PART_THING_IDS`` outside the things.
     """
     names = list(dict.fromkeys([*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST]))
     if not names:
-        raise ValueError("BodyPartsPanopticFPN: DATASETS.TRAIN and DATASETS.TEST are empty; the model takes its "
-                         "thing/stuff classes and scene ids from their metadata")
+        raise ValueError(
+            "BodyPartsPanopticFPN: DATASETS.TRAIN and DATASETS.TEST are empty; the model takes its "
+            "thing/stuff classes and scene ids from their metadata"
+        )
     keys = ("thing_classes", "stuff_classes", "thing_scene_ids", "stuff_scene_ids")
     found: Dict[str, List[Any]] = {k: [] for k in keys}
     for name in names:
@@ -116,8 +129,10 @@ def panoptic_metadata_from_cfg(cfg) -> Dict[str, Any]:
             value = meta.get(key, None)
             if value is None:
                 raise ValueError(
-                    f"dataset {name!r}: metadata has no {key!r} (is it registered, with panoptic metadata?); "
-                    "BodyPartsPanopticFPN needs thing_classes, stuff_classes, thing_scene_ids, stuff_scene_ids"
+                    f"dataset {name!r}: metadata has no {key!r} "
+                    "(is it registered, with panoptic metadata?); "
+                    "BodyPartsPanopticFPN needs thing_classes, stuff_classes, thing_scene_ids, "
+                    "stuff_scene_ids"
                 )
             found[key].append(list(value))
     for key in keys:
@@ -126,7 +141,8 @@ def panoptic_metadata_from_cfg(cfg) -> Dict[str, Any]:
     for kind in ("thing", "stuff"):
         if len(ret[f"{kind}_scene_ids"]) != len(ret[f"{kind}_classes"]):
             raise ValueError(
-                f"dataset {names[0]!r}: {kind}_scene_ids has {len(ret[f'{kind}_scene_ids'])} entries, "
+                f"dataset {names[0]!r}: {kind}_scene_ids has "
+                f"{len(ret[f'{kind}_scene_ids'])} entries, "
                 f"{kind}_classes {len(ret[f'{kind}_classes'])}"
             )
     checks = (
@@ -136,13 +152,19 @@ def panoptic_metadata_from_cfg(cfg) -> Dict[str, Any]:
     for key, value, meta_key in checks:
         if value != len(ret[meta_key]):
             raise ValueError(
-                f"{key}={value} but dataset {names[0]!r} has {len(ret[meta_key])} {meta_key} {ret[meta_key]}"
+                f"{key}={value} but dataset {names[0]!r} has "
+                f"{len(ret[meta_key])} {meta_key} {ret[meta_key]}"
                 + (" (including 'things')" if meta_key == "stuff_classes" else "")
             )
-    bad = [c for c in cfg.MODEL.BODYPART_PANOPTIC.PART_THING_IDS if not 0 <= c < len(ret["thing_classes"])]
+    bad = [
+        c
+        for c in cfg.MODEL.BODYPART_PANOPTIC.PART_THING_IDS
+        if not 0 <= c < len(ret["thing_classes"])
+    ]
     if bad:
         raise ValueError(
-            f"MODEL.BODYPART_PANOPTIC.PART_THING_IDS {bad} are not thing class ids 0..{len(ret['thing_classes']) - 1}"
+            f"MODEL.BODYPART_PANOPTIC.PART_THING_IDS {bad} are not thing class ids "
+            f"0..{len(ret['thing_classes']) - 1}"
         )
     return ret
 
@@ -185,14 +207,19 @@ class BodyPartsPanopticFPN(PanopticFPN):
         self.stuff_scene_ids = [int(s) for s in stuff_scene_ids]
         self.part_thing_ids = [int(c) for c in part_thing_ids]
         self.paste_part_labels = paste_part_labels
+        branch = getattr(self.roi_heads, "part_branch", None)
+        if branch is not None:  # the classes with parts, as the ROI heads cannot know them
+            num_classes = self.roi_heads.num_classes
+            every_class = set(range(num_classes)) <= set(self.part_thing_ids)
+            branch.set_part_classes(None if every_class else self.part_thing_ids)
 
     @classmethod
     def from_config(cls, cfg):
         meta = panoptic_metadata_from_cfg(cfg)  # checks before building anything
         if cfg.MODEL.PANOPTIC_FPN.INSTANCE_LOSS_WEIGHT != 1.0 and not cfg.MODEL.MASK_ON:
             raise ValueError(
-                "MODEL.PANOPTIC_FPN.INSTANCE_LOSS_WEIGHT != 1 scales Detectron2's mask head, which is off "
-                "(MODEL.MASK_ON False); set the loss weights of the ROI heads instead"
+                "MODEL.PANOPTIC_FPN.INSTANCE_LOSS_WEIGHT != 1 scales Detectron2's mask head, "
+                "which is off (MODEL.MASK_ON False); set the loss weights of the ROI heads instead"
             )
         ret = super().from_config(cfg)
         ret.update(
@@ -214,7 +241,12 @@ class BodyPartsPanopticFPN(PanopticFPN):
                     info["area"] = int((panoptic_seg == info["id"]).sum())
             part_maps = self._part_label_maps(result["instances"], segments_info)
             result["part_panoptic"] = part_panoptic_map(
-                panoptic_seg, segments_info, part_maps, self.thing_scene_ids, self.stuff_scene_ids, self.part_thing_ids
+                panoptic_seg,
+                segments_info,
+                part_maps,
+                self.thing_scene_ids,
+                self.stuff_scene_ids,
+                self.part_thing_ids,
             )
         return results
 
@@ -237,7 +269,9 @@ class BodyPartsPanopticFPN(PanopticFPN):
             instances.pred_part_labels = paste_part_masks(masks, boxes, size)
             return {i: instances.pred_part_labels[i] for i in rows}
         parts_of = set(self.part_thing_ids)
-        ids = [s["instance_id"] for s in segments_info if s["isthing"] and s["category_id"] in parts_of]
+        ids = [
+            s["instance_id"] for s in segments_info if s["isthing"] and s["category_id"] in parts_of
+        ]
         return {
             i: paste_part_masks(probs[rows[i] : rows[i] + 1], boxes[i : i + 1], size)[0]
             for i in ids

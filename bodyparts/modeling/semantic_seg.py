@@ -51,10 +51,15 @@ def check_sem_seg_config(cfg) -> PartTaxonomy:
 @SEM_SEG_HEADS_REGISTRY.register()
 class BodyPartSemSegFPNHead(SemSegFPNHead):
     """Detectron2's semantic FPN head whose loss is the class-weighted ("outer") cross-entropy of
-    METRICS.md section 8, ``-sum_i w_i y_i log softmax(x)_i``, summed over the labelled pixels and
+    docs/metrics.md section 8, ``-sum_i w_i y_i log softmax(x)_i``, summed over labelled pixels and
     divided by their number (255 ignored). Without weights it equals Detectron2's mean loss; a
     batch without any labelled pixel gives a zero loss connected to the graph.
     """
+
+    # class_weights.py: this module's class_weights buffer is MODEL.BODYPART_SEM_SEG's, its
+    # background pixels counted over the whole image
+    class_weights_node = "BODYPART_SEM_SEG"
+    class_weights_background = "image"
 
     @configurable
     def __init__(

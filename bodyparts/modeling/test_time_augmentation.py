@@ -11,6 +11,7 @@ augmented view (Detectron2's ``DatasetMapperTTA``: ``TEST.AUG.MIN_SIZES``, ``MAX
 is predicted at the original size, mirrored views are un-flipped the same way, and the softmax
 probabilities of all views are averaged.
 """
+
 from typing import Dict, List, Optional, Union
 
 import numpy as np
@@ -85,7 +86,9 @@ class PartFlipTTA(nn.Module):
         results = self.model.inference(batched_inputs, do_postprocess=False)
         mirrored_inputs = [{**x, "image": x["image"].flip(-1)} for x in batched_inputs]
         mirrored = self.model.inference(
-            mirrored_inputs, detected_instances=[_mirror_boxes(r) for r in results], do_postprocess=False
+            mirrored_inputs,
+            detected_instances=[_mirror_boxes(r) for r in results],
+            do_postprocess=False,
         )
         outputs = []
         for inp, res, mir in zip(batched_inputs, results, mirrored):

@@ -4,24 +4,36 @@ Routes (``create_app``):
 
 * ``POST /predict``: an image -> the JSON record of ``tools/demo.py --json``
   (:mod:`bodyparts.utils.predictions`).
-* ``POST /render``: an image -> the PNG drawn as ``tools/demo.py`` draws it; headers
-  ``X-Person-Count`` (absent for the image-level segmenter), ``X-Inference-Ms``, ``X-Queue-Ms``.
+* ``POST /render``: an image -> the PNG drawn as ``tools/demo.py`` draws it.
+* Both answer with ``X-Queue-Ms`` (waiting for the model), ``X-Inference-Ms`` (the model alone),
+  ``X-Postprocess-Ms`` (JSON / drawing and PNG encoding, in a thread pool beside the model thread)
+  and ``X-Person-Count`` (absent for the image-level segmenter).
 * ``GET /health``, ``GET /info`` (taxonomy legend, limits), ``GET /`` (the web page),
   ``/docs``, ``/redoc`` and ``/openapi.json`` (served without any CDN).
 
 The image is the raw body (``image/*`` or ``application/octet-stream``) or a multipart form with
 a ``file`` field. Errors are JSON ``{"error": code, "detail": message}``.
+
+Shedding work: a body not received within ``body_timeout`` is answered 408 and the connection
+closed; a request whose client disconnects while it waits for the model is dropped before the
+model sees it (``/health`` ``dropped``); :meth:`InferenceWorker.drain` (SIGTERM, see
+:mod:`bodyparts.serving.server`) answers 503 to the requests not started within
+``shutdown_timeout``. With ``allowed_hosts``, other ``Host`` headers are answered 400
+(:mod:`bodyparts.serving.hosts`).
 """
 
 import asyncio
 import hmac
 import logging
 import os
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import anyio
 import cv2
 import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
@@ -36,6 +48,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartParser
 
 from ..utils.predictions import PredictionFormatter
+from .hosts import HostAllowList
 from .images import ImageInputError, check_raw_content_type, decode_image
 from .worker import InferenceWorker, QueueFull, WorkerStopped
 
@@ -55,17 +68,32 @@ class ServerLimits:
         max_bytes: largest request body in bytes (413 above).
         max_queue: requests waiting for the model (503 with Retry-After beyond).
         max_batch: images the model takes in one call when several are waiting.
+        body_timeout: seconds a request body may take to arrive in full (408 and the connection
+            closed after).
+        shutdown_timeout: seconds the queued requests may still run after SIGTERM; those not
+            started by then get 503 (``tools/serve.py`` exits within about this bound).
+        postprocess_threads: threads that format the answers (JSON, drawing, PNG) beside the
+            model thread.
     """
 
     max_pixels: int = 12_000_000
     max_bytes: int = 20 * 1024 * 1024
     max_queue: int = 8
     max_batch: int = 1
+    body_timeout: float = 30.0
+    shutdown_timeout: float = 10.0
+    postprocess_threads: int = 2
 
     def __post_init__(self):
-        for key in ("max_pixels", "max_bytes", "max_queue", "max_batch"):
+        for key in ("max_pixels", "max_bytes", "max_queue", "max_batch", "postprocess_threads"):
             if getattr(self, key) < 1:
                 raise ValueError(f"ServerLimits.{key} must be >= 1, got {getattr(self, key)}")
+        if not self.body_timeout > 0:
+            raise ValueError(f"ServerLimits.body_timeout must be > 0, got {self.body_timeout}")
+        if not self.shutdown_timeout >= 0:
+            raise ValueError(
+                f"ServerLimits.shutdown_timeout must be >= 0, got {self.shutdown_timeout}"
+            )
 
 
 class _ApiError(Exception):
@@ -74,8 +102,22 @@ class _ApiError(Exception):
         self.status, self.code, self.detail, self.headers = status, code, detail, headers or {}
 
 
+class _ClientGone(Exception):
+    """The client disconnected before its answer: nothing is sent."""
+
+
+def _client(request: Request) -> str:
+    """``host:port`` of the client, for log lines."""
+    client = request.client
+    return f"{client.host}:{client.port}" if client else "a client"
+
+
 def _error(status: int, code: str, detail: str, headers: Optional[Dict] = None) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+# How often a request that waits for the model or for its body checks its client and the shutdown.
+_POLL_S = 0.1
 
 
 @dataclass
@@ -84,6 +126,17 @@ class _Job:
     file_name: Optional[str]
     render: bool  # True: PNG drawing; False: JSON record
     legend: bool
+    queued_at: float  # time.perf_counter() when submitted
+
+
+@dataclass
+class _Answer:
+    """What a request gets back from the model thread: the model's time and the future of its
+    post-processing (``(payload, persons, post-processing seconds)``)."""
+
+    queue_ms: float
+    model_ms: float
+    post: Future
 
 
 _IMAGE_BODY = {
@@ -110,12 +163,15 @@ _ERROR_SCHEMA = {
 _ERRORS = {
     status: {"description": text, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
     for status, text in {
-        400: "empty body, not an image, truncated or corrupt image, malformed multipart form",
+        400: "empty body, not an image, truncated or corrupt image, malformed multipart form, "
+        "a Host header not allowed (--allowed-hosts)",
         401: "missing or wrong `Authorization: Bearer <token>` (only with --token)",
+        408: "the body did not arrive within the server's --body-timeout (connection closed)",
         413: "body over the byte limit or image over the pixel limit",
         415: "a Content-Type other than an image, application/octet-stream or multipart",
         500: "the model failed on this image",
-        503: "the model queue is full (`Retry-After` header) or the worker is not running",
+        503: "the model queue is full (`Retry-After` header), the worker is not running, or the "
+        "server is shutting down",
     }.items()
 }
 
@@ -169,6 +225,7 @@ def create_app(
     limits: ServerLimits = ServerLimits(),
     token: Optional[str] = None,
     model_name: str = "bodyparts",
+    allowed_hosts: Optional[Sequence[str]] = None,
 ) -> FastAPI:
     """The ASGI app serving ``predictor``.
 
@@ -180,29 +237,53 @@ def create_app(
         limits: request and queue limits.
         token: when set, /predict and /render need ``Authorization: Bearer <token>`` (401).
         model_name: shown by /health and /info (e.g. the config file).
+        allowed_hosts: accepted ``Host`` names (any port; ``*`` any host, ``*.example.com`` its
+            subdomains), others get 400 (:func:`bodyparts.serving.hosts.default_allowed_hosts`
+            gives ``tools/serve.py``'s). None: no check (in-process tests).
     Returns:
-        The app; its worker thread runs while the app's lifespan does (uvicorn, or
-        ``with TestClient(app)``). ``app.state.worker`` is the :class:`InferenceWorker`.
+        The app; its worker thread and post-processing threads run while the app's lifespan does
+        (uvicorn, or ``with TestClient(app)``). ``app.state.worker`` is the
+        :class:`InferenceWorker`.
     """
     batch_fn = getattr(predictor, "predict_batch", None)
+    # post-processing: a pool beside the model thread; the model thread waits for a free slot
+    # before it hands over an image's outputs, so at most 2 x threads outputs wait for formatting
+    post: Dict[str, Any] = {"pool": None}
+    post_slots = threading.BoundedSemaphore(2 * limits.postprocess_threads)
 
     def run_batch(jobs: List[_Job]) -> List[Any]:
+        """The model thread: the model only; formatting goes to the post-processing pool."""
         start = time.perf_counter()
         if batch_fn is not None and len(jobs) > 1:
             outputs = batch_fn([job.image for job in jobs])
         else:
             outputs = [predictor(job.image) for job in jobs]
         model_ms = 1000.0 * (time.perf_counter() - start) / len(jobs)
-        results = []
+        answers = []
         for job, out in zip(jobs, outputs):
+            queue_ms = 1000.0 * (start - job.queued_at)
+            post_slots.acquire()
             try:
-                results.append((_format(job, out), model_ms))
-            except Exception as e:  # noqa: BLE001  (one image's failure is that request's error)
-                logger.exception("formatting the outputs of %s failed", job.file_name)
-                results.append(e)
-        return results
+                future = post["pool"].submit(_postprocess, job, out)
+            except RuntimeError as e:  # the pool is shut down (the app is stopping)
+                post_slots.release()
+                answers.append(WorkerStopped(f"the server is shutting down ({e})"))
+                continue
+            answers.append(_Answer(queue_ms, model_ms, future))
+        return answers
 
-    def _format(job: _Job, outputs: Dict[str, Any]):
+    def _postprocess(job: _Job, outputs: Dict[str, Any]) -> Tuple[Any, Optional[int], float]:
+        start = time.perf_counter()
+        try:
+            payload, persons = _format(job, outputs)
+        except Exception:
+            logger.exception("formatting the outputs of %s failed", job.file_name or "an image")
+            raise
+        finally:
+            post_slots.release()
+        return payload, persons, 1000.0 * (time.perf_counter() - start)
+
+    def _format(job: _Job, outputs: Dict[str, Any]) -> Tuple[Any, Optional[int]]:
         result = formatter(
             outputs,
             job.image,
@@ -223,11 +304,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        post["pool"] = ThreadPoolExecutor(
+            limits.postprocess_threads, thread_name_prefix="bodyparts-post"
+        )
         worker.start()
         try:
             yield
         finally:
-            await run_in_threadpool(worker.stop)
+            # after a drain (SIGTERM) the queue is empty; a batch still running (past the bound)
+            # is not waited for long: the thread is a daemon
+            await run_in_threadpool(worker.stop, 2.0)
+            post["pool"].shutdown(wait=False, cancel_futures=True)
 
     app = FastAPIOffline(
         title="bodyparts server",
@@ -238,6 +325,9 @@ def create_app(
     )
     app.state.worker = worker
     app.state.limits = limits
+    app.state.allowed_hosts = None if allowed_hosts is None else list(allowed_hosts)
+    if allowed_hosts is not None:
+        app.add_middleware(HostAllowList, allowed_hosts=list(allowed_hosts))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     bearer = HTTPBearer(auto_error=False, description="only when the server runs with --token")
 
@@ -273,7 +363,8 @@ def create_app(
             raise _ApiError(
                 401,
                 "unauthorized",
-                f"{why} token: send the header 'Authorization: Bearer <token>' (the server's --token)",
+                f"{why} token: send the header 'Authorization: Bearer <token>' "
+                "(the server's --token)",
                 {"WWW-Authenticate": "Bearer"},
             )
 
@@ -287,7 +378,36 @@ def create_app(
                 "bytes (the server's --max-bytes)",
             )
         chunks, size = [], 0
-        async for chunk in request.stream():
+        deadline = time.monotonic() + limits.body_timeout
+        while True:
+            # the raw ASGI receive, polled: a wait cut short loses no data (request.stream()
+            # would end), and a shutdown is noticed while a client is still sending
+            message = None
+            with anyio.move_on_after(max(0.0, min(_POLL_S * 5, deadline - time.monotonic()))):
+                message = await request.receive()
+            if message is None:
+                if worker.draining:
+                    raise WorkerStopped("the server is shutting down")
+                if time.monotonic() >= deadline:
+                    logger.warning(
+                        "%s: request body incomplete after --body-timeout %g s (%d bytes "
+                        "received): 408, connection closed",
+                        _client(request),
+                        limits.body_timeout,
+                        size,
+                    )
+                    raise _ApiError(
+                        408,
+                        "body_timeout",
+                        f"the request body did not arrive within {limits.body_timeout:g} s "
+                        f"({size} bytes received; the server's --body-timeout)",
+                        {"Connection": "close"},
+                    )
+                continue
+            if message["type"] == "http.disconnect":
+                logger.info("%s: client disconnected while sending its body", _client(request))
+                raise _ClientGone()
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > limits.max_bytes:
                 raise _ApiError(
@@ -295,9 +415,11 @@ def create_app(
                     "body_too_large",
                     f"the request body is over the limit of {limits.max_bytes} bytes "
                     "(the server's --max-bytes)",
+                    {"Connection": "close"},
                 )
             chunks.append(chunk)
-        return b"".join(chunks)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
     async def image_bytes(request: Request) -> Tuple[bytes, Optional[str]]:
         """(the encoded image, its file name or None) of a raw or multipart request."""
@@ -344,8 +466,33 @@ def create_app(
         finally:
             await form.close()
 
+    async def wait_for_model(request: Request, future: Future, what: str) -> _Answer:
+        """The model thread's answer. Drops the request if its client leaves before its turn, or
+        when the shutdown deadline passes before its turn (503)."""
+        answer = asyncio.wrap_future(future)
+        while True:
+            done, _ = await asyncio.wait({answer}, timeout=_POLL_S)
+            if done:
+                return answer.result()
+            if worker.past_drain_deadline and worker.abandon(future, shutdown=True):
+                raise WorkerStopped(
+                    "the server is shutting down: this request did not reach the model within "
+                    f"the shutdown timeout ({limits.shutdown_timeout:g} s)"
+                )
+            if await request.is_disconnected() and worker.abandon(future):
+                logger.info(
+                    "%s: client disconnected while waiting: %s dropped before the model "
+                    "(%d dropped so far)",
+                    _client(request),
+                    what,
+                    worker.dropped,
+                )
+                raise _ClientGone()
+
     async def run_job(request: Request, render: bool, legend: bool):
         data, name = await image_bytes(request)
+        if worker.draining:
+            raise WorkerStopped("the server is shutting down")
         if worker.full:  # answer at once, before spending time on decoding
             raise QueueFull(worker.max_queue, worker.retry_after())
         what = f"the uploaded file {name!r}" if name else "the image"
@@ -354,20 +501,30 @@ def create_app(
         except ImageInputError as e:
             raise _ApiError(e.status, e.code, e.message) from None
         del data
-        queued = time.perf_counter()
-        future = worker.submit(_Job(image, name, render, legend))
+        future = worker.submit(_Job(image, name, render, legend, time.perf_counter()))
+        del image
         try:
-            (payload, persons), model_ms = await asyncio.wrap_future(future)
-        except (QueueFull, WorkerStopped):
+            answer = await wait_for_model(request, future, what)
+            payload, persons, post_ms = await asyncio.wrap_future(answer.post)
+        except asyncio.CancelledError:
+            if not worker.draining:
+                raise
+            # uvicorn cancels what still runs past the shutdown bound: a 503, not a traceback
+            logger.warning("shutdown: %s still in the model at the shutdown bound: 503", what)
+            raise WorkerStopped(
+                "the server is shutting down: the model did not finish this request within the "
+                "shutdown timeout"
+            ) from None
+        except (QueueFull, WorkerStopped, _ClientGone):
             raise
         except Exception as e:  # noqa: BLE001  (the model failed on this image: 500, server lives)
             raise _ApiError(
                 500, "model_error", f"the model failed on {what}: {type(e).__name__}: {e}"
             )
-        total_ms = 1000.0 * (time.perf_counter() - queued)
         headers = {
-            "X-Inference-Ms": f"{model_ms:.1f}",
-            "X-Queue-Ms": f"{max(0.0, total_ms - model_ms):.1f}",
+            "X-Queue-Ms": f"{max(0.0, answer.queue_ms):.1f}",
+            "X-Inference-Ms": f"{answer.model_ms:.1f}",
+            "X-Postprocess-Ms": f"{post_ms:.1f}",
         }
         if persons is not None:
             headers["X-Person-Count"] = str(persons)
@@ -379,7 +536,13 @@ def create_app(
 
     @app.exception_handler(WorkerStopped)
     async def _stopped(request: Request, exc: WorkerStopped):
-        return _error(503, "worker_stopped", str(exc), {"Retry-After": "5"})
+        code = "shutting_down" if worker.draining else "worker_stopped"
+        return _error(503, code, str(exc), {"Retry-After": "5", "Connection": "close"})
+
+    @app.exception_handler(_ClientGone)
+    async def _client_gone(request: Request, exc: _ClientGone):
+        # nobody reads it; 499 ("client closed request", as nginx logs it) shows in access logs
+        return Response(status_code=499)
 
     # ------------------------------------------------------------------------------------------
     # routes
@@ -417,15 +580,20 @@ def create_app(
 
     @app.get("/health", summary="Is the model worker running; queue state")
     async def health():
+        if worker.draining:
+            status = "shutting_down"
+        else:
+            status = "ok" if worker.alive else "worker_stopped"
         body = {
-            "status": "ok" if worker.alive else "worker_stopped",
+            "status": status,
             "model": model_name,
             "queued": worker.queued,
             "max_queue": worker.max_queue,
             "processed": worker.processed,
             "failed": worker.failed,
+            "dropped": worker.dropped,
         }
-        return JSONResponse(body, status_code=200 if worker.alive else 503)
+        return JSONResponse(body, status_code=200 if status == "ok" else 503)
 
     @app.get("/info", summary="The model's part taxonomy (names, colours), keypoints and limits")
     async def info():
@@ -442,6 +610,8 @@ def create_app(
                 "max_bytes": limits.max_bytes,
                 "max_queue": limits.max_queue,
                 "max_batch": limits.max_batch,
+                "body_timeout": limits.body_timeout,
+                "shutdown_timeout": limits.shutdown_timeout,
             },
         }
 

@@ -1,15 +1,26 @@
 """Running the app with uvicorn: in the foreground (``tools/serve.py``) or in a background thread
-(tests, ``tools/benchmark_server.py``)."""
+(tests, ``tools/benchmark_server.py``).
+
+Shutdown (SIGTERM, Ctrl-C, :meth:`ServerThread.stop`) is bounded: the app's model worker starts
+draining at once (:meth:`bodyparts.serving.InferenceWorker.drain`): requests still uploading and
+new ones get 503, queued requests run until ``shutdown_timeout`` seconds have passed and the rest
+get 503; uvicorn waits for the open requests a few seconds longer at most, then stops.
+"""
 
 import socket
 import threading
 import time
+from types import FrameType
 from typing import Optional
 
 import uvicorn
 from fastapi import FastAPI
 
-__all__ = ["ServerThread", "free_port", "serve"]
+__all__ = ["ServerThread", "free_port", "serve", "SHUTDOWN_GRACE_S"]
+
+# Seconds uvicorn waits for open requests beyond the shutdown timeout: for the batch running at
+# the deadline and the answers to be sent. A model call still running after it is not waited for.
+SHUTDOWN_GRACE_S = 3.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -19,14 +30,58 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Config:
+def _shutdown_timeout(app: FastAPI, shutdown_timeout: Optional[float]) -> float:
+    if shutdown_timeout is not None:
+        return float(shutdown_timeout)
+    limits = getattr(app.state, "limits", None)
+    return float(getattr(limits, "shutdown_timeout", 10.0))
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server that starts the app's drain when it is asked to exit."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, shutdown_timeout: float):
+        super().__init__(config)
+        self._app, self._shutdown_timeout = app, shutdown_timeout
+
+    def begin_drain(self) -> None:
+        """Signal-safe: only assigns attributes (no lock, no logging)."""
+        worker = getattr(self._app.state, "worker", None)
+        if worker is not None:
+            worker.drain(self._shutdown_timeout)
+
+    def handle_exit(self, sig: int, frame: Optional[FrameType]) -> None:
+        self.begin_drain()
+        super().handle_exit(sig, frame)
+
+
+def _server(
+    app: FastAPI, host: str, port: int, log_level: str, shutdown_timeout: Optional[float]
+) -> _DrainingServer:
+    timeout = _shutdown_timeout(app, shutdown_timeout)
     # one process, one event loop: the model worker is a thread of this process
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, workers=1)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        workers=1,
+        timeout_graceful_shutdown=max(1, round(timeout + SHUTDOWN_GRACE_S)),
+    )
+    return _DrainingServer(config, app, timeout)
 
 
-def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    """Serve ``app`` until interrupted (Ctrl-C or SIGTERM: the worker finishes its batch)."""
-    uvicorn.Server(_config(app, host, port, log_level)).run()
+def serve(
+    app: FastAPI,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    shutdown_timeout: Optional[float] = None,
+) -> None:
+    """Serve ``app`` until interrupted (Ctrl-C or SIGTERM: a bounded drain, module docstring).
+
+    ``shutdown_timeout`` (s): default ``app.state.limits.shutdown_timeout``."""
+    _server(app, host, port, log_level, shutdown_timeout).run()
 
 
 class ServerThread:
@@ -42,10 +97,11 @@ class ServerThread:
         host: str = "127.0.0.1",
         port: Optional[int] = None,
         log_level: str = "warning",
+        shutdown_timeout: Optional[float] = None,
     ):
         self.host, self.port = host, port or free_port(host)
         self.url = f"http://{host}:{self.port}"
-        self._server = uvicorn.Server(_config(app, host, self.port, log_level))
+        self._server = _server(app, host, self.port, log_level, shutdown_timeout)
         self._thread: Optional[threading.Thread] = None
 
     def start(self, timeout: float = 60.0) -> "ServerThread":
@@ -65,6 +121,8 @@ class ServerThread:
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Shut down as on SIGTERM (a bounded drain) and wait up to ``timeout`` s."""
+        self._server.begin_drain()
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)

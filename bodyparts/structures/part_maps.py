@@ -8,6 +8,7 @@ Detectron2's ``label_and_sample_proposals`` (which indexes every ``gt_*`` field 
 each of hundreds of proposals) does not copy an (H, W) map per proposal. :meth:`crop_and_resize`
 samples only the ROI grid points it needs.
 """
+
 from typing import Optional, Union
 
 import torch
@@ -29,7 +30,9 @@ class PartMaps:
         if not isinstance(tensor, torch.Tensor):
             tensor = torch.as_tensor(tensor)
         if tensor.dim() != 3:
-            raise ValueError(f"PartMaps expects an (N, H, W) tensor, got shape {tuple(tensor.shape)}")
+            raise ValueError(
+                f"PartMaps expects an (N, H, W) tensor, got shape {tuple(tensor.shape)}"
+            )
         if tensor.dtype != torch.uint8:
             raise ValueError(f"PartMaps expects uint8 labels, got {tensor.dtype}")
         self.base = tensor
@@ -99,7 +102,9 @@ class PartMaps:
         xi, yi = xs.floor().long(), ys.floor().long()
         inside = ((yi >= 0) & (yi < h))[:, :, None] & ((xi >= 0) & (xi < w))[:, None, :]
         labels = self.base[
-            self.index[:, None, None], yi.clamp(0, h - 1)[:, :, None], xi.clamp(0, w - 1)[:, None, :]
+            self.index[:, None, None],
+            yi.clamp(0, h - 1)[:, :, None],
+            xi.clamp(0, w - 1)[:, None, :],
         ].long()
         return torch.where(inside, labels, torch.full_like(labels, self.IGNORE))
 

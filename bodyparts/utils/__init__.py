@@ -1,5 +1,6 @@
 """Utilities: visualization of part predictions and ground truth (imports matplotlib, so it is not
 imported by ``import bodyparts``)."""
+
 from .visualizer import (  # noqa: F401
     add_part_legend,
     draw_ground_truth,

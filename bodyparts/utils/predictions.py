@@ -17,29 +17,38 @@ The JSON record of an instance model (per-person part model, part-aware panoptic
 
 The image-level part segmenter's record holds ``file_name``, ``height``, ``width``,
 ``part_taxonomy``, ``part_labels`` and ``part_pixels`` {part name: pixels}.
+
+Cost: per person, the work is in its box (part labels pasted there once,
+:func:`bodyparts.utils.visualizer.person_part_crops`; its masks and RLEs computed from crops), plus
+one image-level part map for the drawing and the ``_parts`` label map; never persons x image
+pixels.
 """
 
 import os
 import sys
 from argparse import Namespace
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import pycocotools.mask as mask_util
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.structures import Instances
 
-from ..data.contract import encode_mask
+from ..evaluation.parsing_metrics import paste_order
 from ..taxonomy import get_part_taxonomy
 from .visualizer import (
+    PartCrop,
     draw_part_map,
     draw_part_panoptic,
     draw_predictions,
-    image_level_part_map,
+    mask_crop,
     metadata_for,
-    person_part_maps,
+    paste_part_crops,
+    person_part_crops,
+    select_instances,
 )
 
 __all__ = [
@@ -85,26 +94,76 @@ def load_inference_cfg(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
     return cfg
 
 
-def _rle(mask: np.ndarray) -> Dict:
-    return encode_mask(mask.astype(np.uint8))
+def _runs_by_value(crop: np.ndarray, y0: int, x0: int, height: int) -> Dict[int, Tuple]:
+    """The runs of each non-zero value of ``crop`` (integer (h, w), placed at rows ``y0..``,
+    columns ``x0..`` of an image of ``height`` rows) in the image's column-major (COCO RLE) order:
+    {value: (starts, ends)}, int64 positions in the flattened image, ascending, adjacent runs
+    joined. One pass over the crop for all values."""
+    h, w = crop.shape
+    flat = np.ascontiguousarray(crop.T).reshape(-1)  # column-major
+    if flat.size == 0:
+        return {}
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    columns = np.arange(h, flat.size, h)  # a run ends at the bottom of a crop column
+    starts = np.concatenate([[0], np.union1d(change, columns)]).astype(np.int64)
+    lengths = np.diff(np.append(starts, flat.size))
+    values = flat[starts]
+    keep = values != 0
+    starts, lengths, values = starts[keep], lengths[keep], values[keep]
+    if values.size == 0:
+        return {}
+    starts = (x0 + starts // h) * height + y0 + starts % h  # positions in the image
+    ends = starts + lengths
+    order = np.argsort(values, kind="stable")
+    values, starts, ends = values[order], starts[order], ends[order]
+    bounds = np.flatnonzero(np.diff(values)) + 1
+    runs = {}
+    for v, s, e in zip(np.split(values, bounds), np.split(starts, bounds), np.split(ends, bounds)):
+        if s.size > 1:  # a run that goes on at the top of the next column is one run
+            joined = s[1:] == e[:-1]
+            s, e = s[np.concatenate([[True], ~joined])], e[np.concatenate([~joined, [True]])]
+        runs[int(v[0])] = (s, e)
+    return runs
 
 
-def persons_above(instances: Instances, threshold: float) -> Tuple[Instances, Optional[np.ndarray]]:
-    """(instances with ``scores >= threshold`` on CPU, per-person part maps uint8 (R, H, W) or None).
+def _rle_of_runs(starts: np.ndarray, ends: np.ndarray, height: int, width: int) -> Dict:
+    """COCO compressed RLE (JSON-serialisable ``counts``) of the (H, W) = (``height``,
+    ``width``) mask that is 1 on the column-major runs [starts, ends): the same as
+    ``bodyparts.data.contract.encode_mask`` of that mask (runs alternate, zeros first)."""
+    bounds = np.empty(2 * starts.size + 2, dtype=np.int64)
+    bounds[0], bounds[-1] = 0, height * width
+    bounds[1:-1:2], bounds[2:-1:2] = starts, ends
+    counts = np.diff(bounds)
+    if counts.size > 1 and counts[-1] == 0:  # the mask ends with ones: no final zero run
+        counts = counts[:-1]
+    rle = mask_util.frPyObjects(
+        {"counts": counts.astype(np.uint32), "size": [height, width]}, height, width
+    )
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
 
-    The part maps are also set as ``pred_part_labels`` so that drawing pastes the ROI maps only
-    once."""
+
+def _rle(crop: np.ndarray, y0: int, x0: int, height: int, width: int) -> Dict:
+    """COCO RLE of the (H, W) mask that is the bool ``crop`` at (``y0``, ``x0``), 0 elsewhere."""
+    runs = _runs_by_value(crop.view(np.uint8), y0, x0, height).get(1)
+    empty = np.zeros(0, dtype=np.int64)
+    return _rle_of_runs(*(runs or (empty, empty)), height, width)
+
+
+def persons_above(
+    instances: Instances, threshold: float
+) -> Tuple[Instances, Optional[List[Optional[PartCrop]]]]:
+    """(instances with ``scores >= threshold`` on CPU, their part labels as crops
+    (:func:`bodyparts.utils.visualizer.person_part_crops`: per person a ``PartCrop`` or None) or
+    None without a part branch). The kept persons are a slice (no copy) when they come first."""
     instances = instances.to("cpu")
-    instances = instances[instances.scores >= threshold]
-    part_maps = person_part_maps(instances)
-    if part_maps is not None and not instances.has("pred_part_labels"):
-        instances.pred_part_labels = torch.from_numpy(part_maps)
-    return instances, part_maps
+    instances = select_instances(instances, instances.scores >= threshold)
+    return instances, person_part_crops(instances)
 
 
 def predictions_json(
     instances: Instances,
-    part_maps: Optional[np.ndarray],
+    part_maps: Union[None, np.ndarray, Sequence[Optional[PartCrop]]],
     file_name: Optional[str],
     meta: Any,
     threshold: float,
@@ -113,14 +172,21 @@ def predictions_json(
 
     Args:
         instances: the persons kept (:func:`persons_above`), image size (H, W), on CPU.
-        part_maps: uint8 (R, H, W) their part maps, or None (no part branch).
+        part_maps: their part labels: per person a ``PartCrop`` or None (:func:`persons_above`),
+            or uint8 (R, H, W) maps; None without a part branch.
         file_name: recorded as given (the demo passes an absolute path, the server the upload's
             name or None).
         meta: Metadata with ``part_names``, ``part_taxonomy``, ``keypoint_names``.
         threshold: the score threshold the persons passed.
     """
-    height, width = instances.image_size
+    height, width = (int(v) for v in instances.image_size)
     part_names = list(meta.get("part_names") or [])
+    if isinstance(part_maps, (np.ndarray, torch.Tensor)):
+        part_maps = person_part_crops(Instances((height, width), pred_part_labels=part_maps))
+    image_masks = instances.has("pred_masks") and tuple(instances.pred_masks.shape[1:]) == (
+        height,
+        width,
+    )
     persons = []
     for i in range(len(instances)):
         inst = instances[i]
@@ -135,12 +201,18 @@ def predictions_json(
         if inst.has("pred_keypoints"):
             kps = inst.pred_keypoints[0].tolist()
             person["keypoints"] = [[round(float(v), 2) for v in kp] for kp in kps]
-        if inst.has("pred_masks") and tuple(inst.pred_masks.shape[-2:]) == (height, width):
-            person["silhouette"] = _rle(inst.pred_masks[0].numpy() >= 0.5)
+        if image_masks:
+            crop, y0, x0 = mask_crop(inst.pred_masks[0], inst.pred_boxes.tensor[0].tolist())
+            person["silhouette"] = _rle(crop, y0, x0, height, width)
         if part_maps is not None:
-            labels = part_maps[i]
-            present = [k for k in np.unique(labels).tolist() if 0 < k <= len(part_names)]
-            person["parts"] = {part_names[k - 1]: _rle(labels == k) for k in present}
+            crop = part_maps[i]
+            person["parts"] = {}
+            if crop is not None:
+                runs = _runs_by_value(crop.labels, crop.y0, crop.x0, height)
+                for k in sorted(runs):
+                    if k <= len(part_names):
+                        rle = _rle_of_runs(*runs[k], height, width)
+                        person["parts"][part_names[k - 1]] = rle
         persons.append(person)
     return {
         "file_name": file_name,
@@ -178,8 +250,10 @@ class FormattedPrediction:
         record: the JSON record (module docstring), None when not asked for.
         label_maps: {file suffix: uint8 image}: ``_parts`` (H, W) image-level part map; panoptic
             models also ``_panoptic`` (H, W, 3) segment ids as COCO-panoptic RGB and
-            ``_part_panoptic`` (H, W, 3) scene class, instance id, part id. Empty when not asked for.
-        vis_bgr: uint8 BGR drawing (H, W, 3), (H, W + L, 3) with the legend; None when not asked for.
+            ``_part_panoptic`` (H, W, 3) scene class, instance id, part id. Empty when not asked
+            for.
+        vis_bgr: uint8 BGR drawing (H, W, 3), (H, W + L, 3) with the legend; None when not asked
+            for.
         num_persons: persons kept (score >= threshold); None for the image-level segmenter.
     """
 
@@ -269,15 +343,23 @@ class PredictionFormatter:
             if draw:
                 result.vis_bgr = _bgr(draw_part_map(image_rgb, labels, meta, legend=legend))
             return result
-        instances, part_maps = persons_above(outputs["instances"], threshold)
+        instances, crops = persons_above(outputs["instances"], threshold)
         result.num_persons = len(instances)
         if record:
-            result.record = predictions_json(instances, part_maps, file_name, meta, threshold)
-        if label_maps and part_maps is not None:
-            result.label_maps["_parts"] = image_level_part_map(instances, threshold)
-        if "panoptic_seg" not in outputs:  # per-person part model
+            result.record = predictions_json(instances, crops, file_name, meta, threshold)
+        per_person = "panoptic_seg" not in outputs  # per-person part model
+        part_map = None
+        if crops is not None and (label_maps or (draw and per_person)):
+            # the image-level map (bodyparts.utils.visualizer.image_level_part_map), pasted once
+            scores = instances.scores.numpy() if len(instances) else np.zeros(0)
+            part_map = paste_part_crops(crops, paste_order(scores, threshold), instances.image_size)
+            if label_maps:
+                result.label_maps["_parts"] = part_map
+        if per_person:
             if draw:
-                vis = draw_predictions(image_rgb, instances, meta, threshold, legend=legend)
+                vis = draw_predictions(
+                    image_rgb, instances, meta, threshold, legend=legend, part_label_map=part_map
+                )
                 result.vis_bgr = _bgr(vis)
             return result
         seg, segments = outputs["panoptic_seg"]  # (part-aware) panoptic model

@@ -4,14 +4,17 @@ Shapes: H x W = image size in pixels, C = number of part labels including backgr
 R = persons (detections or annotations), K = keypoints per person.
 
 Pure numpy helpers (:func:`part_overlay`, :func:`paste_part_maps`, :func:`part_legend`) build the
-raster layers; :func:`draw_predictions` and :func:`draw_ground_truth` draw boxes, scores,
-silhouette contours and keypoints on top with Detectron2's :class:`Visualizer` primitives, so they
-look like Detectron2's own visualizations. Label 255 (``PART_IGNORE``) means "no part annotation"
-and is never coloured.
+raster layers. Per-person part maps are kept as crops (:class:`PartCrop`, :func:`person_part_crops`:
+each person's labels inside its box), so that formatting and drawing cost the boxes' areas plus one
+image-level map, not persons x image pixels. :func:`draw_predictions` and
+:func:`draw_ground_truth` draw boxes, scores, silhouette contours and keypoints on top with
+Detectron2's :class:`Visualizer` primitives, so they look like Detectron2's own visualizations.
+Label 255 (``PART_IGNORE``) means "no part annotation" and is never coloured.
 """
+
 import math
 from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional, Sequence, Union
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -25,8 +28,10 @@ from detectron2.utils.visualizer import GenericMask, Visualizer
 
 from ..data.contract import PART_IGNORE, decode_rle, part_label_map
 from ..data.datasets.generic import bodyparts_metadata
-from ..evaluation.parsing_metrics import image_level_map, paste_part_maps
+from ..evaluation.parsing_metrics import paste_order, paste_part_maps
 from ..evaluation.person_outputs import person_part_maps
+from ..modeling.inference import paste_part_masks
+from ..modeling.part_outputs import SubsetPartMasks
 from ..taxonomy import KeypointTaxonomy, PartTaxonomy, get_keypoint_taxonomy, get_part_taxonomy
 
 __all__ = [
@@ -34,6 +39,11 @@ __all__ = [
     "paste_part_maps",
     "image_level_part_map",
     "person_part_maps",
+    "PartCrop",
+    "person_part_crops",
+    "paste_part_crops",
+    "mask_crop",
+    "select_instances",
     "part_legend",
     "add_part_legend",
     "draw_predictions",
@@ -88,7 +98,7 @@ def part_overlay(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     num_classes = palette.shape[0]
-    unknown = np.setdiff1d(np.unique(label_map), [*range(num_classes), PART_IGNORE])
+    unknown = np.setdiff1d(_labels_present(label_map), [*range(num_classes), PART_IGNORE])
     if unknown.size:
         raise ValueError(
             f"label_map has labels {unknown.tolist()} outside the palette's 0..{num_classes - 1}"
@@ -101,8 +111,142 @@ def part_overlay(
     return out
 
 
+def _labels_present(label_map: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of an integer map, as ``np.unique`` (a histogram for uint8: one
+    pass, no sort)."""
+    label_map = np.asarray(label_map)
+    if label_map.dtype == np.uint8:
+        return np.flatnonzero(np.bincount(label_map.reshape(-1), minlength=256)).astype(np.uint8)
+    return np.unique(label_map)
+
+
+@dataclass
+class PartCrop:
+    """One person's part labels inside a rectangle of the image: ``labels`` uint8 (h, w) at rows
+    ``y0 .. y0 + h - 1`` and columns ``x0 .. x0 + w - 1``; 0 (and the whole image outside the
+    rectangle) is background."""
+
+    labels: np.ndarray
+    y0: int
+    x0: int
+
+
+def _nonzero_crop(labels: np.ndarray) -> Optional[PartCrop]:
+    """The smallest :class:`PartCrop` (a view) holding every non-zero pixel of a (H, W) map."""
+    rows = np.flatnonzero(labels.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(labels.any(axis=0))
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    return PartCrop(labels[y0:y1, x0:x1], y0, x0)
+
+
+def _paste_in_box(
+    probs: torch.Tensor, box: torch.Tensor, height: int, width: int
+) -> Optional[PartCrop]:
+    """The labels :func:`bodyparts.modeling.paste_part_masks` gives one person (float (1, C, M, M)
+    probabilities, XYXY box), computed inside the box only: the same pixels and values, as the
+    box is shifted by whole pixels (exact in floating point)."""
+    x0, y0, x1, y1 = box.to(probs.dtype).tolist()
+    ix0, iy0 = max(int(x0), 0), max(int(y0), 0)
+    ix1, iy1 = min(math.ceil(x1), width), min(math.ceil(y1), height)
+    if ix1 <= ix0 or iy1 <= iy0:
+        return None
+    shifted = torch.tensor(
+        [[x0 - ix0, y0 - iy0, x1 - ix0, y1 - iy0]], dtype=torch.float64, device=probs.device
+    )
+    labels = paste_part_masks(probs, shifted, (iy1 - iy0, ix1 - ix0))[0]
+    return PartCrop(_numpy(labels).astype(np.uint8, copy=False), iy0, ix0)
+
+
+def person_part_crops(instances: Instances) -> Optional[List[Optional[PartCrop]]]:
+    """Per person (R), its part labels in image space as a :class:`PartCrop` (None: no part pixel).
+
+    From ``pred_part_labels`` (R, H, W): the bounding rectangle of each map's non-zero pixels
+    (views). From ``pred_part_masks`` (R, C, M, M) or a ``SubsetPartMasks`` and ``pred_boxes``:
+    pasted inside each box only, with the values :func:`person_part_maps` gives there (it is zero
+    elsewhere). None when the instances have neither field.
+    """
+    if instances.has("pred_part_labels"):
+        maps = _numpy(instances.pred_part_labels).astype(np.uint8, copy=False)
+        return [_nonzero_crop(labels) for labels in maps]
+    if not instances.has("pred_part_masks"):
+        return None
+    height, width = (int(v) for v in instances.image_size)
+    probs = instances.pred_part_masks
+    boxes = instances.pred_boxes.tensor
+    if isinstance(probs, SubsetPartMasks):
+        rows = {int(i): j for j, i in enumerate(probs.index.tolist())}
+        probs = probs.masks
+    else:
+        rows = {i: i for i in range(len(instances))}
+    crops: List[Optional[PartCrop]] = []
+    for i in range(len(instances)):
+        j = rows.get(i)
+        crops.append(
+            None if j is None else _paste_in_box(probs[j : j + 1], boxes[i], height, width)
+        )
+    return crops
+
+
+def paste_part_crops(
+    crops: Sequence[Optional[PartCrop]], order: Optional[Sequence[int]], image_size
+) -> np.ndarray:
+    """:func:`paste_part_maps` of per-person crops: uint8 (H, W) labels, persons pasted in
+    ``order`` (default all, in index order), only labels 1..254 overwriting.
+
+    Args:
+        crops: per person a :class:`PartCrop` or None (no part pixel).
+        order: indices into ``crops``, first pasted first.
+        image_size: (H, W).
+    """
+    height, width = (int(v) for v in image_size)
+    out = np.zeros((height, width), dtype=np.uint8)
+    for i in range(len(crops)) if order is None else order:
+        crop = crops[int(i)]
+        if crop is None:
+            continue
+        h, w = crop.labels.shape
+        fg = (crop.labels > 0) & (crop.labels != PART_IGNORE)
+        out[crop.y0 : crop.y0 + h, crop.x0 : crop.x0 + w][fg] = crop.labels[fg]
+    return out
+
+
+def mask_crop(mask, box: Sequence[float]) -> Tuple[np.ndarray, int, int]:
+    """A person's image-space silhouette (H, W) (bool, or float thresholded at 0.5) as (bool crop
+    (h, w), y0, x0): its box grown by 1 px (Detectron2 pastes masks inside the box), or the whole
+    image when some pixel of the mask lies outside that rectangle (checked by counting)."""
+    mask = _numpy(mask)
+    height, width = mask.shape
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        x0, y0, x1, y1 = 0.0, 0.0, float(width), float(height)
+    ix0, iy0 = max(math.floor(x0) - 1, 0), max(math.floor(y0) - 1, 0)
+    ix1, iy1 = min(math.ceil(x1) + 1, width), min(math.ceil(y1) + 1, height)
+    ix1, iy1 = max(ix1, ix0), max(iy1, iy0)
+    crop = mask[iy0:iy1, ix0:ix1]
+    if mask.dtype == bool:
+        total = np.count_nonzero(mask)
+    else:  # rare (Detectron2's image-space masks are bool): thresholded in full once
+        mask = mask >= 0.5
+        crop, total = mask[iy0:iy1, ix0:ix1], np.count_nonzero(mask)
+    if np.count_nonzero(crop) != total:
+        return mask, 0, 0
+    return crop, iy0, ix0
+
+
+def select_instances(instances: Instances, keep: torch.Tensor) -> Instances:
+    """``instances[keep]`` for a bool (R,) ``keep``; a slice (views, no copy of the per-person
+    image-size fields) when the kept persons are the first ones, as after score sorting."""
+    index = torch.nonzero(keep).flatten()
+    n = int(index.numel())
+    if n == len(instances) or bool((index == torch.arange(n, device=index.device)).all()):
+        return instances[:n]
+    return instances[keep]
+
+
 def image_level_part_map(instances: Instances, score_threshold: float) -> np.ndarray:
-    """The image-level part map of one image's predictions (METRICS.md section 1), by the rule the
+    """Image-level part map of one image's predictions (docs/metrics.md section 1), by the rule the
     parsing evaluator scores (:func:`bodyparts.evaluation.parsing_metrics.image_level_map`).
 
     Persons with ``scores >= score_threshold`` are pasted in ascending score order, so a higher
@@ -116,13 +260,14 @@ def image_level_part_map(instances: Instances, score_threshold: float) -> np.nda
     Returns:
         uint8 (H, W) part labels, 0 = background.
     """
-    maps = person_part_maps(instances)
-    if maps is None:
+    crops = person_part_crops(instances)
+    if crops is None:
         raise ValueError(
             "instances have neither pred_part_labels nor pred_part_masks (no part branch?)"
         )
     scores = _numpy(instances.scores) if instances.has("scores") else np.ones(len(instances))
-    return image_level_map(maps, scores, score_threshold, instances.image_size)
+    order = paste_order(scores, score_threshold)
+    return paste_part_crops(crops, order, instances.image_size)
 
 
 def part_legend(
@@ -154,8 +299,14 @@ def part_legend(
         color = tuple(int(c) for c in np.asarray(palette)[k])
         cv2.rectangle(strip, (x, y + 2), (x + 9, y + 11), color, thickness=-1)
         cv2.putText(
-            strip, label_names[k], (x + 14, y + 10), font, _LEGEND_FONT_SCALE, _LEGEND_FG,
-            thickness=1, lineType=cv2.LINE_AA,
+            strip,
+            label_names[k],
+            (x + 14, y + 10),
+            font,
+            _LEGEND_FONT_SCALE,
+            _LEGEND_FG,
+            thickness=1,
+            lineType=cv2.LINE_AA,
         )
     return strip
 
@@ -180,13 +331,15 @@ def add_part_legend(
 @dataclass
 class _Person:
     """One person to draw: XYXY box (pixels), label text, RGB colour in [0, 1], silhouette
-    (H, W) bool or None, keypoints (K, 3) [x, y, score or visibility] or None."""
+    bool (h, w) or None with the image position (x0, y0) of its top-left pixel, keypoints (K, 3)
+    [x, y, score or visibility] or None."""
 
     box: Sequence[float]
     text: str
     color: tuple
     mask: Optional[np.ndarray] = None
     keypoints: Optional[np.ndarray] = None
+    mask_origin: Tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -277,8 +430,12 @@ def _render(
     font_size = max(6.0, min(10.0, math.sqrt(height * width) / 20))
     for p in persons:
         if p.mask is not None and p.mask.any():
-            for segment in GenericMask(p.mask.astype(np.uint8), height, width).polygons:
+            # findContours pads with zeros: a crop holding every pixel gives the same contours
+            mask_h, mask_w = p.mask.shape
+            for segment in GenericMask(p.mask.astype(np.uint8), mask_h, mask_w).polygons:
                 segment = segment.reshape(-1, 2)
+                if p.mask_origin != (0, 0):
+                    segment = segment + np.asarray(p.mask_origin, dtype=segment.dtype)
                 vis.draw_polygon(segment, color=p.color, edge_color=p.color, alpha=0.0)
         vis.draw_box(p.box, alpha=0.9, edge_color=p.color)
         # the label sits just above the box (inside it at the top edge of the image); font size is
@@ -299,7 +456,7 @@ def _render(
             )
     out = vis.get_output().get_image()
     if legend and label_map is not None:
-        present = [k for k in np.unique(label_map) if 0 < k < len(style.label_names)]
+        present = [k for k in _labels_present(label_map) if 0 < k < len(style.label_names)]
         out = add_part_legend(out, style.label_names, style.palette, present)
     return out
 
@@ -313,6 +470,7 @@ def draw_predictions(
     keypoint_taxonomy: Optional[KeypointTaxonomy] = None,
     alpha: float = 0.6,
     legend: bool = False,
+    part_label_map: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """Draw one image's predictions (persons with ``scores >= score_threshold``).
 
@@ -330,6 +488,8 @@ def draw_predictions(
             keypoint metadata) keypoints are drawn without skeleton.
         alpha: opacity of the part colours.
         legend: append a legend of the part labels present on the right edge.
+        part_label_map: uint8 (H, W) the :func:`image_level_part_map` of ``instances`` when the
+            caller has it already (it is not pasted again).
     Returns:
         uint8 (H, W, 3) RGB visualization; (H, W + L, 3) with ``legend``.
     """
@@ -343,25 +503,31 @@ def draw_predictions(
         )
     instances = instances.to("cpu")
     has_parts = instances.has("pred_part_labels") or instances.has("pred_part_masks")
-    label_map = image_level_part_map(instances, score_threshold) if has_parts else None
+    label_map = part_label_map
+    if label_map is None and has_parts:
+        label_map = image_level_part_map(instances, score_threshold)
     if instances.has("scores"):
-        instances = instances[instances.scores >= score_threshold]
+        instances = select_instances(instances, instances.scores >= score_threshold)
     persons = []
     for i in range(len(instances)):
         inst = instances[i]
         cls = int(inst.pred_classes[0]) if inst.has("pred_classes") else 0
         name = style.thing_classes[cls] if cls < len(style.thing_classes) else str(cls)
         text = f"{name} {100 * float(inst.scores[0]):.0f}%" if inst.has("scores") else name
-        mask = _numpy(inst.pred_masks[0]) if inst.has("pred_masks") else None
-        if mask is not None and mask.shape != (height, width):
-            mask = None  # ROI-space masks (not post-processed): no contour
+        box = _numpy(inst.pred_boxes.tensor[0]).tolist()
+        mask, origin = None, (0, 0)
+        if inst.has("pred_masks") and tuple(inst.pred_masks.shape[1:]) == (height, width):
+            # image-space silhouette (ROI-space masks, not post-processed, get no contour)
+            mask, y0, x0 = mask_crop(inst.pred_masks[0], box)
+            origin = (x0, y0)
         persons.append(
             _Person(
-                box=_numpy(inst.pred_boxes.tensor[0]).tolist(),
+                box=box,
                 text=text,
                 color=_person_color(i),
-                mask=None if mask is None else mask >= 0.5,
+                mask=mask,
                 keypoints=_numpy(inst.pred_keypoints[0]) if inst.has("pred_keypoints") else None,
+                mask_origin=origin,
             )
         )
     return _render(image_rgb, label_map, persons, style, alpha, legend)
@@ -501,7 +667,8 @@ def draw_part_panoptic(
         panoptic_seg: integer (H, W) segment ids (output ``panoptic_seg[0]``).
         segments_info: the segments (output ``panoptic_seg[1]``): ``id``, ``isthing``,
             ``category_id``, optional ``score``.
-        part_panoptic: uint8 (H, W, 3) (output ``part_panoptic``); channel 2 = part label, 255 = none.
+        part_panoptic: uint8 (H, W, 3) (output ``part_panoptic``); channel 2 = part label,
+            255 = none.
         metadata: Metadata with ``thing_classes`` and ``stuff_classes`` (optional ``thing_colors``,
             ``stuff_colors``), e.g. the dataset's.
         part_taxonomy: the model's part taxonomy (``BODYPARTS.PART_TAXONOMY``) or a PartTaxonomy.
@@ -519,7 +686,9 @@ def draw_part_panoptic(
             f"image {image_rgb.shape[:2]}, panoptic_seg {seg.shape} and part_panoptic "
             f"{parts.shape} must have the same height and width"
         )
-    with_parts = [s for s in segments_info if s["isthing"] and (parts[seg == s["id"]] != PART_IGNORE).any()]
+    with_parts = [
+        s for s in segments_info if s["isthing"] and (parts[seg == s["id"]] != PART_IGNORE).any()
+    ]
     part_ids = [s["id"] for s in with_parts]
     others = [dict(s) for s in segments_info if s["id"] not in part_ids]  # D2 adds "area": copies
     vis = Visualizer(image_rgb, metadata)

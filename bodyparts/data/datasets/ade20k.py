@@ -1,6 +1,6 @@
 """ADE20K person and person-part loaders for the native 2016 and 2021 releases.
 
-Format facts: ../shared/DATASETS.md §2. Records follow :mod:`bodyparts.data.contract`, with
+Format facts: datasets/ade20k.md. Records follow :mod:`bodyparts.data.contract`, with
 ``part_taxonomy = "ade_person15"`` (the 15 level-1 person parts of :mod:`bodyparts.taxonomy`).
 
 Shared decisions
@@ -74,6 +74,7 @@ import numpy as np
 from detectron2.structures import BoxMode
 from PIL import Image
 
+from ...checkpoint import WeightsFileError, restricted_load
 from ...taxonomy import get_part_taxonomy
 from ..contract import encode_mask, mask_box
 from .generic import bodyparts_metadata
@@ -271,6 +272,31 @@ class _Entry:
     has_person: Optional[bool]  # from objectPresence; None = unknown
 
 
+def _read_listing_cache(path: str, stamp: Tuple) -> Optional[List[_Entry]]:
+    """The cached listing, or None when missing, stale, not plain data (restricted unpickler) or
+    malformed: the index is then re-read, the cache never trusted."""
+    try:
+        with open(path, "rb") as f:
+            payload = restricted_load(f, path=path)
+    except FileNotFoundError:
+        return None
+    except (WeightsFileError, OSError) as e:
+        logger.warning("ignoring unusable index cache %s (%s); re-reading the index", path, e)
+        return None
+    if not isinstance(payload, dict) or payload.get("stamp") != stamp:
+        return None
+    rows = payload.get("entries")
+    valid = isinstance(rows, list) and all(
+        isinstance(r, tuple) and len(r) == 3 and isinstance(r[0], str) and isinstance(r[1], str)
+        and r[2] in (None, True, False)
+        for r in rows
+    )
+    if not valid:
+        logger.warning("ignoring malformed index cache %s; re-reading the index", path)
+        return None
+    return [_Entry(*r) for r in rows]
+
+
 def _listing_cached(
     index_file: str, read: Callable[[str], List[_Entry]], use_cache: bool
 ) -> List[_Entry]:
@@ -283,20 +309,17 @@ def _listing_cached(
     digest = hashlib.sha1(repr(stamp[0]).encode("utf-8")).hexdigest()[:16]
     path = os.path.join(cache_dir(), f"ade20k_index-{digest}.pkl")
     if use_cache:
-        try:
-            with open(path, "rb") as f:
-                payload = pickle.load(f)
-            if payload.get("stamp") == stamp:
-                return payload["entries"]
-        except Exception:  # missing, truncated or foreign: re-read the index
-            pass
+        cached = _read_listing_cache(path, stamp)
+        if cached is not None:
+            return cached
     entries = read(index_file)
     if use_cache:
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp"
+            rows = [(e.split, e.key, e.has_person) for e in entries]  # plain data only
             with open(tmp, "wb") as f:
-                pickle.dump({"stamp": stamp, "entries": entries}, f, protocol=4)
+                pickle.dump({"stamp": stamp, "entries": rows}, f, protocol=4)
             os.replace(tmp, path)
         except OSError as e:
             logger.warning("could not cache the listing of %s (%s)", index_file, e)
@@ -364,13 +387,13 @@ def _entries(filenames, folders, typeset, presence, index_file: str) -> List[_En
 
 def _read_pkl_index(index_file: str) -> List[_Entry]:
     """2021 ``index_ade20k.pkl`` (a dict of lists/arrays) -> entries."""
-    try:
+    try:  # the dataset's own file, from the internet: plain data and numpy arrays only
         with open(index_file, "rb") as f:
-            index = pickle.load(f)
-    except Exception as e:
-        raise DatasetFormatError(
-            index_file, f"not a readable pickle ({type(e).__name__}: {e})"
-        ) from None
+            index = restricted_load(f, path=index_file)
+    except WeightsFileError as e:
+        raise DatasetFormatError(index_file, e.problem) from None
+    except OSError as e:
+        raise DatasetFormatError(index_file, f"cannot be read ({e.strerror or e})") from None
     if not isinstance(index, dict) or "filename" not in index or "folder" not in index:
         raise DatasetFormatError(index_file, "expected a dict with keys 'filename' and 'folder'")
     names = index.get("objectnames")
@@ -390,7 +413,7 @@ def _mat_str(x: Any) -> str:
 
 
 def _read_mat_index(index_file: str) -> List[_Entry]:
-    """2016 ``index_ade20k.mat`` (struct ``index``, §2.4) -> entries."""
+    """2016 ``index_ade20k.mat`` (struct ``index``, datasets/ade20k.md) -> entries."""
     import scipy.io
 
     try:

@@ -1,6 +1,6 @@
 """ChaLearn Looking at People 2014, Track 1 (human pose recovery): native-format loader.
 
-Native layout (../shared/DATASETS.md §3; ``datasets/README.md``, section "ChaLearn LAP 2014")::
+Native layout (``datasets/chalearn_lap.md``)::
 
     <split_dir>/SeqXX/             (the doubled SeqXX/SeqXX/ layout of some ZIPs is accepted too)
       imagesjpg/XX_YYYY.jpg        RGB frame YYYY (1-based) of sequence XX

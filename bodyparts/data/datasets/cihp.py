@@ -61,6 +61,7 @@ from .native import (
     validate_records,
 )
 from .pascal_part import read_id_list
+from .synthetic import datasets_root
 
 __all__ = [
     "PART_TAXONOMY",
@@ -225,8 +226,6 @@ def register_cihp_split(name: str, split_dir: str, list_file: Optional[str] = No
 def register_all_cihp(root: Optional[str] = None) -> List[str]:
     """Register ``cihp_train`` (``Training/train_id.txt``) and ``cihp_val``
     (``Validation/val_id.txt``) under ``<root>/cihp`` (root default: ``$DETECTRON2_DATASETS``)."""
-    from .synthetic import datasets_root
-
     cihp_root = os.path.join(datasets_root() if root is None else root, "cihp")
     names = []
     for split, (folder, list_name) in SPLITS.items():

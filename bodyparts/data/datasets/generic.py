@@ -1,14 +1,16 @@
-"""The generic on-disk format: COCO JSON with one annotation per person and its part labels.
+"""The generic on-disk format: COCO JSON with one annotation per person and its part labels; and
+:func:`register_bodyparts_dataset`, which registers any function returning contract records.
 
-See ``datasets/README.md`` ("Bring your own data") for the format with an example. Loading it gives
-records in the data contract (:mod:`bodyparts.data.contract`); every record is validated and a
-malformed file gets a :class:`DataContractError` that names the file, the image, the annotation and
-the problem (or, with ``on_error="skip"``, a logged skip and a final count).
+See ``datasets/README.md`` ("Bring your own data") for the format with an example, and
+``docs/custom_datasets.md`` for a dataset with its own label set. Loading gives records in the data
+contract (:mod:`bodyparts.data.contract`); every record is validated and a malformed file gets a
+:class:`DataContractError` that names the file, the image, the annotation and the problem (or, with
+``on_error="skip"``, a logged skip and a final count).
 """
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
@@ -21,6 +23,7 @@ __all__ = [
     "load_bodyparts_json",
     "save_bodyparts_json",
     "register_bodyparts_json",
+    "register_bodyparts_dataset",
     "bodyparts_metadata",
 ]
 
@@ -318,3 +321,108 @@ def register_bodyparts_json(
         **bodyparts_metadata(part_taxonomy, keypoint_taxonomy),
         **extra_metadata,
     )
+
+
+def register_bodyparts_dataset(
+    name: str,
+    records_fn: Callable[[], List[Dict[str, Any]]],
+    *,
+    part_taxonomy: str,
+    keypoint_taxonomy: Optional[str] = None,
+    evaluator_type: str = "bodyparts",
+    validate: bool = True,
+    **extra_metadata,
+) -> None:
+    """Register a split whose records a function of yours produces, in a registered taxonomy.
+
+    The records follow the data contract (:mod:`bodyparts.data.contract`); ``records_fn()`` runs
+    lazily, on the first ``DatasetCatalog.get(name)``. Records without ``part_taxonomy`` get
+    ``part_taxonomy`` (and, when they carry keypoints, ``keypoint_taxonomy``); the metadata is
+    :func:`bodyparts_metadata` (part names, colours, flip pairs, keypoint tables), so the Trainer
+    picks the bodyparts mapper and ``evaluator_type``'s evaluators
+    (:data:`bodyparts.engine.EVALUATORS`). Register the taxonomies first
+    (:func:`bodyparts.taxonomy.register_part_taxonomy`).
+
+    Args:
+        name: the split's name in ``DatasetCatalog`` (``DATASETS.TRAIN`` / ``DATASETS.TEST``).
+        records_fn: ``() -> [record, ...]``.
+        part_taxonomy: registered part taxonomy of the records' ``parts`` labels.
+        keypoint_taxonomy: registered keypoint taxonomy of the records' ``keypoints``; None: the
+            records have no keypoints.
+        evaluator_type: key of :data:`bodyparts.engine.EVALUATORS` ("bodyparts": COCO AP and the
+            parsing metrics).
+        validate: check every record with :func:`bodyparts.data.contract.validate_record` when
+            loaded (a :class:`DataContractError` naming the split, the image and the field).
+        extra_metadata: more ``MetadataCatalog`` entries (e.g. ``image_root``).
+
+    Raises:
+        TaxonomyError: an unregistered taxonomy (at once, not at the first load).
+        ValueError: ``name`` is registered already.
+    """
+    parts = get_part_taxonomy(part_taxonomy)
+    kps = get_keypoint_taxonomy(keypoint_taxonomy) if keypoint_taxonomy else None
+    if name in DatasetCatalog.list():
+        raise ValueError(
+            f"dataset {name!r} is registered already; DatasetCatalog.remove({name!r}) and "
+            f"MetadataCatalog.remove({name!r}) first to replace it"
+        )
+    meta = {
+        **bodyparts_metadata(parts.name, kps.name if kps else None),
+        "evaluator_type": evaluator_type,
+    }
+    meta.update(extra_metadata)
+    num_classes = len(meta["thing_classes"])
+
+    def load() -> List[Dict[str, Any]]:
+        records = records_fn()
+        if not isinstance(records, list):
+            raise DataContractError(
+                f"dataset {name!r}: records_fn must return a list of records, "
+                f"got {type(records).__name__}"
+            )
+        for rec in records:
+            _complete_record(rec, name, parts.name, kps.name if kps else None)
+            if validate:
+                validate_record(
+                    rec,
+                    source=f"dataset {name!r}",
+                    num_classes=num_classes,
+                    num_parts=parts.num_parts,
+                    keypoint_names=list(kps.names) if kps else None,
+                )
+        return records
+
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.get(name).set(**meta)
+
+
+def _complete_record(
+    rec: Dict[str, Any], name: str, part_taxonomy: str, keypoint_taxonomy: Optional[str]
+) -> None:
+    """Fill in the dataset's taxonomies; a record that names other ones, or carries keypoints in a
+    dataset without a keypoint taxonomy, is a DataContractError."""
+    if not isinstance(rec, dict):
+        raise DataContractError(
+            f"dataset {name!r}: a record must be a dict, got {type(rec).__name__}"
+        )
+    where = f"dataset {name!r}, image {rec.get('image_id')!r}"
+    if rec.setdefault("part_taxonomy", part_taxonomy) != part_taxonomy:
+        raise DataContractError(
+            f"{where}: part_taxonomy {rec['part_taxonomy']!r} differs from the dataset's "
+            f"{part_taxonomy!r}"
+        )
+    has_keypoints = any(
+        isinstance(a, dict) and a.get("keypoints") is not None for a in rec.get("annotations", [])
+    )
+    if not has_keypoints:
+        return
+    if keypoint_taxonomy is None:
+        raise DataContractError(
+            f"{where}: persons carry keypoints, but the dataset was registered without "
+            "keypoint_taxonomy"
+        )
+    if rec.setdefault("keypoint_taxonomy", keypoint_taxonomy) != keypoint_taxonomy:
+        raise DataContractError(
+            f"{where}: keypoint_taxonomy {rec['keypoint_taxonomy']!r} differs from the dataset's "
+            f"{keypoint_taxonomy!r}"
+        )

@@ -14,7 +14,7 @@ Records: one per frame (every ``frame_stride``-th frame of a clip, counted from 
 one person, ``part_taxonomy = "jhmdb10"`` (label = value of puppet_flow's ``part_mask``) and the 15
 joints of keypoint taxonomy ``"jhmdb15"`` in ``pos_img`` order.
 
-Format decisions (see ``datasets/_sections/jhmdb.md``):
+Format decisions (see ``datasets/jhmdb.md``):
 
 * Silhouette = non-zero pixels of ``puppet_mask`` ``part_mask[:, :, t]``. Parts = puppet_flow's
   ``part_mask[:, :, t]`` restricted to that silhouette (flow labels outside it are dropped, so the
@@ -22,7 +22,7 @@ Format decisions (see ``datasets/_sections/jhmdb.md``):
   are in no part mask (the mapper treats them as "person pixel, part unknown": ignored). A value
   outside 0..10 is an error. ``parts_complete`` is True: the puppet has no other parts.
 * ``pos_img`` is taken as MATLAB pixel coordinates (1-based: the centre of the top-left pixel is
-  (1, 1)). Checked on the real clip of ``../shared/realdata/jhmdb``: in its first frame the
+  (1, 1)). Checked on a real clip (``datasets/jhmdb.md``, "The real clip"): in its first frame the
   puppet's head is symmetric about the face-neck line at 0-based column ``pos_img_x - 1``
   (``tests/test_dataset_jhmdb.py``). The contract's continuous coordinates put that centre at
   (0.5, 0.5), so ``x = pos_img_x - 0.5`` (:data:`POS_IMG_ORIGIN`).
@@ -66,6 +66,7 @@ from .native import (
     load_items_cached,
     register_native_split,
 )
+from .synthetic import datasets_root
 
 __all__ = [
     "PART_TAXONOMY",
@@ -527,8 +528,6 @@ def register_all_jhmdb(root: Optional[str] = None) -> List[str]:
 
     Names: ``jhmdb_split{1,2,3}_{train,test}`` (every frame) and ``jhmdb_split1_train_stride5``.
     """
-    from .synthetic import datasets_root
-
     jhmdb_root = os.path.join(datasets_root() if root is None else root, "jhmdb")
     names = []
     for n in (1, 2, 3):

@@ -45,6 +45,7 @@ from .native import (
     validate_records,
 )
 from .pascal_part import read_id_list
+from .synthetic import datasets_root
 
 __all__ = ["PART_TAXONOMY", "LAYOUTS", "lip_paths", "load_lip", "register_all_lip"]
 
@@ -171,8 +172,6 @@ def load_lip(
 def register_all_lip(root: Optional[str] = None) -> List[str]:
     """Register ``lip_train`` and ``lip_val`` under ``<root>/lip`` (lazy; root default:
     ``$DETECTRON2_DATASETS``). The folders are looked up when a split is loaded."""
-    from .synthetic import datasets_root
-
     lip_root = os.path.join(datasets_root() if root is None else root, "lip")
     names = []
     for split in SPLITS:

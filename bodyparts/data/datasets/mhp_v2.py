@@ -66,6 +66,7 @@ from .native import (
     register_native_split,
     validate_records,
 )
+from .synthetic import datasets_root
 
 __all__ = [
     "PART_TAXONOMY",
@@ -420,8 +421,6 @@ def register_mhp_v2_split(name: str, root: str, split: str, **load_kwargs) -> No
 def register_all_mhp_v2(root: Optional[str] = None) -> List[str]:
     """Register ``mhp_v2_train`` and ``mhp_v2_val`` under ``<root>/LV-MHP-v2`` (root default:
     ``$DETECTRON2_DATASETS``). Returns the names."""
-    from .synthetic import datasets_root
-
     mhp_root = os.path.join(datasets_root() if root is None else root, "LV-MHP-v2")
     names = []
     for split in SPLITS:

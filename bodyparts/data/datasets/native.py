@@ -23,7 +23,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from ..contract import DataContractError, validate_record
+from ...checkpoint import WeightsFileError, restricted_load
+from ..contract import validate_record
+from ..errors import DataContractError, DatasetFormatError, check_on_error, default_on_error
+from ..image_io import read_label_map
 
 __all__ = [
     "DatasetFormatError",
@@ -43,15 +46,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _CACHE_FORMAT = 2
-
-
-class DatasetFormatError(DataContractError):
-    """A native annotation file is missing, truncated, malformed or inconsistent with its image."""
-
-    def __init__(self, path: str, problem: str):
-        self.path = path
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
+# What a record cache may name besides plain data and numpy arrays (records' ``bbox_mode``).
+CACHE_GLOBALS = ("detectron2.structures.boxes.BoxMode",)
 
 
 @dataclass(frozen=True)
@@ -79,11 +75,6 @@ class LoadReport:
     seconds: float = 0.0
 
 
-def check_on_error(on_error: str) -> None:
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-
-
 def cache_dir() -> str:
     """Directory of the record caches: ``$BODYPARTS_CACHE_DIR``, default ``~/.cache/bodyparts/datasets``."""
     default = os.path.join(os.path.expanduser("~"), ".cache", "bodyparts", "datasets")
@@ -106,18 +97,37 @@ def _cache_file(loader: str, cache_key: str) -> str:
     return os.path.join(cache_dir(), f"{loader}-{digest}.pkl")
 
 
+def _valid_cache_entry(entry: Any) -> bool:
+    """``(fingerprint, "ok", [record dict, ...])`` or ``(fingerprint, "error", (file, problem))``."""
+    if not (isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[0], tuple)):
+        return False
+    _, status, value = entry
+    if status == "ok":
+        return isinstance(value, list) and all(isinstance(r, dict) for r in value)
+    return status == "error" and isinstance(value, tuple) and len(value) == 2
+
+
 def _read_cache(path: str, version: str) -> Dict[str, Any]:
+    """The cached items, or {} when the cache is missing, stale, unreadable, not plain data
+    (read with :func:`bodyparts.checkpoint.restricted_load`: nothing in it can run code) or not
+    of the expected layout: such a cache is rebuilt, never trusted."""
     try:
         with open(path, "rb") as f:
-            payload = pickle.load(f)
+            payload = restricted_load(f, path=path, extra_globals=CACHE_GLOBALS)
     except FileNotFoundError:
         return {}
-    except Exception as e:  # a truncated or foreign cache is rebuilt, never trusted
-        logger.warning("ignoring unreadable record cache %s (%s); rebuilding it", path, e)
+    except (WeightsFileError, OSError) as e:
+        logger.warning("ignoring unusable record cache %s (%s); rebuilding it", path, e)
         return {}
     if not isinstance(payload, dict) or payload.get("format") != _CACHE_FORMAT or payload.get("version") != version:
         return {}
-    return payload.get("items", {})
+    items = payload.get("items")
+    if not isinstance(items, dict) or not all(
+        isinstance(k, str) and _valid_cache_entry(v) for k, v in items.items()
+    ):
+        logger.warning("ignoring malformed record cache %s; rebuilding it", path)
+        return {}
+    return items
 
 
 def _write_cache(path: str, version: str, items: Dict[str, Any]) -> None:
@@ -215,13 +225,6 @@ def load_items_cached(
     return records
 
 
-def default_on_error() -> str:
-    """The skip policy of registered splits: ``$BODYPARTS_ON_ERROR`` ("raise" by default, or "skip")."""
-    value = os.environ.get("BODYPARTS_ON_ERROR", "raise")
-    check_on_error(value)
-    return value
-
-
 def register_native_split(
     name: str,
     load: Callable[..., List[Dict[str, Any]]],
@@ -292,8 +295,6 @@ def read_label_png(
             another size than the image, labels outside the allowed range (the first few are
             listed).
     """
-    from ..image_io import read_label_map  # image_io imports this module
-
     labels = read_label_map(path, what)
     if size is not None and labels.shape != tuple(size):
         of = f" but its image {image}" if image else " but its image"

@@ -1,6 +1,6 @@
 """Pascal-Panoptic-Parts (PPP) ground truth, read from its native ``.tif`` label images.
 
-Native format (../shared/DATASETS.md section 5): one single-channel integer TIFF per VOC2010 image,
+Native format (datasets/pascal_panoptic_parts.md): a single-channel integer TIFF per VOC2010 image,
 ``<id>.tif``, whose pixels hold *universal ids* (uids) of up to 7 decimal digits:
 
 * 1-2 digits ``sid`` (semantic class only; 0 = unlabeled),

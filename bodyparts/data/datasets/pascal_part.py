@@ -1,6 +1,6 @@
 """PASCAL-Part (person class) and Pascal-Person-Part, read from their native files.
 
-Native format (../shared/DATASETS.md section 1): one MATLAB 5 ``.mat`` file per VOC2010 image,
+Native format (datasets/pascal_part.md): one MATLAB 5 ``.mat`` file per VOC2010 image,
 ``Annotations_Part/<id>.mat``, holding one struct ``anno`` with ``imname`` and ``objects`` (one
 entry per annotated object of any VOC class: ``class``, ``class_ind``, ``mask`` (H, W) {0, 1},
 ``parts`` with ``part_name`` and ``mask``). The images are ``JPEGImages/<id>.jpg``.
@@ -34,7 +34,7 @@ Format decisions:
   part name, a mask whose size differs from the JPEG's, a missing or unreadable JPEG.
   JPEG sizes come from the header only.
 
-Pascal-Person-Part (section 1.6) is PASCAL-Part restricted to the images of its id lists; its six
+Pascal-Person-Part is PASCAL-Part restricted to the images of its id lists; its six
 classes are the declared ``pascal_part24 -> ppp6`` mapping of :mod:`bodyparts.taxonomy` (neck ->
 torso, hands -> lower arms, feet -> lower legs), applied by the mappers and evaluators. The
 official ``pascal_person_part_gt/<id>.png`` maps are NOT used as ``sem_seg_file_name``: they hold

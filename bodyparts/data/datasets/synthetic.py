@@ -215,7 +215,8 @@ def register_synthetic_people(
     max_persons: int = 5,
     prefix: str = "bodyparts_synthetic",
 ) -> List[str]:
-    """Register ``{prefix}_train`` and ``{prefix}_val`` (re-registering replaces earlier settings).
+    """Register ``{prefix}_train`` and ``{prefix}_val``. Idempotent: a split already registered
+    with the same settings and root is left as it is; other settings replace it.
 
     Nothing is generated until a split is first loaded.
     """
@@ -223,18 +224,23 @@ def register_synthetic_people(
     names = []
     for split, n in (("train", num_train), ("val", num_val)):
         name = f"{prefix}_{split}"
+        settings = dict(split=split, num_images=n, image_size=image_size, seed=seed, max_persons=max_persons)
+        out_dir = synthetic_split_dir(root, split, n, image_size, seed, max_persons)
         if name in DatasetCatalog.list():
+            meta = MetadataCatalog.get(name)
+            if meta.get("synthetic_split", None) == settings and meta.get("image_root", None) == out_dir:
+                names.append(name)
+                continue
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
         args = (root, split, n, image_size, seed, max_persons, name)
         DatasetCatalog.register(name, lambda args=args: _load_split(*args))
-        out_dir = synthetic_split_dir(root, split, n, image_size, seed, max_persons)
         MetadataCatalog.get(name).set(
             json_file=os.path.join(out_dir, "annotations.json"),
             image_root=out_dir,
             thing_dataset_id_to_contiguous_id={1: 0},
             **PANOPTIC_METADATA,
-            synthetic_split=dict(split=split, num_images=n, image_size=image_size, seed=seed, max_persons=max_persons),
+            synthetic_split=settings,
             **bodyparts_metadata(PART_TAXONOMY, "coco17"),
         )
         names.append(name)

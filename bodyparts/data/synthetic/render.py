@@ -37,6 +37,7 @@ Keypoint visibility ``v`` (COCO semantics, exact rules):
 Persons whose visible area is smaller than ``max(60, 0.25 * unoccluded in-image area)`` pixels are
 removed from the scene entirely (the scene is composited without them).
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -157,7 +158,9 @@ def _check_int(name: str, value) -> int:
     return int(value)
 
 
-def _check_args(seed, height, width, min_persons=1, max_persons=1) -> Tuple[int, int, int, int, int]:
+def _check_args(
+    seed, height, width, min_persons=1, max_persons=1
+) -> Tuple[int, int, int, int, int]:
     seed = _check_int("seed", seed)
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
@@ -213,15 +216,32 @@ def _distinct(rng: np.random.Generator, sampler, avoid: Sequence[np.ndarray], mi
 
 _SKIN_TONES = np.array(
     [
-        (255, 224, 196), (250, 208, 170), (241, 194, 125), (234, 182, 140), (224, 172, 105),
-        (210, 150, 110), (198, 134, 66), (170, 110, 70), (141, 85, 36), (120, 75, 45),
-        (100, 60, 35), (85, 50, 30),
+        (255, 224, 196),
+        (250, 208, 170),
+        (241, 194, 125),
+        (234, 182, 140),
+        (224, 172, 105),
+        (210, 150, 110),
+        (198, 134, 66),
+        (170, 110, 70),
+        (141, 85, 36),
+        (120, 75, 45),
+        (100, 60, 35),
+        (85, 50, 30),
     ],
     np.float32,
 )
 _HAIR = np.array(
-    [(20, 15, 12), (45, 30, 20), (80, 50, 25), (130, 90, 50), (200, 160, 90), (170, 70, 30),
-     (150, 150, 150), (230, 220, 200)],
+    [
+        (20, 15, 12),
+        (45, 30, 20),
+        (80, 50, 25),
+        (130, 90, 50),
+        (200, 160, 90),
+        (170, 70, 30),
+        (150, 150, 150),
+        (230, 220, 200),
+    ],
     np.float32,
 )
 
@@ -229,7 +249,9 @@ _HAIR = np.array(
 def _cloth_color(rng: np.random.Generator) -> np.ndarray:
     r = rng.random()
     if r < 0.15:  # white / grey / black
-        return np.full(3, rng.choice([25.0, 60.0, 120.0, 180.0, 235.0]) + rng.uniform(-10, 10), np.float32)
+        return np.full(
+            3, rng.choice([25.0, 60.0, 120.0, 180.0, 235.0]) + rng.uniform(-10, 10), np.float32
+        )
     return _hsv(rng.random(), rng.uniform(0.35, 1.0), rng.uniform(0.35, 1.0))
 
 
@@ -238,7 +260,9 @@ def _trouser_color(rng: np.random.Generator) -> np.ndarray:
     if r < 0.3:  # denim
         return _hsv(rng.uniform(0.57, 0.64), rng.uniform(0.4, 0.8), rng.uniform(0.3, 0.7))
     if r < 0.5:  # dark / grey
-        return np.full(3, rng.uniform(20, 130), np.float32) + rng.uniform(-8, 8, 3).astype(np.float32)
+        return np.full(3, rng.uniform(20, 130), np.float32) + rng.uniform(-8, 8, 3).astype(
+            np.float32
+        )
     if r < 0.65:  # khaki / brown
         return _hsv(rng.uniform(0.06, 0.12), rng.uniform(0.3, 0.7), rng.uniform(0.35, 0.8))
     return _cloth_color(rng)
@@ -319,7 +343,9 @@ def _stuff_base_color(rng: np.random.Generator, cls: int) -> np.ndarray:
     return _hsv(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.25, 0.95))
 
 
-def _stuff_layout(rng: np.random.Generator, H: int, W: int, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+def _stuff_layout(
+    rng: np.random.Generator, H: int, W: int, yy: np.ndarray, xx: np.ndarray
+) -> np.ndarray:
     r = rng.random()
     if r < 0.06:
         y_h = H * rng.uniform(-0.2, -0.02)  # all ground (seen from above)
@@ -372,12 +398,15 @@ def _render_stuff(rng: np.random.Generator, H: int, W: int) -> Tuple[np.ndarray,
         grain[cls] = rng.uniform(1.5, 7.0)
     noise = rng.standard_normal((H, W), dtype=np.float32) * grain[stuff] + 0.5
     planes = [
-        np.clip(c1[stuff, ch] + dc[stuff, ch] * t + noise, 0, 255).astype(np.uint8) for ch in range(3)
+        np.clip(c1[stuff, ch] + dc[stuff, ch] * t + noise, 0, 255).astype(np.uint8)
+        for ch in range(3)
     ]
     return cv2.merge(planes), stuff
 
 
-def render_background(seed: int, height: int = 256, width: int = 256) -> Tuple[np.ndarray, np.ndarray]:
+def render_background(
+    seed: int, height: int = 256, width: int = 256
+) -> Tuple[np.ndarray, np.ndarray]:
     """The background of ``render_scene(seed, height, width, ...)``, without persons.
 
     Returns:
@@ -407,7 +436,8 @@ class _Figure:
 
 
 def _unit(angle_from_down: float, sgn: float) -> np.ndarray:
-    """Unit vector at ``angle_from_down`` radians from straight down, turning toward side ``sgn``."""
+    """Unit vector at ``angle_from_down`` radians from straight down, turning toward side
+    ``sgn``."""
     return np.array([sgn * math.sin(angle_from_down), math.cos(angle_from_down)])
 
 
@@ -500,9 +530,15 @@ def _sample_pose(rng: np.random.Generator, neutral: bool = False):
     # --- torso (hourglass polygon + rounded shoulders), neck, head
     torso = np.array(
         [
-            (-sw - 0.012, ys - 0.004), (-sw * 0.55, ys - 0.028), (sw * 0.55, ys - 0.028),
-            (sw + 0.012, ys - 0.004), (sw * 0.86, ys + 0.17), (hw + 0.034, 0.03), (0.0, 0.05),
-            (-hw - 0.034, 0.03), (-sw * 0.86, ys + 0.17),
+            (-sw - 0.012, ys - 0.004),
+            (-sw * 0.55, ys - 0.028),
+            (sw * 0.55, ys - 0.028),
+            (sw + 0.012, ys - 0.004),
+            (sw * 0.86, ys + 0.17),
+            (hw + 0.034, 0.03),
+            (0.0, 0.05),
+            (-hw - 0.034, 0.03),
+            (-sw * 0.86, ys + 0.17),
         ]
     )
     neck_ang = 0.0 if neutral else float(np.clip(rng.normal(0, 8), -18, 18))
@@ -548,7 +584,9 @@ def _rot(a: float) -> np.ndarray:
     return np.array([[c, -s], [s, c]])
 
 
-def _make_figure(rng: np.random.Generator, height_px: float, tilt_deg: float, neutral=False) -> _Figure:
+def _make_figure(
+    rng: np.random.Generator, height_px: float, tilt_deg: float, neutral=False
+) -> _Figure:
     """Sample a pose and transform it to image pixels (scale, tilt), pelvis at the origin."""
     prims, kp, (hc, rx, ry, hang) = _sample_pose(rng, neutral)
     s = height_px / _NOMINAL_HEIGHT
@@ -705,16 +743,32 @@ def _sample_appearance(rng: np.random.Generator, bg_mean: np.ndarray) -> dict:
     pattern = None
     r = rng.random()
     if r < 0.3:
-        pattern = ("stripes", rng.uniform(0.025, 0.06), rng.uniform(0.55, 0.8), rng.uniform(-90, 90))
+        pattern = (
+            "stripes",
+            rng.uniform(0.025, 0.06),
+            rng.uniform(0.55, 0.8),
+            rng.uniform(-90, 90),
+        )
     elif r < 0.4:
         pattern = ("checks", rng.uniform(0.03, 0.06), rng.uniform(0.6, 0.85), 0.0)
     return dict(
-        lut=lut, skin=skin, hair=hair, hat=hat, shirt_labels=shirt_labels, pattern=pattern,
-        light=rng.uniform(-1, 1, 2), light_gain=rng.uniform(0.0, 0.25),
-        edge_dark=rng.uniform(0.2, 0.45), grain=rng.uniform(2.0, 7.0),
+        lut=lut,
+        skin=skin,
+        hair=hair,
+        hat=hat,
+        shirt_labels=shirt_labels,
+        pattern=pattern,
+        light=rng.uniform(-1, 1, 2),
+        light_gain=rng.uniform(0.0, 0.25),
+        edge_dark=rng.uniform(0.2, 0.45),
+        grain=rng.uniform(2.0, 7.0),
         # eyes contrast with the skin: dark on light skin, light (sclera) on dark skin
-        eye=np.full(3, rng.uniform(5, 40) if _luma(skin) > 110 else rng.uniform(200, 240), np.float32),
-        mouth=np.array([rng.uniform(90, 150), rng.uniform(20, 50), rng.uniform(30, 60)], np.float32),
+        eye=np.full(
+            3, rng.uniform(5, 40) if _luma(skin) > 110 else rng.uniform(200, 240), np.float32
+        ),
+        mouth=np.array(
+            [rng.uniform(90, 150), rng.uniform(20, 50), rng.uniform(30, 60)], np.float32
+        ),
     )
 
 
@@ -739,7 +793,13 @@ def _face_codes(fig: _Figure, app: dict, org: np.ndarray, shape: Tuple[int, int]
         ("circle", _FACE_NOSE, at((0.0, 0.2 * ry)), max(0.5, 0.1 * rx)),
         ("circle", _FACE_EYE, at((0.36 * rx, -0.1 * ry)), er),
         ("circle", _FACE_EYE, at((-0.36 * rx, -0.1 * ry)), er),
-        ("ellipse", _FACE_MOUTH, at((0.0, 0.52 * ry)), (max(0.6, 0.3 * rx), max(0.5, 0.07 * ry)), ang),
+        (
+            "ellipse",
+            _FACE_MOUTH,
+            at((0.0, 0.52 * ry)),
+            (max(0.6, 0.3 * rx), max(0.5, 0.07 * ry)),
+            ang,
+        ),
     ]
     codes = np.zeros(shape, np.uint8)
     _draw(codes, prims, np.zeros(2))
@@ -747,7 +807,10 @@ def _face_codes(fig: _Figure, app: dict, org: np.ndarray, shape: Tuple[int, int]
 
 
 def _paint(
-    bg: np.ndarray, figs: List[_Figure], part_maps: List[np.ndarray], apps: List[dict],
+    bg: np.ndarray,
+    figs: List[_Figure],
+    part_maps: List[np.ndarray],
+    apps: List[dict],
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Paint the persons over the background: per-part colours, light, dark rims at part

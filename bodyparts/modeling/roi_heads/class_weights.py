@@ -5,7 +5,7 @@ buffer (C,), so a checkpoint carries them and loading it restores them. Where th
 
 - ``MODEL.<node>.CLASS_WEIGHTS`` given: those values, set when the model is built.
 - ``MODEL.<node>.CLASS_BALANCE`` "inverse" / "exponential": computed from the pixel counts of
-  ``DATASETS.TRAIN`` (METRICS.md section 8) once, when training starts (:func:`init_class_weights`,
+  DATASETS.TRAIN (docs/metrics.md section 8) once, when training starts (:func:`init_class_weights`,
   run by the Trainer's ``ClassWeightsHook``); until then the buffer holds NaN ("not computed").
 - ``CLASS_BALANCE`` "none": no buffer, unweighted loss.
 
@@ -18,6 +18,7 @@ logs Detectron2's "not found in the checkpoint" warning for that key and leaves 
 (NaN for a computed balance). Inference is unaffected; a loss then raises an error naming the key
 until training computes the weights (also when it resumes from such a checkpoint).
 """
+
 import logging
 from typing import Dict, Iterator, Optional, Tuple
 
@@ -26,8 +27,10 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from torch import nn
 
+from ...config import CLASS_BALANCE_MODES
+from ...data.statistics import part_pixel_counts
 from ...taxonomy import get_part_taxonomy, mapping_lut
-from ..losses import class_balance_weights, part_pixel_counts
+from ..losses import class_balance_weights
 
 __all__ = [
     "BALANCE_MODES",
@@ -40,7 +43,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BALANCE_MODES = ("none", "inverse", "exponential")
+BALANCE_MODES = CLASS_BALANCE_MODES
 
 
 def _explicit_weights(cfg, node: str) -> Optional[torch.Tensor]:
@@ -167,18 +170,14 @@ def checked_class_weights(weights: Optional[torch.Tensor], owner: str) -> Option
 
 
 def _weighted_heads(model: nn.Module) -> Iterator[Tuple[str, nn.Module, str, str]]:
-    """(module name, module, config node, background counting) of every class-weighted head."""
-    from ..semantic_seg import BodyPartSemSegFPNHead
-    from .part_branch import BodyPartBranch
-
-    kinds = (
-        (BodyPartBranch, "ROI_BODYPART_HEAD", "box"),
-        (BodyPartSemSegFPNHead, "BODYPART_SEM_SEG", "image"),
-    )
+    """(module name, module, config node, background counting) of every class-weighted head:
+    the modules whose class declares ``class_weights_node`` (its ``MODEL.<node>``) and
+    ``class_weights_background`` ("box" or "image", :func:`class_weights_from_cfg`) and holds a
+    ``class_weights`` buffer (``BodyPartBranch``, ``BodyPartSemSegFPNHead``, a user's head)."""
     for name, module in model.named_modules():
-        for cls, node, background in kinds:
-            if isinstance(module, cls):
-                yield name, module, node, background
+        node = getattr(type(module), "class_weights_node", None)
+        if node is not None:
+            yield name, module, node, type(module).class_weights_background
 
 
 def init_class_weights(model: nn.Module, cfg, keep_loaded: bool = False) -> Dict[str, torch.Tensor]:

@@ -14,12 +14,12 @@ adds ``_init_part_head`` / ``_forward_part`` and extends ``forward`` and
 ``forward_with_given_boxes`` through ``super()``: the host class keeps its own box, mask and
 keypoint logic. Without the mixin, build a :class:`BodyPartBranch` and call it yourself.
 """
+
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec
-from detectron2.layers import ConvTranspose2d, interpolate
+from detectron2.layers import ConvTranspose2d, ShapeSpec, interpolate
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.roi_heads.keypoint_head import (
     BaseKeypointRCNNHead,
@@ -30,15 +30,13 @@ from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
 from detectron2.structures import Instances
 from torch import nn
 
+from ...taxonomy import get_part_taxonomy
 from ..inference import part_inference
 from ..losses import part_loss, part_targets
+from .class_weights import checked_class_weights, initial_class_weights
 from .part_head import build_part_head, check_shared_trunk
 
 __all__ = ["BodyPartBranch", "BodyPartHeadsMixin", "subsample_foreground", "select_part_foreground"]
-
-# Meta-architectures whose data (BodyPartsPanopticMapper) and merge honour
-# MODEL.BODYPART_PANOPTIC.PART_THING_IDS: only there do some detector classes lack parts.
-_PANOPTIC_ARCHS = ("BodyPartsPanopticFPN", "PanopticFPN")
 
 
 def subsample_foreground(instances: List[Instances], max_per_image: int) -> List[Instances]:
@@ -87,15 +85,6 @@ def select_part_foreground(
     return [p[torch.isin(p.gt_classes, ids.to(p.gt_classes.device))] for p in fg]
 
 
-def _part_class_ids(cfg) -> Optional[List[int]]:
-    """``MODEL.BODYPART_PANOPTIC.PART_THING_IDS`` for the panoptic models when it leaves some of the
-    ``MODEL.ROI_HEADS.NUM_CLASSES`` detector classes without parts; None (all classes) otherwise."""
-    if cfg.MODEL.META_ARCHITECTURE not in _PANOPTIC_ARCHS:
-        return None
-    ids = sorted({int(c) for c in cfg.MODEL.BODYPART_PANOPTIC.PART_THING_IDS})
-    return None if set(range(cfg.MODEL.ROI_HEADS.NUM_CLASSES)) <= set(ids) else ids
-
-
 class BodyPartBranch(nn.Module):
     """Pooler + part head + loss/inference of the per-person part label maps.
 
@@ -116,6 +105,11 @@ class BodyPartBranch(nn.Module):
     The head is used through the part-head contract (``part_head.py``): ``head(x)`` only, and
     ``head.trunk`` / ``head.predict`` / ``head.out_channels`` when keypoints come from the trunk.
     """
+
+    # class_weights.py: this module's class_weights buffer is MODEL.ROI_BODYPART_HEAD's, its
+    # background pixels counted inside the person boxes
+    class_weights_node = "ROI_BODYPART_HEAD"
+    class_weights_background = "box"
 
     @configurable
     def __init__(
@@ -162,21 +156,22 @@ class BodyPartBranch(nn.Module):
         if class_weights is not None:
             class_weights = torch.as_tensor(class_weights, dtype=torch.float32)
             if class_weights.shape != (num_classes,):
-                raise ValueError(f"class_weights has shape {tuple(class_weights.shape)}, expected ({num_classes},)")
+                raise ValueError(
+                    f"class_weights has shape {tuple(class_weights.shape)}, "
+                    f"expected ({num_classes},)"
+                )
         # persistent: a checkpoint carries the weights (class_weights.py)
         self.register_buffer("class_weights", class_weights)
         self.silhouette_from_parts = silhouette_from_parts
-        self.part_class_ids = None if part_class_ids is None else [int(c) for c in part_class_ids]
-        if self.part_class_ids is not None and (silhouette_from_parts or num_keypoints > 0):
+        self.num_keypoints = num_keypoints
+        self.part_class_ids: Optional[List[int]] = None
+        self.set_part_classes(part_class_ids)
+        if keypoint_loss_normalizer != "visible" and not isinstance(
+            keypoint_loss_normalizer, float
+        ):
             raise ValueError(
-                "only some detector classes have parts (MODEL.BODYPART_PANOPTIC.PART_THING_IDS "
-                f"{self.part_class_ids}), but the part branch would give every detection its "
-                "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS / KEYPOINTS_FROM_PARTS output: use "
-                "Detectron2's mask / keypoint heads (MODEL.MASK_ON, MODEL.KEYPOINT_ON) instead"
-            )
-        if keypoint_loss_normalizer != "visible" and not isinstance(keypoint_loss_normalizer, float):
-            raise ValueError(
-                f"keypoint_loss_normalizer must be 'visible' or a float, got {keypoint_loss_normalizer!r}"
+                "keypoint_loss_normalizer must be 'visible' or a float, "
+                f"got {keypoint_loss_normalizer!r}"
             )
         self.keypoint_loss_weight = keypoint_loss_weight
         self.keypoint_loss_normalizer = keypoint_loss_normalizer
@@ -185,36 +180,59 @@ class BodyPartBranch(nn.Module):
             check_shared_trunk(head, "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS")
             dim = head.out_channels
             self.keypoint_predictor = ConvTranspose2d(dim, num_keypoints, 4, stride=2, padding=1)
-            nn.init.kaiming_normal_(self.keypoint_predictor.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.kaiming_normal_(
+                self.keypoint_predictor.weight, mode="fan_out", nonlinearity="relu"
+            )
             nn.init.constant_(self.keypoint_predictor.bias, 0)
+
+    def set_part_classes(self, part_class_ids: Optional[Sequence[int]]) -> None:
+        """Run the branch on the detections of ``part_class_ids`` only (None: every class). The
+        meta-architecture that knows which classes have parts passes them
+        (``BodyPartsPanopticFPN``); a part branch that also gives every detection its silhouette
+        or keypoints cannot skip classes (ValueError)."""
+        ids = None if part_class_ids is None else sorted({int(c) for c in part_class_ids})
+        if ids is not None and (self.silhouette_from_parts or self.num_keypoints > 0):
+            raise ValueError(
+                "only some detector classes have parts (MODEL.BODYPART_PANOPTIC.PART_THING_IDS "
+                f"{ids}), but the part branch would give every detection its "
+                "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS / KEYPOINTS_FROM_PARTS output: use "
+                "Detectron2's mask / keypoint heads (MODEL.MASK_ON, MODEL.KEYPOINT_ON) instead"
+            )
+        self.part_class_ids = ids
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
-        from ...taxonomy import get_part_taxonomy
-        from .class_weights import initial_class_weights
-
         node = cfg.MODEL.ROI_BODYPART_HEAD
         in_features = list(node.IN_FEATURES)
         missing = [f for f in in_features if f not in input_shape]
         if missing:
-            raise KeyError(f"MODEL.ROI_BODYPART_HEAD.IN_FEATURES {missing} not among the backbone's {sorted(input_shape)}")
+            raise KeyError(
+                f"MODEL.ROI_BODYPART_HEAD.IN_FEATURES {missing} not among the backbone's "
+                f"{sorted(input_shape)}"
+            )
         channels = {input_shape[f].channels for f in in_features}
         if len(channels) != 1:
-            raise ValueError(f"MODEL.ROI_BODYPART_HEAD.IN_FEATURES have different channel counts {channels}")
+            raise ValueError(
+                f"MODEL.ROI_BODYPART_HEAD.IN_FEATURES have different channel counts {channels}"
+            )
         pooler = ROIPooler(
             output_size=node.POOLER_RESOLUTION,
             scales=tuple(1.0 / input_shape[f].stride for f in in_features),
             sampling_ratio=node.POOLER_SAMPLING_RATIO,
             pooler_type=node.POOLER_TYPE,
         )
-        shape = ShapeSpec(channels=channels.pop(), height=node.POOLER_RESOLUTION, width=node.POOLER_RESOLUTION)
+        shape = ShapeSpec(
+            channels=channels.pop(), height=node.POOLER_RESOLUTION, width=node.POOLER_RESOLUTION
+        )
         if node.SILHOUETTE_FROM_PARTS and cfg.MODEL.MASK_ON:
             raise ValueError(
-                "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS and MODEL.MASK_ON both set: choose one source of pred_masks"
+                "MODEL.ROI_BODYPART_HEAD.SILHOUETTE_FROM_PARTS and MODEL.MASK_ON both set: "
+                "choose one source of pred_masks"
             )
         if node.KEYPOINTS_FROM_PARTS and cfg.MODEL.KEYPOINT_ON:
             raise ValueError(
-                "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS and MODEL.KEYPOINT_ON both set: choose one keypoint head"
+                "MODEL.ROI_BODYPART_HEAD.KEYPOINTS_FROM_PARTS and MODEL.KEYPOINT_ON both set: "
+                "choose one keypoint head"
             )
         keypoint_keys = BaseKeypointRCNNHead.from_config(cfg, None)
         return {
@@ -226,16 +244,20 @@ class BodyPartBranch(nn.Module):
             "max_fg_per_image": node.MAX_FG_PER_IMAGE,
             "class_weights": initial_class_weights(cfg),  # reads no dataset
             "silhouette_from_parts": node.SILHOUETTE_FROM_PARTS,
-            "num_keypoints": cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS if node.KEYPOINTS_FROM_PARTS else 0,
+            "num_keypoints": cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS
+            if node.KEYPOINTS_FROM_PARTS
+            else 0,
             # Detectron2's own reading of ROI_KEYPOINT_HEAD.LOSS_WEIGHT and
             # NORMALIZE_LOSS_BY_VISIBLE_KEYPOINTS
             "keypoint_loss_weight": keypoint_keys["loss_weight"],
             "keypoint_loss_normalizer": keypoint_keys["loss_normalizer"],
-            "part_class_ids": _part_class_ids(cfg),
         }
 
     def forward(
-        self, features: Dict[str, torch.Tensor], instances: List[Instances], num_classes: Optional[int] = None
+        self,
+        features: Dict[str, torch.Tensor],
+        instances: List[Instances],
+        num_classes: Optional[int] = None,
     ) -> Union[Dict[str, torch.Tensor], List[Instances]]:
         """See the class docstring.
 
@@ -251,9 +273,13 @@ class BodyPartBranch(nn.Module):
             fg = subsample_foreground(fg, self.max_fg_per_image)
             logits, trunk = self._logits(self.pooler(feats, [x.proposal_boxes for x in fg]))
             targets = part_targets(fg, logits.shape[-1])
-            losses = {"loss_part": self.loss_weight * part_loss(logits, targets, self._loss_weights())}
+            losses = {
+                "loss_part": self.loss_weight * part_loss(logits, targets, self._loss_weights())
+            }
             if self.keypoint_predictor is not None:
-                losses["loss_keypoint"] = self._keypoint_loss(self._keypoint_heatmaps(trunk, logits.shape[-1]), fg)
+                losses["loss_keypoint"] = self._keypoint_loss(
+                    self._keypoint_heatmaps(trunk, logits.shape[-1]), fg
+                )
             return losses
         selected = None
         boxes = [x.pred_boxes for x in instances]
@@ -274,8 +300,6 @@ class BodyPartBranch(nn.Module):
 
     def _loss_weights(self) -> Optional[torch.Tensor]:
         """The class weights of the part loss; an error if CLASS_BALANCE's are not computed."""
-        from .class_weights import checked_class_weights
-
         return checked_class_weights(self.class_weights, "BodyPartBranch (MODEL.ROI_BODYPART_HEAD)")
 
     def _logits(self, x: torch.Tensor):
@@ -354,7 +378,9 @@ class BodyPartHeadsMixin:
             proposals, losses = super().forward(images, features, proposals, targets)
             losses.update(self._forward_part(features, proposals))
             return proposals, losses
-        return super().forward(images, features, proposals, targets)  # calls forward_with_given_boxes
+        return super().forward(
+            images, features, proposals, targets
+        )  # calls forward_with_given_boxes
 
     def forward_with_given_boxes(self, features, instances):
         instances = super().forward_with_given_boxes(features, instances)

@@ -16,6 +16,7 @@ The contract of a part head (what :class:`BodyPartBranch` relies on, nothing mor
   and the int attribute ``out_channels`` = D'. :func:`check_shared_trunk` checks it when the
   branch is built.
 """
+
 from typing import Sequence
 
 import torch
@@ -25,6 +26,7 @@ from detectron2.layers import Conv2d, ConvTranspose2d, ShapeSpec, get_norm
 from detectron2.utils.registry import Registry
 from torch import nn
 
+from ...config import ConfigValueError
 from ...taxonomy import get_part_taxonomy
 
 __all__ = [
@@ -91,14 +93,25 @@ class PartRCNNConvDeconvHead(nn.Module):
             raise ValueError("a part head needs at least one conv (ROI_BODYPART_HEAD.CONV_DIMS)")
         dilations = tuple(dilations) or (1,) * len(conv_dims)
         if len(dilations) != len(conv_dims):
-            raise ValueError(f"{len(dilations)} dilations for {len(conv_dims)} convs (ROI_BODYPART_HEAD.DILATIONS)")
+            raise ValueError(
+                f"{len(dilations)} dilations for {len(conv_dims)} convs "
+                "(ROI_BODYPART_HEAD.DILATIONS)"
+            )
         self.up_scale = up_scale
         self.convs = nn.ModuleList()
         channels = input_shape.channels
         for dim, dil in zip(conv_dims, dilations):
             self.convs.append(
-                Conv2d(channels, dim, 3, padding=dil, dilation=dil, bias=not conv_norm,
-                       norm=get_norm(conv_norm, dim), activation=nn.ReLU())
+                Conv2d(
+                    channels,
+                    dim,
+                    3,
+                    padding=dil,
+                    dilation=dil,
+                    bias=not conv_norm,
+                    norm=get_norm(conv_norm, dim),
+                    activation=nn.ReLU(),
+                )
             )
             channels = dim
         self.deconv = ConvTranspose2d(channels, channels, 4, stride=2, padding=1)
@@ -132,7 +145,9 @@ class PartRCNNConvDeconvHead(nn.Module):
         """(R, conv_dims[-1], P, P) trunk features -> (R, C, M, M) part logits."""
         x = self.predictor(F.relu(self.deconv(trunk)))
         if self.up_scale != 1:
-            x = F.interpolate(x, scale_factor=float(self.up_scale), mode="bilinear", align_corners=False)
+            x = F.interpolate(
+                x, scale_factor=float(self.up_scale), mode="bilinear", align_corners=False
+            )
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,8 +160,9 @@ ROI_BODYPART_HEAD_REGISTRY.register(PartRCNNConvDeconvHead)
 
 @ROI_BODYPART_HEAD_REGISTRY.register()
 class PartDilatedContextHead(PartRCNNConvDeconvHead):
-    """The conv-deconv head with dilated 3x3 convs (``ROI_BODYPART_HEAD.DILATIONS``, e.g. 1, 2, 4, 8):
-    a receptive field covering the whole ROI at the same cost, for wider context between parts."""
+    """The conv-deconv head with dilated 3x3 convs (``ROI_BODYPART_HEAD.DILATIONS``, e.g. 1, 2, 4,
+    8): a receptive field covering the whole ROI at the same cost, for wider context between
+    parts."""
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -156,6 +172,13 @@ class PartDilatedContextHead(PartRCNNConvDeconvHead):
 
 
 def build_part_head(cfg, input_shape: ShapeSpec) -> nn.Module:
-    """The registry's head ``MODEL.ROI_BODYPART_HEAD.NAME``, built as ``cls(cfg, input_shape)``."""
-    return ROI_BODYPART_HEAD_REGISTRY.get(cfg.MODEL.ROI_BODYPART_HEAD.NAME)(cfg, input_shape)
-
+    """The registry's head ``MODEL.ROI_BODYPART_HEAD.NAME``, built as ``cls(cfg, input_shape)``.
+    An unregistered name is a ConfigValueError naming the key and the registered heads."""
+    name = cfg.MODEL.ROI_BODYPART_HEAD.NAME
+    registered = sorted(name for name, _ in ROI_BODYPART_HEAD_REGISTRY)
+    if name not in registered:
+        raise ConfigValueError(
+            f"MODEL.ROI_BODYPART_HEAD.NAME {name!r} is not valid; choose one of: "
+            f"{', '.join(registered)} (or register your head in ROI_BODYPART_HEAD_REGISTRY)"
+        )
+    return ROI_BODYPART_HEAD_REGISTRY.get(name)(cfg, input_shape)

@@ -1,4 +1,5 @@
 """BodyPartROIHeads: Detectron2's StandardROIHeads plus the per-person part branch."""
+
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 
 from .part_branch import BodyPartHeadsMixin
