@@ -79,6 +79,9 @@ def add_part_head_config(cfg: CN) -> None:
     _C.MODEL.ROI_BODYPART_HEAD.LOSS_WEIGHT = 2.0
     # At most this many foreground ROIs per image train the part branch (0 = all).
     _C.MODEL.ROI_BODYPART_HEAD.MAX_FG_PER_IMAGE = 16
+    # At inference, the part head runs on chunks of this many detections (0 = automatic: its
+    # largest activation stays within 128 MB), so memory does not grow with persons x activations.
+    _C.MODEL.ROI_BODYPART_HEAD.INFERENCE_CHUNK_SIZE = 0
     # Class balancing of the part loss: "none", "inverse" (1 / frequency), "exponential".
     # Weights are computed once, when training starts, from the training set's pixel counts
     # (docs/metrics.md section 8) and saved in the checkpoint.
@@ -233,6 +236,7 @@ def check_bodyparts_config(cfg: CN, source: str = "config") -> None:
     _at_least(source, "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION", head.POOLER_RESOLUTION, 1)
     _at_least(source, "MODEL.ROI_BODYPART_HEAD.UP_SCALE", head.UP_SCALE, 1)
     _at_least(source, "MODEL.ROI_BODYPART_HEAD.MAX_FG_PER_IMAGE", head.MAX_FG_PER_IMAGE, 0)
+    _at_least(source, "MODEL.ROI_BODYPART_HEAD.INFERENCE_CHUNK_SIZE", head.INFERENCE_CHUNK_SIZE, 0)
     if head.NAME == "PartDilatedContextHead" and len(head.DILATIONS) != len(head.CONV_DIMS):
         raise ConfigValueError(
             f"{source}: MODEL.ROI_BODYPART_HEAD.DILATIONS {list(head.DILATIONS)} is not valid; "

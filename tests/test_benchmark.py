@@ -229,3 +229,47 @@ def test_default_phases_are_unchanged():
     assert args.phases == ["train", "inference", "data_loader"] and args.export_formats == []
     args = tool.parse_args(["--config-file", QUICK_CONFIG, "--export-formats", "eager,onnx"])
     assert args.phases == ["train", "inference", "data_loader", "runtimes"]
+
+
+PARTS_CONFIG = os.path.join(
+    os.path.dirname(QUICK_CONFIG), "bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml"
+)
+
+
+def test_fixed_boxes_lie_in_the_image_and_are_distinct():
+    tool = _load_tool()
+    boxes = tool.fixed_boxes(100, 480, 640)
+    assert boxes.shape == (100, 4)
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 640 + 1e-3).all()
+    assert (boxes[:, 1] >= 0).all() and (boxes[:, 3] <= 480 + 1e-3).all()
+    assert len({tuple(b) for b in boxes.tolist()}) == 100
+
+
+def test_detections_phase_runs_n_given_boxes_through_the_roi_heads(datasets_root, tmp_path, capsys):
+    """--detections 1,4 with the part model against Detectron2's Mask R-CNN: every N yields N
+    detections (and N part maps for the part model) whatever the untrained detector scores, the
+    table has a row per N and the memory per detection."""
+    tool = _load_tool()
+    out = tmp_path / "detections.json"
+    argv = ["--config-file", MASK_RCNN_CONFIG, "--vs", PARTS_CONFIG, "--phases", "detections"]
+    argv += ["--detections", "1,4", "--warmup", "0", "--json", str(out), *BENCH_OPTS]
+    args = tool.parse_args(argv)
+    assert args.phases == ["detections"] and args.detections == [1, 4]
+    tool.main(args)
+    result = json.loads(out.read_text())
+    for key, parts in (("A", False), ("B", True)):
+        figures = result["configs"][key]["detections"]
+        for num in (1, 4):
+            assert figures[str(num)]["detections"] == num
+            assert figures[str(num)]["part_maps"] == (num if parts else 0)
+            assert figures[str(num)]["peak_memory_mb"] >= 0
+        assert "mb_per_detection" in figures
+    table = capsys.readouterr().out
+    assert "Inference with N given person boxes" in table and "MB per detection" in table
+
+
+def test_detections_phase_needs_counts(capsys):
+    tool = _load_tool()
+    with pytest.raises(SystemExit):
+        tool.parse_args(["--config-file", QUICK_CONFIG, "--phases", "detections"])
+    assert "needs --detections" in capsys.readouterr().err

@@ -352,3 +352,50 @@ def test_part_classes_exclude_outputs_other_classes_need():
         _branch(part_class_ids=[0], silhouette_from_parts=True)
     with pytest.raises(ValueError, match="KEYPOINTS_FROM_PARTS"):
         _branch(part_class_ids=[0], num_keypoints=K)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_chunked_inference_equals_unchunked(chunk):
+    """The head run on chunks of ROIs (INFERENCE_CHUNK_SIZE) gives exactly the outputs of one pass:
+    part probabilities, keypoints from the trunk and silhouettes, for 5 detections over 2 images
+    (chunks that straddle the images). PyTorch's native CPU convolution (batch-independent; oneDNN
+    may round differently by batch size) so that the comparison is exact."""
+    boxes = [BOXES4, BOXES4[:1]]
+    detections = []
+    for image_boxes in boxes:
+        inst = Instances((SIDE, SIDE))
+        inst.pred_boxes = Boxes(torch.tensor(image_boxes))
+        inst.pred_classes = torch.zeros(len(image_boxes), dtype=torch.long)
+        detections.append(inst)
+
+    def run(size):
+        branch = _branch(
+            inference_chunk_size=size, num_keypoints=K, silhouette_from_parts=True
+        ).eval()
+        with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
+            return branch(_features(2), [d[:] for d in detections]), branch
+
+    whole, whole_branch = run(0)
+    assert whole_branch.inference_chunk(5, torch.zeros(5, 4, P, P)) >= 5  # automatic: one pass
+    parts, branch = run(chunk)
+    assert branch.inference_chunk(5, torch.zeros(5, 4, P, P)) == chunk
+    for a, b in zip(whole, parts):
+        assert torch.equal(a.pred_part_masks, b.pred_part_masks)
+        assert torch.equal(a.pred_masks, b.pred_masks)
+        assert torch.equal(a.pred_keypoints, b.pred_keypoints)
+        assert torch.equal(a.pred_keypoint_heatmaps, b.pred_keypoint_heatmaps)
+    assert [len(d) for d in parts] == [4, 1]
+
+
+def test_automatic_chunk_bounds_the_head_activation():
+    """Automatic chunk: as many ROIs as keep the deconv output (D' x 2P x 2P float32) within
+    INFERENCE_CHUNK_BYTES: the R-50 CIHP head (512 channels, P = 32) runs 16 ROIs at a time."""
+    from bodyparts.modeling.roi_heads import part_branch as module
+
+    branch = _branch()
+    branch.trunk_channels = 512
+    pooled = torch.zeros(100, 256, 32, 32)
+    per_roi = 512 * 64 * 64 * 4
+    assert branch.inference_chunk(100, pooled) == module.INFERENCE_CHUNK_BYTES // per_roi == 16
+    with pytest.raises(ValueError, match="inference_chunk_size must be >= 0"):
+        _branch(inference_chunk_size=-1)

@@ -4,7 +4,7 @@
     python tools/benchmark.py --config-file A.yaml [--vs B.yaml] [--iters N] [--warmup W]
                               [--images M] [--json out.json] [--phases P,...]
                               [--export-formats eager,torchscript,onnx] [--threads 1,2]
-                              [--input-sizes 192,320] [KEY VALUE ...]
+                              [--input-sizes 192,320] [--detections 1,10,100] [KEY VALUE ...]
 
 e.g. A = configs/quick_schedules/person_rcnn_R18_FPN_synthetic_cpu.yaml (the bodyparts model) and
 B = configs/quick_schedules/mask_rcnn_R18_FPN_synthetic_cpu.yaml (plain Detectron2 Mask R-CNN).
@@ -29,6 +29,13 @@ nothing pasted into the original image); ``torchscript`` and ``onnx`` export the
 tracing (``bodyparts.export``, on the first image at the first size; the traced graph holds for
 every size) and run the file with ``torch.jit.load`` / ONNX Runtime. A model that cannot be
 exported gets the error instead of figures.
+
+Detections (phase ``detections``, on when --detections N,... is given): inference of an instance
+model on the first test image with N fixed person boxes given to the ROI heads (Detectron2's
+``inference(..., detected_instances=...)``: backbone, then every ROI head on those boxes, then the
+post-processing that pastes masks into the image), so that an untrained model can be measured with
+N persons. Per N: seconds per image, peak memory above the level after the model was built, and
+the memory per detection between the smallest and the largest N.
 """
 
 import argparse
@@ -51,6 +58,7 @@ from detectron2.data import (
     build_detection_test_loader,
     get_detection_dataset_dicts,
 )
+from detectron2.structures import Boxes, Instances
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 from tabulate import tabulate
@@ -64,7 +72,7 @@ from bodyparts.utils.cli import make_output_dir, run_tool
 
 SEED = 0  # same augmentations and initial weights for every config
 PHASES = ("train", "inference", "data_loader")  # the default phases
-ALL_PHASES = PHASES + ("runtimes",)
+ALL_PHASES = PHASES + ("runtimes", "detections")
 RUNTIMES = ("eager", "torchscript", "onnx")
 ROWS = [  # (phase, figure, table label)
     ("train", "s_per_iter_mean", "train s/iter (mean)"),
@@ -238,7 +246,98 @@ def benchmark(cfg: CfgNode, config_file: str, records, sources, args, label: str
         out["inference"] = bench_inference(cfg, test_inputs, args.warmup, f"{label} inference")
     if "runtimes" in args.phases:
         out["runtimes"] = bench_runtimes(cfg, records[1], sources[1], args, label)
+    if "detections" in args.phases:
+        out["detections"] = bench_detections(
+            cfg, test_inputs, args.detections, args.warmup, f"{label} detections"
+        )
     return out
+
+
+def fixed_boxes(num: int, height: int, width: int) -> torch.Tensor:
+    """float (num, 4) XYXY person-like boxes (a third of the image high, a sixth wide) on a
+    regular grid over an input of ``height`` x ``width`` pixels, overlapping as crowds do."""
+    cols = max(1, int(round((num * width / max(height, 1)) ** 0.5)))
+    rows = -(-num // cols)
+    box_h, box_w = height / 3.0, width / 6.0
+    out = []
+    for i in range(num):
+        r, c = divmod(i, cols)
+        y0 = (height - box_h) * (r / max(rows - 1, 1))
+        x0 = (width - box_w) * (c / max(cols - 1, 1))
+        out.append([x0, y0, x0 + box_w, y0 + box_h])
+    return torch.tensor(out, dtype=torch.float32).reshape(num, 4)
+
+
+def bench_detections(cfg: CfgNode, inputs: List[Dict], counts: List[int], warmup: int, desc: str):
+    """Per N in ``counts``: s/image and peak memory of inference with N given boxes (docstring)."""
+    device = cfg.MODEL.DEVICE
+    model = _build_model(cfg).eval()
+    if not hasattr(model, "roi_heads") or not hasattr(model, "inference"):
+        return {"error": f"{type(model).__name__} has no ROI heads: no detections to fix"}
+    image = inputs[0]
+    height, width = image["image"].shape[-2:]
+    out = {}
+    for num in counts:
+        given = Instances((height, width))
+        given.pred_boxes = Boxes(fixed_boxes(num, height, width).to(device))
+        given.pred_classes = torch.zeros(num, dtype=torch.long, device=device)
+        given.scores = torch.ones(num, device=device)
+
+        def step(i: int, given=given):
+            return model.inference([image], detected_instances=[given[:]])
+
+        with torch.no_grad():
+            for _ in range(warmup):
+                step(0)
+            with PeakMemory(device) as mem:
+                times = _timed(max(warmup, 1) + 2, max(warmup, 1), device, f"{desc} N={num}", step)
+            result = step(0)[0]["instances"]
+        out[str(num)] = {
+            "s_per_image_mean": statistics.mean(times),
+            "peak_memory_mb": mem.mb,
+            "detections": len(result),
+            "part_maps": int(result.has("pred_part_masks")) * len(result),
+        }
+    if len(counts) > 1:
+        low, high = str(min(counts)), str(max(counts))
+        out["mb_per_detection"] = (out[high]["peak_memory_mb"] - out[low]["peak_memory_mb"]) / (
+            max(counts) - min(counts)
+        )
+    return out
+
+
+def detections_report(results: Dict, counts: List[int]) -> str:
+    """Time and peak memory vs N, one column pair per config, and B/A."""
+    runs = list(results.items())
+    headers = ["detections"]
+    for k, r in runs:
+        headers += [f"{k} s/image", f"{k} peak MB"]
+    if len(runs) == 2:
+        headers += ["B/A time", "B/A memory"]
+    rows = []
+    for num in counts:
+        row = [str(num)]
+        cells = [r["detections"].get(str(num)) for _, r in runs]
+        for cell in cells:
+            row += (
+                ["-", "-"]
+                if cell is None
+                else [f"{cell['s_per_image_mean']:.3f}", f"{cell['peak_memory_mb']:.0f}"]
+            )
+        if len(runs) == 2 and None not in cells:
+            a, b = cells
+            row += [
+                f"{b['s_per_image_mean'] / a['s_per_image_mean']:.3f}",
+                f"{b['peak_memory_mb'] / max(a['peak_memory_mb'], 1e-9):.3f}",
+            ]
+        rows.append(row)
+    per = ["MB per detection"]
+    for _, r in runs:
+        value = r["detections"].get("mb_per_detection")
+        per += ["", "-" if value is None else f"{value:.2f}"]
+    rows.append(per)
+    errors = [f"{k}: {r['detections']['error']}" for k, r in runs if "error" in r["detections"]]
+    return tabulate(rows, headers, disable_numparse=True) + "".join(f"\n{e}" for e in errors)
 
 
 def _at_test_size(cfg: CfgNode, size: int) -> CfgNode:
@@ -396,6 +495,11 @@ def report(results: Dict, ratios: Optional[Dict], env: Dict) -> str:
             row.append(f"{ratios[phase][key]:.3f}")
     env_line = ", ".join(f"{k}: {v}" for k, v in env.items())
     text = env_line + "\n" + tabulate(rows, headers, disable_numparse=True)
+    if "detections" in runs[0]:
+        text += "\n\nInference with N given person boxes (phase detections)\n"
+        text += detections_report(
+            results, sorted(int(k) for k in runs[0]["detections"] if k.isdigit())
+        )
     if "runtimes" in runs[0]:
         text += (
             "\n\nCPU inference by runtime (batch 1, model input -> outputs, no post-processing)\n"
@@ -409,12 +513,19 @@ def load_cfgs(args: argparse.Namespace) -> Dict[str, CfgNode]:
     no files in OUTPUT_DIR). Exits with the message of a bad key before anything is measured."""
     files = {"A": args.config_file, "B": args.vs} if args.vs else {"A": args.config_file}
     try:
-        return {
+        cfgs = {
             k: setup_cfg(SimpleNamespace(config_file=f, opts=args.opts), for_launch_only=True)
             for k, f in files.items()
         }
     except (KeyError, ValueError, AssertionError) as e:
         sys.exit(f"benchmark.py: error: {e.args[0] if e.args else e}")
+    for k, cfg in cfgs.items():
+        if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+            sys.exit(
+                f"benchmark.py: error: {files[k]}: MODEL.DEVICE {cfg.MODEL.DEVICE}: no GPU here; "
+                "pass MODEL.DEVICE cpu"
+            )
+    return cfgs
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -431,7 +542,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "--phases",
         default=",".join(PHASES),
         help=f"comma-separated phases among {','.join(ALL_PHASES)} (default: {','.join(PHASES)}, "
-        "plus runtimes with --export-formats)",
+        "plus runtimes with --export-formats, detections with --detections)",
     )
     p.add_argument(
         "--export-formats",
@@ -448,6 +559,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         metavar="S,...",
         help="test sizes (INPUT.MIN_SIZE_TEST) of the runtimes phase (default: the config's)",
     )
+    p.add_argument(
+        "--detections",
+        default="",
+        metavar="N,...",
+        help="also measure inference with N fixed person boxes through the ROI heads (phase "
+        "detections): time and peak memory vs N",
+    )
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, for both configs")
     args = p.parse_args(argv)
     for f in filter(None, (args.config_file, args.vs)):
@@ -460,6 +578,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args.export_formats = _choices(p, "--export-formats", args.export_formats, RUNTIMES)
     args.threads = _positive_ints(p, "--threads", args.threads)
     args.input_sizes = _positive_ints(p, "--input-sizes", args.input_sizes)
+    args.detections = _positive_ints(p, "--detections", args.detections)
+    if args.detections and "detections" not in args.phases and not phases_given:
+        args.phases.append("detections")
+    if "detections" in args.phases and not args.detections:
+        p.error("the detections phase needs --detections (e.g. 1,10,100)")
     if args.export_formats and "runtimes" not in args.phases and not phases_given:
         args.phases.append("runtimes")
     if "runtimes" in args.phases and not args.export_formats:

@@ -11,8 +11,35 @@ with the package's ``evaluate_PartPQ_multicore`` (at least 5 images per process)
 packages ``panoptic-parts`` and ``scikit-learn`` (requirements/test.txt).
 """
 
+import argparse
+import json
+from typing import Any, Dict, Optional, Sequence
+
 import bodyparts  # noqa: F401  (prepares Detectron2: import first)
-from bodyparts.evaluation.panoptic_parts_check import main
+from bodyparts.evaluation.panoptic_parts_check import evaluate_with_panoptic_parts
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("directory", help="the evaluator's <output_dir>/part_panoptic folder")
+    parser.add_argument("--processes", type=int, default=1, help="worker processes")
+    parser.add_argument(
+        "--official",
+        action="store_true",
+        help="PartPQ through the package's evaluate_PartPQ_multicore",
+    )
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Print (and return) the package's PQ / PartPQ of the evaluator's files."""
+    args = get_parser().parse_args(argv)
+    results = evaluate_with_panoptic_parts(args.directory, args.processes, args.official)
+    print(json.dumps(results, indent=1))
+    return results
+
 
 if __name__ == "__main__":
     main()

@@ -25,6 +25,8 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 
+from .runtime import has_compiled_ops
+
 __all__ = [
     "create_local_process_group",
     "ddp_without_device_ids_on_cpu",
@@ -85,8 +87,6 @@ def ddp_without_device_ids_on_cpu(device: str) -> Iterator[None]:
 
 def coco_evaluator_kwargs() -> dict:
     """Keyword arguments for ``COCOEvaluator``: the C++ COCOeval only with a compiled ``_C``."""
-    from .runtime import has_compiled_ops
-
     return {"use_fast_impl": has_compiled_ops()}
 
 

@@ -15,6 +15,8 @@ from typing import Callable, Optional, Tuple
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from detectron2.engine import launch as d2_launch
+from detectron2.utils import comm
 
 from ..compat import create_local_process_group
 
@@ -50,8 +52,6 @@ def launch(
     """
     use_cpu = torch.device(device).type == "cpu" or not torch.cuda.is_available()
     if not use_cpu:
-        from detectron2.engine import launch as d2_launch
-
         return d2_launch(
             main_func,
             num_processes,
@@ -90,7 +90,5 @@ def _cpu_worker(
         "gloo", init_method=dist_url, world_size=world_size, rank=rank, timeout=timeout
     )
     create_local_process_group(num_processes)
-    from detectron2.utils import comm
-
     comm.synchronize()
     main_func(*args)

@@ -29,13 +29,13 @@ import json
 import math
 import multiprocessing
 import os
+import platform
 import re
 import sys
 import time
 from collections import OrderedDict
-from contextlib import ExitStack
+from contextlib import contextmanager
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
-from unittest import mock
 
 import numpy as np
 from detectron2.utils.file_io import PathManager
@@ -201,6 +201,21 @@ def save_tif(uids: np.ndarray, path: str) -> None:
         )
 
 
+@contextmanager
+def _python_version_reported_as(version: str, when: bool):
+    """While the block runs, ``platform.python_version()`` returns ``version`` (if ``when`` and
+    Python >= 3.10); restored afterwards."""
+    if not when or sys.version_info < (3, 10):
+        yield
+        return
+    original = platform.python_version
+    platform.python_version = lambda: version
+    try:
+        yield
+    finally:
+        platform.python_version = original
+
+
 def import_panoptic_parts():
     """Import and return ``panoptic_parts.utils.evaluation_PartPQ`` (PyPI ``panoptic-parts``).
 
@@ -211,9 +226,7 @@ def import_panoptic_parts():
     Raises:
         ImportError: the package or scikit-learn (which it imports) is not installed.
     """
-    with ExitStack() as stack:
-        if "panoptic_parts" not in sys.modules and sys.version_info >= (3, 10):
-            stack.enter_context(mock.patch("platform.python_version", return_value="3.9.0"))
+    with _python_version_reported_as("3.9.0", "panoptic_parts" not in sys.modules):
         try:
             import panoptic_parts.evaluation.eval_PartPQ  # noqa: F401  (pred_reader_fn)
             import panoptic_parts.utils.evaluation_PartPQ as reference
@@ -384,23 +397,3 @@ def _official_partpq(
             per_class[cat_id]["PartPQ"]
         )
     return out
-
-
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Command line of :func:`evaluate_with_panoptic_parts` (``tools/eval_part_panoptic.py``)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        description="Recompute PQ / PartPQ of PartPanopticEvaluator files with panoptic-parts"
-    )
-    parser.add_argument("directory", help="the evaluator's <output_dir>/part_panoptic folder")
-    parser.add_argument("--processes", type=int, default=1, help="worker processes")
-    parser.add_argument(
-        "--official",
-        action="store_true",
-        help="PartPQ through the package's evaluate_PartPQ_multicore",
-    )
-    args = parser.parse_args(argv)
-    results = evaluate_with_panoptic_parts(args.directory, args.processes, args.official)
-    print(json.dumps(results, indent=1))
-    return results

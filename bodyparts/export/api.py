@@ -27,13 +27,14 @@ import numpy as np
 import torch
 from detectron2.config import CfgNode
 from detectron2.data.detection_utils import read_image
+from detectron2.modeling import build_model
 from torch import Tensor, nn
 
 from .. import __version__
 from ..checkpoint import load_weights
 from ..compat import import_detectron2_export
 from ..taxonomy import get_keypoint_taxonomy, get_part_taxonomy
-from ..utils.predictor import model_input, test_resize
+from ..utils.predictor import model_input, seeded_if_untrained, test_resize
 from .adapters import (
     ExportError,
     check_exportable,
@@ -127,9 +128,8 @@ def prepare_image(cfg: CfgNode, image: Union[str, np.ndarray]) -> Tuple[Tensor, 
 def build_model_for_export(cfg: CfgNode, *, allow_partial_weights: bool = False) -> nn.Module:
     """``build_model(cfg)`` in eval mode with ``MODEL.WEIGHTS`` loaded (a warning without) by
     :func:`bodyparts.checkpoint.load_weights` (WeightsFileError, PartialWeightsError)."""
-    from detectron2.modeling import build_model
-
-    model = build_model(cfg).eval()
+    with seeded_if_untrained(cfg):  # MODEL.WEIGHTS "": the same random weights each time
+        model = build_model(cfg).eval()
     if cfg.MODEL.WEIGHTS:
         load_weights(model, cfg.MODEL.WEIGHTS, allow_partial=allow_partial_weights)
     else:

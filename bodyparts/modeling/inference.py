@@ -14,7 +14,7 @@ from detectron2.structures import Instances
 
 from .part_outputs import SubsetPartMasks
 
-__all__ = ["part_inference", "paste_part_masks", "part_label_maps_in_image"]
+__all__ = ["part_inference", "store_part_probs", "paste_part_masks", "part_label_maps_in_image"]
 
 
 def part_inference(
@@ -32,14 +32,23 @@ def part_inference(
             with ``selected``, a :class:`SubsetPartMasks` holding the (S_i, C, M, M) rows.
         selected: per image, bool (R_i,): the detections the logits are for (classes with parts).
     """
-    probs = part_logits.softmax(dim=1)
+    store_part_probs(part_logits.softmax(dim=1), pred_instances, selected)
+
+
+def store_part_probs(
+    part_probs: torch.Tensor,
+    pred_instances: List[Instances],
+    selected: Optional[Sequence[torch.Tensor]] = None,
+) -> None:
+    """:func:`part_inference` from probabilities already computed (e.g. ROI chunk by chunk):
+    ``part_probs`` (R_total or S_total, C, M, M) split per image into ``pred_part_masks``."""
     if selected is None:
         num = [len(i) for i in pred_instances]
-        for probs_i, inst in zip(probs.split(num, dim=0), pred_instances):
+        for probs_i, inst in zip(part_probs.split(num, dim=0), pred_instances):
             inst.pred_part_masks = probs_i
         return
     num = [int(s.sum()) for s in selected]
-    for probs_i, sel, inst in zip(probs.split(num, dim=0), selected, pred_instances):
+    for probs_i, sel, inst in zip(part_probs.split(num, dim=0), selected, pred_instances):
         inst.pred_part_masks = SubsetPartMasks.from_selection(probs_i, sel)
 
 

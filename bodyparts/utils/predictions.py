@@ -37,6 +37,7 @@ from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.structures import Instances
 
+from ..engine import setup_cfg
 from ..evaluation.parsing_metrics import paste_order
 from ..taxonomy import get_part_taxonomy
 from .visualizer import (
@@ -64,15 +65,14 @@ __all__ = [
 def load_inference_cfg(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
     """The frozen config of a model to run on images (``tools/demo.py``, ``tools/serve.py``).
 
-    ``MODEL.WEIGHTS ""`` runs an untrained model: a warning on stderr, and torch's seed is set to
-    0 so that its random weights are the same each time.
+    ``MODEL.WEIGHTS ""`` runs an untrained model: a warning on stderr (its random weights are
+    seeded where the model is built, :class:`bodyparts.utils.predictor.Predictor`; the global
+    random state is not touched here).
 
     Raises:
         ValueError naming the problem: a missing config file, a bad key or value, a missing
         weights file, a CUDA device without a GPU.
     """
-    from ..engine import setup_cfg  # the engine imports the trainer: only when needed
-
     if not os.path.isfile(config_file):
         raise ValueError(f"config file {config_file} does not exist")
     try:
@@ -86,7 +86,6 @@ def load_inference_cfg(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
             "its predictions are meaningless (pass MODEL.WEIGHTS path/to/model_final.pth)",
             file=sys.stderr,
         )
-        torch.manual_seed(0)  # reproducible random weights
     elif "://" not in weights and not os.path.isfile(weights):
         raise ValueError(f"MODEL.WEIGHTS file {weights} does not exist")
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():

@@ -7,7 +7,8 @@ Shapes: H x W = the image, h x w = resized (shortest edge ``INPUT.MIN_SIZE_TEST`
 ``INPUT.MAX_SIZE_TEST``), as Detectron2's ``DefaultPredictor`` does.
 """
 
-from typing import Any, Dict, Optional
+import contextlib
+from typing import Any, Dict, Iterator, Optional
 
 import detectron2.data.transforms as T
 import numpy as np
@@ -17,7 +18,7 @@ from detectron2.engine import DefaultPredictor
 
 from ..checkpoint import load_weights
 
-__all__ = ["Predictor", "model_input", "test_resize"]
+__all__ = ["Predictor", "model_input", "test_resize", "seeded_if_untrained"]
 
 
 def test_resize(cfg: CfgNode) -> T.Augmentation:
@@ -46,6 +47,19 @@ def model_input(
     return {"image": tensor, "height": height, "width": width}
 
 
+@contextlib.contextmanager
+def seeded_if_untrained(cfg: CfgNode, seed: int = 0) -> Iterator[None]:
+    """With ``MODEL.WEIGHTS ""`` (an untrained model, on purpose), the random weights the model is
+    built with inside this context are the same each time (torch seeded with ``seed``); the
+    global random state is restored afterwards. With weights: nothing."""
+    if cfg.MODEL.WEIGHTS:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 class Predictor(DefaultPredictor):
     """``Predictor(cfg)(image_bgr) -> outputs``, as ``DefaultPredictor`` (resize to
     ``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``, ``INPUT.FORMAT``, outputs at the image's size),
@@ -64,7 +78,8 @@ class Predictor(DefaultPredictor):
         without_weights.defrost()
         without_weights.MODEL.WEIGHTS = ""  # DefaultPredictor's own (unrestricted) load: nothing
         without_weights.freeze()
-        super().__init__(without_weights)
+        with seeded_if_untrained(cfg):
+            super().__init__(without_weights)
         self.cfg = cfg.clone()
         self.aug = test_resize(cfg)
         load_weights(self.model, cfg.MODEL.WEIGHTS, allow_partial=allow_partial_weights)

@@ -11,4 +11,8 @@ from .pascal_panoptic_parts import (  # noqa: F401
     ppp_metadata,
     register_all_pascal_panoptic_parts,
 )
-from .synthetic import datasets_root, register_synthetic_from_cfg, register_synthetic_people  # noqa: F401
+from .synthetic import (  # noqa: F401
+    datasets_root,
+    register_synthetic_from_cfg,
+    register_synthetic_people,
+)

@@ -1,4 +1,5 @@
-"""Register the built-in datasets under the datasets root (``$DETECTRON2_DATASETS``, default ``./datasets``).
+"""Register the built-in datasets under the datasets root (``$DETECTRON2_DATASETS``, default
+``./datasets``).
 
 Registration is lazy: nothing is read or generated until a split is first used, so registering
 splits whose files are absent costs nothing (a missing file is reported, by name, when the split
@@ -19,6 +20,7 @@ LIP                        lip_{train,val}
 MHP-v2                     mhp_v2_{train,val}
 =========================  ====================================================================
 """
+
 from .ade20k import register_all_ade20k
 from .chalearn_lap import register_all_chalearn_lap
 from .cihp import register_all_cihp

@@ -7,6 +7,7 @@ contract (:mod:`bodyparts.data.contract`); every record is validated and a malfo
 :class:`DataContractError` that names the file, the image, the annotation and the problem (or, with
 ``on_error="skip"``, a logged skip and a final count).
 """
+
 import json
 import logging
 import os
@@ -33,8 +34,11 @@ FORMAT_VERSION = 1
 _PERSON_CATEGORY_ID = 1
 
 
-def bodyparts_metadata(part_taxonomy: str, keypoint_taxonomy: Optional[str] = "coco17") -> Dict[str, Any]:
-    """Metadata shared by person datasets: thing class, part taxonomy and keypoint taxonomy tables."""
+def bodyparts_metadata(
+    part_taxonomy: str, keypoint_taxonomy: Optional[str] = "coco17"
+) -> Dict[str, Any]:
+    """Metadata shared by person datasets: thing class, part taxonomy and keypoint taxonomy
+    tables."""
     parts = get_part_taxonomy(part_taxonomy)
     meta: Dict[str, Any] = {
         "thing_classes": ["person"],
@@ -70,19 +74,24 @@ def _read_json(json_file: str) -> Dict[str, Any]:
         raise DataContractError(f"{json_file}: annotation file not found") from None
     except json.JSONDecodeError as e:
         raise DataContractError(
-            f"{json_file}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); truncated file?"
+            f"{json_file}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
+            "truncated file?"
         ) from None
     except UnicodeDecodeError as e:
         raise DataContractError(f"{json_file}: not a UTF-8 text file ({e})") from None
     if not isinstance(data, dict):
-        _fail(json_file, "top level must be a JSON object with 'images', 'annotations', 'categories'")
+        _fail(
+            json_file, "top level must be a JSON object with 'images', 'annotations', 'categories'"
+        )
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             _fail(json_file, f"missing or non-list top-level field {key!r}")
     return data
 
 
-def _convert_annotation(ann: Dict[str, Any], cat_map: Dict[int, int], json_file: str) -> Dict[str, Any]:
+def _convert_annotation(
+    ann: Dict[str, Any], cat_map: Dict[int, int], json_file: str
+) -> Dict[str, Any]:
     if ann.get("category_id") not in cat_map:
         _fail(
             json_file,
@@ -100,7 +109,8 @@ def _convert_annotation(ann: Dict[str, Any], cat_map: Dict[int, int], json_file:
         out["segmentation"] = ann["segmentation"]
     kps = ann.get("keypoints")
     if kps is not None:
-        # COCO keypoints are pixel indices; Detectron2 (and the contract) use continuous coordinates.
+        # COCO keypoints are pixel indices; Detectron2 (and the contract) use continuous
+        # coordinates.
         # Unlabelled points (v = 0) stay at (0, 0).
         out["keypoints"] = [
             v + 0.5 if i % 3 != 2 and kps[3 * (i // 3) + 2] > 0 else v for i, v in enumerate(kps)
@@ -155,15 +165,24 @@ def load_bodyparts_json(
     if dataset_name is not None:
         meta_tax = MetadataCatalog.get(dataset_name).get("part_taxonomy", part_taxonomy)
         if meta_tax != part_taxonomy:
-            _fail(json_file, f"part taxonomy {part_taxonomy!r} differs from {dataset_name}'s {meta_tax!r}")
+            _fail(
+                json_file,
+                f"part taxonomy {part_taxonomy!r} differs from {dataset_name}'s {meta_tax!r}",
+            )
     persons = [c for c in data["categories"] if c.get("name") == "person"]
     if len(persons) != 1:
         _fail(json_file, "categories must contain exactly one category named 'person'")
     cat_map = {persons[0]["id"]: 0}
     if dataset_name is not None:
-        expected = MetadataCatalog.get(dataset_name).get("thing_dataset_id_to_contiguous_id", cat_map)
+        expected = MetadataCatalog.get(dataset_name).get(
+            "thing_dataset_id_to_contiguous_id", cat_map
+        )
         if expected != cat_map:
-            _fail(json_file, f"person category id {persons[0]['id']} differs from {dataset_name}'s metadata {expected}")
+            _fail(
+                json_file,
+                f"person category id {persons[0]['id']} differs from {dataset_name}'s metadata "
+                f"{expected}",
+            )
     keypoint_names = persons[0].get("keypoints") or None
 
     anns_by_image: Dict[Any, List[Dict[str, Any]]] = {}
@@ -179,12 +198,17 @@ def load_bodyparts_json(
         _fail(json_file, "duplicate image ids in 'images'")
     unknown = set(anns_by_image) - set(image_ids)
     if unknown:
-        _fail(json_file, f"annotations refer to image ids not in 'images': {sorted(map(str, unknown))[:5]}")
+        _fail(
+            json_file,
+            f"annotations refer to image ids not in 'images': {sorted(map(str, unknown))[:5]}",
+        )
 
     records, skipped = [], 0
     for img in data["images"]:
         try:
-            rec = _image_record(img, anns_by_image.get(img.get("id"), []), cat_map, image_root, json_file)
+            rec = _image_record(
+                img, anns_by_image.get(img.get("id"), []), cat_map, image_root, json_file
+            )
             rec["part_taxonomy"] = part_taxonomy
             validate_record(
                 rec,
@@ -195,7 +219,8 @@ def load_bodyparts_json(
             )
             if check_files and not os.path.isfile(rec["file_name"]):
                 raise DataContractError(
-                    f"{json_file}: image {rec['image_id']!r}: image file {rec['file_name']} not found"
+                    f"{json_file}: image {rec['image_id']!r}: image file {rec['file_name']} "
+                    "not found"
                 )
         except DataContractError as e:
             if on_error == "raise":
@@ -205,8 +230,15 @@ def load_bodyparts_json(
             continue
         records.append(rec)
     if skipped:
-        logger.warning("%s: skipped %d of %d images with problems", json_file, skipped, len(data["images"]))
-    logger.info("Loaded %d images, %d persons from %s", len(records), sum(len(r["annotations"]) for r in records), json_file)
+        logger.warning(
+            "%s: skipped %d of %d images with problems", json_file, skipped, len(data["images"])
+        )
+    logger.info(
+        "Loaded %d images, %d persons from %s",
+        len(records),
+        sum(len(r["annotations"]) for r in records),
+        json_file,
+    )
     return records
 
 
@@ -246,7 +278,9 @@ def save_bodyparts_json(
     category = {"id": _PERSON_CATEGORY_ID, "name": "person", "supercategory": "person"}
     if kps is not None:
         index = {n: i + 1 for i, n in enumerate(kps.names)}
-        category.update(keypoints=list(kps.names), skeleton=[[index[a], index[b]] for a, b in kps.skeleton])
+        category.update(
+            keypoints=list(kps.names), skeleton=[[index[a], index[b]] for a, b in kps.skeleton]
+        )
     images, annotations = [], []
     for rec in records:
         img = {
@@ -276,7 +310,9 @@ def save_bodyparts_json(
             if ann.get("keypoints") is not None:
                 k = ann["keypoints"]
                 out["keypoints"] = [
-                    (round(float(v) - 0.5, 2) if k[3 * (i // 3) + 2] > 0 else 0) if i % 3 != 2 else int(v)
+                    (round(float(v) - 0.5, 2) if k[3 * (i // 3) + 2] > 0 else 0)
+                    if i % 3 != 2
+                    else int(v)
                     for i, v in enumerate(k)
                 ]
                 out["num_keypoints"] = sum(1 for v in k[2::3] if v > 0)
@@ -285,7 +321,11 @@ def save_bodyparts_json(
             if "parts_complete" in ann:
                 out["parts_complete"] = ann["parts_complete"]
             annotations.append(out)
-    info = {"bodyparts_format": FORMAT_VERSION, "part_taxonomy": part_taxonomy, **(extra_info or {})}
+    info = {
+        "bodyparts_format": FORMAT_VERSION,
+        "part_taxonomy": part_taxonomy,
+        **(extra_info or {}),
+    }
     if kps is not None:
         info["keypoint_taxonomy"] = kps.name
     payload = {"info": info, "images": images, "annotations": annotations, "categories": [category]}

@@ -355,7 +355,9 @@ def _keypoints(
 
 def _person(silhouette: np.ndarray, part_map: Optional[np.ndarray], keypoints: List[float]) -> Dict:
     """The frame's person. silhouette: bool (H, W); part_map: (H, W) labels or None."""
-    inside = None if part_map is None else np.where(silhouette, part_map, 0)  # labels checked: 0..10
+    inside = (
+        None if part_map is None else np.where(silhouette, part_map, 0)
+    )  # labels checked: 0..10
     ann = person_annotation(silhouette, inside)
     ann["keypoints"] = keypoints
     if inside is not None:

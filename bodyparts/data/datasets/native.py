@@ -1,4 +1,5 @@
-"""Shared machinery of the native-format loaders: errors, skip policy, the record cache, registration.
+"""Shared machinery of the native-format loaders: errors, skip policy, the record cache,
+registration.
 
 Every native loader (PASCAL-Part, ChaLearn LAP, ADE20K, J-HMDB) splits its dataset into *items*
 (one annotation file, one frame, ...), each read from a few source files, and turns each item into
@@ -11,6 +12,7 @@ Errors: a loader raises :class:`DatasetFormatError` naming the file and the prob
 ``on_error="skip"`` the item is logged and skipped and the final count is logged; skipped items are
 remembered in the cache too, so a warm load reports the same skips.
 """
+
 import hashlib
 import inspect
 import logging
@@ -76,7 +78,8 @@ class LoadReport:
 
 
 def cache_dir() -> str:
-    """Directory of the record caches: ``$BODYPARTS_CACHE_DIR``, default ``~/.cache/bodyparts/datasets``."""
+    """Directory of the record caches: ``$BODYPARTS_CACHE_DIR``, default
+    ``~/.cache/bodyparts/datasets``."""
     default = os.path.join(os.path.expanduser("~"), ".cache", "bodyparts", "datasets")
     return os.environ.get("BODYPARTS_CACHE_DIR", default)
 
@@ -98,7 +101,8 @@ def _cache_file(loader: str, cache_key: str) -> str:
 
 
 def _valid_cache_entry(entry: Any) -> bool:
-    """``(fingerprint, "ok", [record dict, ...])`` or ``(fingerprint, "error", (file, problem))``."""
+    """A cache entry: ``(fingerprint, "ok", [record dict, ...])`` or
+    ``(fingerprint, "error", (file, problem))``."""
     if not (isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[0], tuple)):
         return False
     _, status, value = entry
@@ -119,7 +123,11 @@ def _read_cache(path: str, version: str) -> Dict[str, Any]:
     except (WeightsFileError, OSError) as e:
         logger.warning("ignoring unusable record cache %s (%s); rebuilding it", path, e)
         return {}
-    if not isinstance(payload, dict) or payload.get("format") != _CACHE_FORMAT or payload.get("version") != version:
+    if (
+        not isinstance(payload, dict)
+        or payload.get("format") != _CACHE_FORMAT
+        or payload.get("version") != version
+    ):
         return {}
     items = payload.get("items")
     if not isinstance(items, dict) or not all(
@@ -184,8 +192,13 @@ def load_items_cached(
         from tqdm import tqdm
 
         label = desc or loader
-        bar = tqdm(todo, desc=f"{label}: reading {len(todo)} of {len(items)} items", unit="item",
-                   disable=len(todo) < 20, mininterval=1.0)
+        bar = tqdm(
+            todo,
+            desc=f"{label}: reading {len(todo)} of {len(items)} items",
+            unit="item",
+            disable=len(todo) < 20,
+            mininterval=1.0,
+        )
         for item, fp in bar:
             try:
                 fresh[item.key] = (fp, "ok", convert(item))
@@ -203,7 +216,11 @@ def load_items_cached(
             continue
         bad_file, problem = value  # remembered from an earlier load with on_error="skip"
         if on_error == "raise":
-            raise DatasetFormatError(bad_file, problem) if bad_file is not None else DataContractError(problem)
+            raise (
+                DatasetFormatError(bad_file, problem)
+                if bad_file is not None
+                else DataContractError(problem)
+            )
         message = f"{bad_file}: {problem}" if bad_file is not None else problem
         skipped.append((item.key, message))
         logger.warning("skipping %s: %s", item.key, message)
@@ -211,16 +228,28 @@ def load_items_cached(
         try:
             _write_cache(path, version, fresh)
         except OSError as e:
-            logger.warning("could not write the record cache %s (%s); the next load re-reads the files", path, e)
+            logger.warning(
+                "could not write the record cache %s (%s); the next load re-reads the files",
+                path,
+                e,
+            )
     if skipped:
-        logger.warning("%s: skipped %d of %d items with problems", desc or loader, len(skipped), len(items))
+        logger.warning(
+            "%s: skipped %d of %d items with problems", desc or loader, len(skipped), len(items)
+        )
     rep = report if report is not None else LoadReport()
     rep.num_items, rep.num_records = len(items), len(records)
     rep.num_parsed, rep.num_cached = len(todo), len(items) - len(todo)
     rep.skipped, rep.seconds = tuple(skipped), time.perf_counter() - start
     logger.info(
         "%s: %d records from %d items (%d read, %d from cache %s) in %.2f s",
-        desc or loader, len(records), len(items), len(todo), len(items) - len(todo), path, rep.seconds,
+        desc or loader,
+        len(records),
+        len(items),
+        len(todo),
+        len(items) - len(todo),
+        path,
+        rep.seconds,
     )
     return records
 
@@ -230,7 +259,8 @@ def register_native_split(
     load: Callable[..., List[Dict[str, Any]]],
     metadata: Dict[str, Any],
 ) -> None:
-    """Register a lazily loaded split: ``load(on_error=...)`` runs on first ``DatasetCatalog.get(name)``.
+    """Register a lazily loaded split: ``load(on_error=...)`` runs on first
+    ``DatasetCatalog.get(name)``.
 
     ``on_error`` is :func:`default_on_error` at load time, so ``BODYPARTS_ON_ERROR=skip`` trains on
     a dataset with a few broken files (each logged, with a final count). ``load`` may also take no
@@ -352,7 +382,12 @@ def read_id_list(list_file: str) -> List[str]:
     return ids
 
 
-def validate_records(records: List[Dict[str, Any]], source: str, num_parts: int, keypoint_names=None) -> None:
-    """Validate converter output against the contract (raises DataContractError naming ``source``)."""
+def validate_records(
+    records: List[Dict[str, Any]], source: str, num_parts: int, keypoint_names=None
+) -> None:
+    """Validate converter output against the contract (raises DataContractError naming
+    ``source``)."""
     for rec in records:
-        validate_record(rec, source=source, num_classes=1, num_parts=num_parts, keypoint_names=keypoint_names)
+        validate_record(
+            rec, source=source, num_classes=1, num_parts=num_parts, keypoint_names=keypoint_names
+        )

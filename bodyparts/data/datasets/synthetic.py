@@ -9,10 +9,11 @@ are written once, in the generic format, under ``<datasets root>/bodyparts_synth
     annotations.json      generic format (box, silhouette RLE, keypoints, parts RLE per person)
 
 ``<variant>`` encodes the split, size, image size, seed and person count, so changing a setting
-writes a new variant and never mixes old files. Generation happens on first use, with a progress bar,
-under a file lock (several processes may ask at once); files appear atomically.
+writes a new variant and never mixes old files. Generation happens on first use, with a progress
+bar, under a file lock (several processes may ask at once); files appear atomically.
 Train and val scenes use disjoint seed ranges, so the splits never share a scene.
 """
+
 import fcntl
 import logging
 import os
@@ -73,7 +74,9 @@ def scene_seed(seed: int, split: str, index: int) -> int:
     return seed * 1_000_003 + _SPLIT_OFFSET[split] + index
 
 
-def synthetic_split_dir(root: str, split: str, num_images: int, image_size: int, seed: int, max_persons: int) -> str:
+def synthetic_split_dir(
+    root: str, split: str, num_images: int, image_size: int, seed: int, max_persons: int
+) -> str:
     variant = f"{split}_n{num_images}_s{image_size}_seed{seed}_p{max_persons}"
     return os.path.join(root, "bodyparts_synthetic", variant)
 
@@ -93,11 +96,13 @@ def _panoptic_png(persons, stuff_map: np.ndarray):
     ids = stuff_map.astype(np.int32) + STUFF_ID_OFFSET
     segments = []
     for s, name in enumerate(STUFF_CLASSES):
-        present = (stuff_map == s)
+        present = stuff_map == s
         for p in persons:
             present &= p.part_map == 0
         if present.any():
-            segments.append({"id": STUFF_ID_OFFSET + s, "category_id": s, "iscrowd": 0, "isthing": False})
+            segments.append(
+                {"id": STUFF_ID_OFFSET + s, "category_id": s, "iscrowd": 0, "isthing": False}
+            )
     for k, p in enumerate(persons):
         ids[p.part_map > 0] = k + 1
         segments.append({"id": k + 1, "category_id": 0, "iscrowd": 0, "isthing": True})
@@ -135,7 +140,11 @@ def _scene_record(scene, index: int, out_dir: str) -> Dict:
                 "area": float(silhouette.sum()),
                 "segmentation": encode_mask(silhouette),
                 "keypoints": [float(v) for v in p.keypoints.reshape(-1)],
-                "parts": {int(lab): encode_mask(p.part_map == lab) for lab in np.unique(p.part_map) if lab > 0},
+                "parts": {
+                    int(lab): encode_mask(p.part_map == lab)
+                    for lab in np.unique(p.part_map)
+                    if lab > 0
+                },
                 "parts_complete": True,
             }
         )
@@ -150,7 +159,12 @@ def _scene_record(scene, index: int, out_dir: str) -> Dict:
 
 
 def generate_synthetic_split(
-    root: str, split: str, num_images: int, image_size: int = 256, seed: int = 0, max_persons: int = 5
+    root: str,
+    split: str,
+    num_images: int,
+    image_size: int = 256,
+    seed: int = 0,
+    max_persons: int = 5,
 ) -> str:
     """Write the split (if not written yet) and return the path of its annotations.json."""
     if num_images < 1:
@@ -170,7 +184,11 @@ def generate_synthetic_split(
         desc = f"bodyparts_synthetic_{split}: generating {num_images} images"
         for i in tqdm(range(num_images), desc=desc, unit="img", mininterval=1.0):
             scene = render_scene(
-                scene_seed(seed, split, i), image_size, image_size, min_persons=1, max_persons=max_persons
+                scene_seed(seed, split, i),
+                image_size,
+                image_size,
+                min_persons=1,
+                max_persons=max_persons,
             )
             records.append(_scene_record(scene, i, tmp_dir))
         save_bodyparts_json(
@@ -224,11 +242,16 @@ def register_synthetic_people(
     names = []
     for split, n in (("train", num_train), ("val", num_val)):
         name = f"{prefix}_{split}"
-        settings = dict(split=split, num_images=n, image_size=image_size, seed=seed, max_persons=max_persons)
+        settings = dict(
+            split=split, num_images=n, image_size=image_size, seed=seed, max_persons=max_persons
+        )
         out_dir = synthetic_split_dir(root, split, n, image_size, seed, max_persons)
         if name in DatasetCatalog.list():
             meta = MetadataCatalog.get(name)
-            if meta.get("synthetic_split", None) == settings and meta.get("image_root", None) == out_dir:
+            if (
+                meta.get("synthetic_split", None) == settings
+                and meta.get("image_root", None) == out_dir
+            ):
                 names.append(name)
                 continue
             DatasetCatalog.remove(name)
@@ -251,5 +274,9 @@ def register_synthetic_from_cfg(cfg) -> List[str]:
     """Register the synthetic splits with the sizes in ``cfg.BODYPARTS.SYNTHETIC``."""
     s = cfg.BODYPARTS.SYNTHETIC
     return register_synthetic_people(
-        num_train=s.NUM_TRAIN, num_val=s.NUM_VAL, image_size=s.IMAGE_SIZE, seed=s.SEED, max_persons=s.MAX_PERSONS
+        num_train=s.NUM_TRAIN,
+        num_val=s.NUM_VAL,
+        image_size=s.IMAGE_SIZE,
+        seed=s.SEED,
+        max_persons=s.MAX_PERSONS,
     )

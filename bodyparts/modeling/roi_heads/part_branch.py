@@ -31,7 +31,7 @@ from detectron2.structures import Instances
 from torch import nn
 
 from ...taxonomy import get_part_taxonomy
-from ..inference import part_inference
+from ..inference import store_part_probs
 from ..losses import part_loss, part_targets
 from .class_weights import checked_class_weights, initial_class_weights
 from .part_head import build_part_head, check_shared_trunk
@@ -85,6 +85,18 @@ def select_part_foreground(
     return [p[torch.isin(p.gt_classes, ids.to(p.gt_classes.device))] for p in fg]
 
 
+# Automatic inference chunk of the part head: as many ROIs as keep its largest activation (the
+# deconv output) within this many bytes (R-50 CIHP head: 512 x 64 x 64 floats = 8 MB per ROI,
+# 16 ROIs per chunk; the R-18 main job's head: every ROI of an image in one chunk).
+INFERENCE_CHUNK_BYTES = 128 * 1024 * 1024
+
+
+def _head_width(head: nn.Module) -> int:
+    """The widest conv of a part head without ``out_channels`` (a user's head), for the chunk."""
+    widths = [m.out_channels for m in head.modules() if isinstance(m, nn.Conv2d)]
+    return max(widths, default=1)
+
+
 class BodyPartBranch(nn.Module):
     """Pooler + part head + loss/inference of the per-person part label maps.
 
@@ -127,6 +139,7 @@ class BodyPartBranch(nn.Module):
         keypoint_loss_weight: float = 1.0,
         keypoint_loss_normalizer: Union[str, float] = "visible",
         part_class_ids: Optional[Sequence[int]] = None,
+        inference_chunk_size: int = 0,
     ):
         """
         Args:
@@ -145,6 +158,8 @@ class BodyPartBranch(nn.Module):
                 with keypoints`` (a float).
             part_class_ids: detector classes that have parts (None: all). Training uses only
                 their proposals; inference runs the head on their detections only.
+            inference_chunk_size: ROIs the head runs at once at inference (0: automatic,
+                :meth:`inference_chunk`); the outputs do not depend on it.
         """
         super().__init__()
         self.in_features = in_features
@@ -173,6 +188,10 @@ class BodyPartBranch(nn.Module):
                 "keypoint_loss_normalizer must be 'visible' or a float, "
                 f"got {keypoint_loss_normalizer!r}"
             )
+        if inference_chunk_size < 0:
+            raise ValueError(f"inference_chunk_size must be >= 0, got {inference_chunk_size}")
+        self.inference_chunk_size = int(inference_chunk_size)
+        self.trunk_channels = int(getattr(head, "out_channels", 0) or 0) or _head_width(head)
         self.keypoint_loss_weight = keypoint_loss_weight
         self.keypoint_loss_normalizer = keypoint_loss_normalizer
         self.keypoint_predictor = None
@@ -251,6 +270,7 @@ class BodyPartBranch(nn.Module):
             # NORMALIZE_LOSS_BY_VISIBLE_KEYPOINTS
             "keypoint_loss_weight": keypoint_keys["loss_weight"],
             "keypoint_loss_normalizer": keypoint_keys["loss_normalizer"],
+            "inference_chunk_size": node.INFERENCE_CHUNK_SIZE,
         }
 
     def forward(
@@ -289,14 +309,43 @@ class BodyPartBranch(nn.Module):
                 torch.isin(x.pred_classes, ids.to(x.pred_classes.device)) for x in instances
             ]
             boxes = [b[sel] for b, sel in zip(boxes, selected)]
-        logits, trunk = self._logits(self.pooler(feats, boxes))
-        part_inference(logits, instances, selected)
-        if self.keypoint_predictor is not None:
-            keypoint_rcnn_inference(self._keypoint_heatmaps(trunk, logits.shape[-1]), instances)
+        probs, heatmaps = self._chunked_inference(self.pooler(feats, boxes))
+        store_part_probs(probs, instances, selected)
+        if heatmaps is not None:
+            keypoint_rcnn_inference(heatmaps, instances)
         if self.silhouette_from_parts:
             for inst in instances:
                 inst.pred_masks = 1.0 - inst.pred_part_masks[:, :1]
         return instances
+
+    def inference_chunk(self, num_rois: int, pooled: torch.Tensor) -> int:
+        """How many ROIs the head runs at once at inference: ``inference_chunk_size`` when > 0,
+        else (automatic) as many as keep the head's largest activation (the deconv output:
+        D' x 2P x 2P floats per ROI) within ``INFERENCE_CHUNK_BYTES``."""
+        if self.inference_chunk_size > 0:
+            return self.inference_chunk_size
+        side = 2 * pooled.shape[-1]
+        per_roi = self.trunk_channels * side * side * pooled.element_size()
+        return max(1, INFERENCE_CHUNK_BYTES // max(per_roi, 1))
+
+    def _chunked_inference(self, pooled: torch.Tensor):
+        """(R, D, P, P) pooled features -> (float (R, C, M, M) part probabilities, (R, K, M, M)
+        keypoint logits or None), the head run on chunks of ROIs (:meth:`inference_chunk`) so
+        that its activations do not grow with R; the softmax is taken per chunk (row-wise, so the
+        result equals the unchunked one)."""
+        chunk = self.inference_chunk(len(pooled), pooled)
+        if torch.jit.is_tracing() or chunk >= len(pooled):
+            # one pass, no slicing: a traced graph must not keep the sample's number of ROIs
+            chunks = [pooled]
+        else:
+            chunks = list(pooled.split(chunk))
+        probs, heatmaps = [], []
+        for rois in chunks:
+            logits, trunk = self._logits(rois)
+            probs.append(logits.softmax(dim=1))
+            if self.keypoint_predictor is not None:
+                heatmaps.append(self._keypoint_heatmaps(trunk, logits.shape[-1]))
+        return torch.cat(probs), (torch.cat(heatmaps) if heatmaps else None)
 
     def _loss_weights(self) -> Optional[torch.Tensor]:
         """The class weights of the part loss; an error if CLASS_BALANCE's are not computed."""

@@ -110,7 +110,7 @@ class PartRCNNConvDeconvHead(nn.Module):
                     dilation=dil,
                     bias=not conv_norm,
                     norm=get_norm(conv_norm, dim),
-                    activation=nn.ReLU(),
+                    activation=nn.ReLU(inplace=True),  # the conv output is not kept twice
                 )
             )
             channels = dim
@@ -143,7 +143,7 @@ class PartRCNNConvDeconvHead(nn.Module):
 
     def predict(self, trunk: torch.Tensor) -> torch.Tensor:
         """(R, conv_dims[-1], P, P) trunk features -> (R, C, M, M) part logits."""
-        x = self.predictor(F.relu(self.deconv(trunk)))
+        x = self.predictor(F.relu(self.deconv(trunk), inplace=True))
         if self.up_scale != 1:
             x = F.interpolate(
                 x, scale_factor=float(self.up_scale), mode="bilinear", align_corners=False
