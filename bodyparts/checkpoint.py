@@ -208,6 +208,7 @@ class BodyPartsCheckpointer(DetectionCheckpointer, _TorchWeightsOnly):
     no model weights were read)."""
 
     incompatible: Optional[Any] = None
+    _current_path: Optional[str] = None  # the file being loaded, for error messages
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
         if filename.endswith(".pkl"):
@@ -223,8 +224,6 @@ class BodyPartsCheckpointer(DetectionCheckpointer, _TorchWeightsOnly):
             )
         self.incompatible = super()._load_model(checkpoint)
         return self.incompatible
-
-    _current_path: Optional[str] = None
 
     def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
         self.incompatible = None

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from _helpers import FINE_PART_MAP, keypoints, parts_from_map
+from _serving import PARTS_CONFIG, SMALL_MODEL_OPTS
 from conftest import REPO, run_tool_cmd
 from detectron2.structures import Boxes, BoxMode, Instances
 
@@ -27,28 +28,9 @@ from bodyparts.utils import (
 )
 
 DEMO = os.path.join(REPO, "tools", "demo.py")
-PARTS_CONFIG = os.path.join(
-    REPO, "configs", "quick_schedules", "bodyparts_rcnn_R18_FPN_synthetic_cpu.yaml"
-)
-# Tiny part head and 64 px inputs; every proposal kept so that an untrained model detects persons.
-DEMO_OPTS = [
-    "MODEL.WEIGHTS",
-    "",
-    "MODEL.ROI_BODYPART_HEAD.POOLER_RESOLUTION",
-    "8",
-    "MODEL.ROI_BODYPART_HEAD.CONV_DIMS",
-    "[32, 32]",
-    "MODEL.ROI_BODYPART_HEAD.UP_SCALE",
-    "1",
-    "INPUT.MIN_SIZE_TEST",
-    "64",
-    "INPUT.MAX_SIZE_TEST",
-    "128",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
-    "0.0",
-    "TEST.DETECTIONS_PER_IMAGE",
-    "4",
-]
+# Tiny part head and 64 px inputs; every proposal kept so that an untrained model detects persons
+# (the server tests' small model).
+DEMO_OPTS = SMALL_MODEL_OPTS
 
 
 def _load_demo():
