@@ -174,7 +174,7 @@ def test_light_model_exports_to_torchscript(tmp_path):
         assert len(expected) > 0
         assert torch.allclose(boxes, expected.pred_boxes.tensor, atol=1e-4)
         assert torch.allclose(scores, expected.scores, atol=1e-4)
-        assert torch.allclose(part_probs, expected.pred_part_masks, atol=1e-4)
+        assert torch.allclose(part_probs, expected.pred_part_masks.probs, atol=1e-4)
         assert torch.allclose(keypoints, expected.pred_keypoints, atol=1e-4)
     with pytest.raises(ExportError) as e:
         export_model(

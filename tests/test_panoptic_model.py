@@ -541,7 +541,7 @@ def _two_class_model(name, *opts):
 
 
 def test_part_slots_and_maps_only_for_classes_with_parts(datasets_root, dataset_name):  # noqa: F811
-    from bodyparts.modeling import SubsetPartMasks
+    from bodyparts.modeling import PartPredictions
     from bodyparts.utils.visualizer import draw_predictions, person_part_maps
 
     _two_class_dataset(dataset_name)
@@ -577,8 +577,8 @@ def test_part_slots_and_maps_only_for_classes_with_parts(datasets_root, dataset_
     node = cfg.MODEL.ROI_BODYPART_HEAD
     c, m = FINE_LR.num_classes, 2 * node.POOLER_RESOLUTION * node.UP_SCALE
     masks = inst.pred_part_masks
-    assert seen == [2] and isinstance(masks, SubsetPartMasks) and masks.index.tolist() == [0, 3]
-    assert masks.masks.shape == (2, c, m, m)  # memory: 2 of 5 detections
+    assert seen == [2] and isinstance(masks, PartPredictions) and masks.index.tolist() == [0, 3]
+    assert masks.probs.shape == (2, c, m, m)  # memory: 2 of 5 detections
     assert inst.pred_masks.shape[0] == 5  # silhouettes of every class from the mask head
 
     # the merge: parts inside the person segment, none (255) inside the car segment
@@ -591,14 +591,14 @@ def test_part_slots_and_maps_only_for_classes_with_parts(datasets_root, dataset_
     ]
     maps = model._part_label_maps(inst, segments)
     out = part_panoptic_map(seg, segments, maps, [1, 5], PANOPTIC_METADATA["stuff_scene_ids"], [0])
-    person = paste_part_masks(masks.masks[:1], inst.pred_boxes.tensor[:1], (SIDE, SIDE))[0]
+    person = paste_part_masks(masks.probs[:1], inst.pred_boxes.tensor[:1], (SIDE, SIDE))[0]
     assert torch.equal(out[20:80, 10:40, 2], person[20:80, 10:40])
     assert (out[50:70, 50:90] == torch.tensor([5, 1, 255], dtype=torch.uint8)).all()
 
     # the visualizer: the cars' maps are empty, the persons' are their pasted probabilities
     maps = person_part_maps(inst)
     assert maps.shape == (5, SIDE, SIDE) and not maps[[1, 2, 4]].any()
-    persons = paste_part_masks(masks.masks, inst.pred_boxes.tensor[[0, 3]], (SIDE, SIDE))
+    persons = paste_part_masks(masks.probs, inst.pred_boxes.tensor[[0, 3]], (SIDE, SIDE))
     np.testing.assert_array_equal(maps[[0, 3]], persons.numpy())
     drawn = draw_predictions(np.zeros((SIDE, SIDE, 3), np.uint8), inst, FINE_LR, score_threshold=0)
     assert drawn.shape == (SIDE, SIDE, 3) and drawn.any()
@@ -608,7 +608,7 @@ def test_panoptic_outputs_with_thing_classes_without_parts(datasets_root, datase
     """The whole model on an image: part maps only for person detections, and the parsing evaluator
     scores them exactly as the same persons given with dense part probabilities."""
     from bodyparts.evaluation import BodyPartParsingEvaluator
-    from bodyparts.modeling import SubsetPartMasks
+    from bodyparts.modeling import PartPredictions
 
     _two_class_dataset(dataset_name)
     combine = "MODEL.PANOPTIC_FPN.COMBINE"
@@ -627,8 +627,8 @@ def test_panoptic_outputs_with_thing_classes_without_parts(datasets_root, datase
     person = inst.pred_classes == 0
     assert person.any() and (~person).any(), inst.pred_classes.tolist()
     masks = inst.pred_part_masks
-    assert isinstance(masks, SubsetPartMasks) and torch.equal(masks.has_masks, person)
-    assert masks.masks.shape[0] == int(person.sum())
+    assert isinstance(masks, PartPredictions) and torch.equal(masks.has_parts(), person)
+    assert masks.probs.shape[0] == int(person.sum())
     seg, segments = out["panoptic_seg"]
     for s in segments:
         if s["isthing"] and s["category_id"] == 1:
@@ -637,7 +637,7 @@ def test_panoptic_outputs_with_thing_classes_without_parts(datasets_root, datase
     results = []
     for given in (inst, inst[person]):
         if given is not inst:
-            given.pred_part_masks = given.pred_part_masks.masks  # the persons, dense
+            given.pred_part_masks = given.pred_part_masks.probs  # the persons, a dense tensor
         evaluator = BodyPartParsingEvaluator(dataset_name, "fine_lr", distributed=False)
         evaluator.process([{"image_id": 0}], [{"instances": given}])
         results.append(evaluator.evaluate()["parsing"])

@@ -19,8 +19,10 @@ from bodyparts import add_bodyparts_config
 from bodyparts.modeling import (
     ROI_BODYPART_HEAD_REGISTRY,
     BodyPartBranch,
+    BodyPartHeadsMixin,
+    PartPredictions,
     PartRCNNConvDeconvHead,
-    SubsetPartMasks,
+    as_part_predictions,
     part_label_maps_in_image,
     paste_part_masks,
 )
@@ -222,8 +224,9 @@ def test_plain_registered_head_trains_and_predicts():
     )
     with torch.no_grad():
         (out,) = branch(_features(1), [det])
-    assert out.pred_part_masks.shape == (3, 15, M, M)
-    assert torch.allclose(out.pred_part_masks, torch.full((3, 15, M, M), 1 / 15))
+    assert out.pred_part_masks.index.tolist() == [0, 1, 2] and len(out.pred_part_masks) == 3
+    assert out.pred_part_masks.probs.shape == (3, 15, M, M)
+    assert torch.allclose(out.pred_part_masks.probs, torch.full((3, 15, M, M), 1 / 15))
     assert torch.allclose(out.pred_masks, torch.full((3, 1, M, M), 14 / 15))
 
 
@@ -307,9 +310,14 @@ def test_inference_computes_part_maps_of_part_classes_only():
     # the head ran on the two persons only; the other detections have no part maps
     assert [b.tolist() for b in branch.pooler.calls[-1]] == [[BOXES4[1], BOXES4[3]]]
     masks = out.pred_part_masks
-    assert isinstance(masks, SubsetPartMasks) and len(masks) == 4
-    assert masks.index.tolist() == [1, 3] and masks.has_masks.tolist() == [False, True, False, True]
-    assert masks.masks.shape == (2, C, M, M)  # memory: part-class detections only
+    assert isinstance(masks, PartPredictions) and len(masks) == 4
+    assert masks.index.tolist() == [1, 3] and masks.has_parts().tolist() == [
+        False,
+        True,
+        False,
+        True,
+    ]
+    assert masks.probs.shape == (2, C, M, M)  # memory: part-class detections only
     # the same probabilities as the branch gives for those two boxes alone
     persons = Instances(
         (SIDE, SIDE),
@@ -318,7 +326,7 @@ def test_inference_computes_part_maps_of_part_classes_only():
     )
     with torch.no_grad():
         (alone,) = _branch().eval()(_features(1), [persons])
-    assert torch.allclose(masks.masks, alone.pred_part_masks)
+    assert torch.allclose(masks.probs, alone.pred_part_masks.probs)
     # image space: zeros for the cars, each person's pasted map for the persons
     pasted = part_label_maps_in_image(out)
     assert pasted.shape == (4, SIDE, SIDE) and (pasted[[0, 2]] == 0).all()
@@ -328,23 +336,68 @@ def test_inference_computes_part_maps_of_part_classes_only():
     )
 
 
-def test_subset_part_masks_follow_instances_indexing():
+def test_part_predictions_follow_instances_indexing():
     branch = _branch(part_class_ids=[0]).eval()
     with torch.no_grad():
         (out,) = branch(_features(1), [_detections()])
-    dense = out.pred_part_masks.masks
+    dense = out.pred_part_masks.probs
     high = out[out.scores > 0.75]  # detections 0 (car), 1 (person)
     assert high.pred_part_masks.index.tolist() == [1] and torch.equal(
-        high.pred_part_masks.masks, dense[:1]
+        high.pred_part_masks.probs, dense[:1]
     )
-    assert len(out[0].pred_part_masks) == 1 and out[0].pred_part_masks.masks.shape[0] == 0
-    assert torch.equal(out[3].pred_part_masks.masks, dense[1:])
+    assert len(out[0].pred_part_masks) == 1 and out[0].pred_part_masks.probs.shape[0] == 0
+    assert torch.equal(out[3].pred_part_masks.probs, dense[1:])
     reordered = out[torch.tensor([3, 0, 1])].pred_part_masks
-    assert reordered.index.tolist() == [0, 2] and torch.equal(reordered.masks, dense[[1, 0]])
+    assert reordered.index.tolist() == [0, 2] and torch.equal(reordered.probs, dense[[1, 0]])
     both = Instances.cat([out, out[2:]])
     assert len(both) == 6 and both.pred_part_masks.index.tolist() == [1, 3, 5]
-    assert torch.equal(both.pred_part_masks.masks, dense[[0, 1, 1]])
-    assert out.to("cpu").pred_part_masks.masks.device.type == "cpu"
+    assert torch.equal(both.pred_part_masks.probs, dense[[0, 1, 1]])
+    assert out.to("cpu").pred_part_masks.probs.device.type == "cpu"
+
+
+def test_part_predictions_checks_dense_and_conversion():
+    probs = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2)
+    pred = PartPredictions(probs, torch.tensor([1, 3]), 4)
+    assert pred.has_parts().tolist() == [False, True, False, True]
+    dense = pred.dense()
+    assert dense.shape == (4, 3, 2, 2) and (dense[[0, 2]] == 0).all()
+    assert torch.equal(dense[[1, 3]], probs)
+    everyone = PartPredictions.from_dense(probs)
+    assert everyone.index.tolist() == [0, 1] and everyone.dense() is probs
+    assert as_part_predictions(probs).index.tolist() == [0, 1]
+    assert as_part_predictions(pred) is pred
+    with pytest.raises(TypeError, match="pred_part_masks.*got Tensor of shape \\(2, 3\\)"):
+        as_part_predictions(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="outside 0..3"):
+        PartPredictions(probs, torch.tensor([1, 4]), 4)
+    with pytest.raises(ValueError, match="not strictly ascending"):
+        PartPredictions(probs, torch.tensor([3, 1]), 4)
+    with pytest.raises(ValueError, match="expected \\(S, C, M, M\\)"):
+        PartPredictions(probs[0], torch.tensor([1]), 4)
+    with pytest.raises(IndexError, match="index 4 out of range for 4"):
+        pred[4]
+
+
+def test_part_predictions_compile_with_torchscript():
+    """The export's scripting path runs the branch's own storing code: TorchScript compiles the
+    class, and a scripted function gives what the eager one does."""
+
+    def rows_with_parts(probs: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+        return PartPredictions.from_selection(probs, selected).dense()
+
+    scripted = torch.jit.script(rows_with_parts)
+    probs, selected = torch.rand(2, 3, 4, 4), torch.tensor([False, True, True])
+    assert torch.equal(scripted(probs, selected), rows_with_parts(probs, selected))
+    assert torch.equal(scripted(probs, selected)[1:], probs)
+
+
+def test_part_heads_mixin_needs_standard_roi_heads():
+    from detectron2.modeling.roi_heads import ROIHeads
+
+    with pytest.raises(TypeError, match="Host.*StandardROIHeads"):
+
+        class Host(BodyPartHeadsMixin, ROIHeads):
+            pass
 
 
 def test_part_classes_exclude_outputs_other_classes_need():
@@ -380,7 +433,7 @@ def test_chunked_inference_equals_unchunked(chunk):
     parts, branch = run(chunk)
     assert branch.inference_chunk(5, torch.zeros(5, 4, P, P)) == chunk
     for a, b in zip(whole, parts):
-        assert torch.equal(a.pred_part_masks, b.pred_part_masks)
+        assert torch.equal(a.pred_part_masks.probs, b.pred_part_masks.probs)
         assert torch.equal(a.pred_masks, b.pred_masks)
         assert torch.equal(a.pred_keypoints, b.pred_keypoints)
         assert torch.equal(a.pred_keypoint_heatmaps, b.pred_keypoint_heatmaps)

@@ -18,6 +18,7 @@ from bodyparts.engine import Trainer, setup_cfg
 from bodyparts.modeling import (
     BodyPartHeadsMixin,
     PartDilatedContextHead,
+    PartPredictions,
     PartRCNNConvDeconvHead,
     class_balance_weights,
     part_loss,
@@ -169,8 +170,9 @@ def test_bodypart_roi_heads_train_step_and_inference(datasets_root, tmp_path):
     with torch.no_grad():
         out = model([{"image": batch[0]["image"], "height": 50, "width": 60}])[0]["instances"]
     r = len(out)
-    assert out.pred_part_masks.shape == (r, 15, 16, 16)
-    assert torch.allclose(out.pred_part_masks.sum(dim=1), torch.ones(r, 16, 16), atol=1e-5)
+    assert out.pred_part_masks.index.tolist() == list(range(r))
+    assert out.pred_part_masks.probs.shape == (r, 15, 16, 16)
+    assert torch.allclose(out.pred_part_masks.probs.sum(dim=1), torch.ones(r, 16, 16), atol=1e-5)
     assert out.has("pred_masks") and out.has("pred_keypoints")
     # pasted at the requested output size, with the boxes rescaled to it
     assert out.pred_part_labels.dtype == torch.uint8 and out.pred_part_labels.shape == (r, 50, 60)
@@ -219,7 +221,7 @@ def test_mixin_adds_parts_to_cascade_roi_heads(datasets_root, tmp_path):
     model.eval()
     with torch.no_grad():
         out = model([{"image": batch[0]["image"]}])[0]["instances"]
-    assert out.has("pred_part_masks") and out.pred_part_masks.shape[1:] == (15, 16, 16)
+    assert out.has("pred_part_masks") and out.pred_part_masks.probs.shape[1:] == (15, 16, 16)
 
 
 def test_part_branch_off_changes_nothing(datasets_root, tmp_path):
@@ -305,11 +307,11 @@ class _TwoViewPartModel(torch.nn.Module):
                 scores=torch.tensor([0.9]),
                 pred_classes=torch.tensor([0]),
             )
-            inst.pred_part_masks = _lr6_probs(ORIGINAL)
+            inst.pred_part_masks = PartPredictions.from_dense(_lr6_probs(ORIGINAL))
         else:
             inst = detected_instances[0]
             self.mirrored_boxes = inst.pred_boxes.tensor.tolist()
-            inst.pred_part_masks = _lr6_probs(MIRRORED)
+            inst.pred_part_masks = PartPredictions.from_dense(_lr6_probs(MIRRORED))
         return [inst]
 
 
@@ -338,7 +340,7 @@ def test_flip_tta_averages_the_unflipped_mirrored_view():
     model = _TwoViewPartModel()
     out = PartFlipTTA(model, LR6.flip_lut())([{"image": torch.zeros(3, 2, 5)}])[0]["instances"]
     assert model.mirrored_boxes == [[2.0, 0.0, 4.0, 2.0]]  # x -> 5 - x
-    assert torch.allclose(out.pred_part_masks, _lr6_probs(EXPECTED))
+    assert torch.allclose(out.pred_part_masks.probs, _lr6_probs(EXPECTED))
     assert out.pred_boxes.tensor.tolist() == [[1.0, 0.0, 3.0, 2.0]]
 
 
@@ -421,7 +423,8 @@ def test_branch_on_empty_and_half_empty_instances():
         (32, 32), pred_boxes=Boxes(torch.zeros(0, 4)), pred_classes=torch.zeros(0, dtype=torch.long)
     )
     out = branch(features, [det, det])
-    assert out[0].pred_part_masks.shape == (0, 5, 8, 8)
+    assert len(out[0].pred_part_masks) == 0
+    assert out[0].pred_part_masks.probs.shape == (0, 5, 8, 8)
 
 
 def test_two_cpu_processes_train_the_part_model(datasets_root, tmp_path):

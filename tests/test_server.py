@@ -567,7 +567,7 @@ def test_batch_predictor_matches_one_image_calls(small_model):
         )
         torch.testing.assert_close(got.scores, single.scores, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(
-            got.pred_part_masks, single.pred_part_masks, atol=1e-4, rtol=1e-4
+            got.pred_part_masks.probs, single.pred_part_masks.probs, atol=1e-4, rtol=1e-4
         )
 
 

@@ -22,7 +22,8 @@ def _numpy(x) -> np.ndarray:
 def person_part_maps(instances: Instances) -> Optional[np.ndarray]:
     """uint8 (R, H, W) per-person part maps in image space: ``pred_part_labels`` when present
     (``BodyPartsRCNN`` with ``MODEL.ROI_BODYPART_HEAD.PASTE_IN_IMAGE``), else pasted from
-    ``pred_part_masks`` (R, C, M, M) and ``pred_boxes``; None when the instances have neither."""
+    ``pred_part_masks`` (``PartPredictions``) and ``pred_boxes``; None when the instances have
+    neither."""
     if instances.has("pred_part_labels"):
         maps = instances.pred_part_labels
     elif instances.has("pred_part_masks"):
@@ -49,7 +50,7 @@ def person_predictions(
 
     Args:
         instances: model output of one image (``scores``, ``pred_boxes`` and ``pred_part_labels``
-            (R, H, W) or ``pred_part_masks`` (R, C, M, M)), in the H x W image.
+            (R, H, W) or ``pred_part_masks``), in the H x W image.
         height, width: size H x W of the image the maps must have.
         person_class: contiguous person class id (:func:`person_class_id`); needed only when
             ``pred_classes`` is present.

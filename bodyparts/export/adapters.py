@@ -2,36 +2,26 @@
 model with one image tensor in and a tuple of tensors out.
 
 Tracing goes through Detectron2's ``TracingAdapter``; scripting through
-``scripting_with_instances``, on a copy of the model in which the two bodyparts classes that call
-``super()`` (TorchScript cannot compile it) are replaced by equivalents built on the same
-submodules and parameters:
-
-* ``BodyPartsRCNN`` -> Detectron2's ``GeneralizedRCNN`` (its ``inference`` differs only in the
-  post-processing, which an export leaves out);
-* ``BodyPartROIHeads`` (any ROI heads with ``BodyPartHeadsMixin``) -> a subclass of the host heads
-  (e.g. ``StandardROIHeads``) whose ``forward_with_given_boxes`` runs the host's mask and keypoint
-  heads, then the part branch.
+``scripting_with_instances``. Both run the model's own ROI heads and part branch (the part
+branch's inference is one code path, eager, traced and scripted); for scripting,
+``BodyPartsRCNN``'s modules are held by a Detectron2 ``GeneralizedRCNN``, as its ``inference``
+adds only the post-processing (through ``super()``, which TorchScript cannot compile) that an
+export leaves out.
 """
 
 import contextlib
-import copy
-from collections import OrderedDict
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 from unittest import mock
 
 import torch
-import torch.nn.functional as F
 from detectron2.modeling import GeneralizedRCNN
 from detectron2.modeling.backbone.regnet import AnyNet
 from detectron2.modeling.meta_arch.semantic_seg import SemSegFPNHead
-from detectron2.modeling.roi_heads import StandardROIHeads
-from detectron2.modeling.roi_heads.keypoint_head import keypoint_rcnn_inference
 from detectron2.structures import Boxes, Instances
 from torch import Tensor, nn
 
 from ..compat import import_detectron2_export
 from ..model_kinds import model_kind_of
-from ..modeling.roi_heads.part_branch import BodyPartHeadsMixin
 from .outputs import instances_to_outputs
 
 __all__ = [
@@ -190,107 +180,15 @@ class _ScriptableInstancesModel(nn.Module):
         return [fields[name] for name in self.fields]
 
 
-class _ScriptablePartBranch(nn.Module):
-    """The inference of a :class:`BodyPartBranch` whose detections all have parts, on the branch's
-    own pooler, head and keypoint predictor, in code TorchScript compiles (the branch's
-    ``forward`` also holds the training path and the class-subset outputs of the panoptic model).
-    The parity check of every export compares it with the eager branch."""
-
-    silhouette_from_parts: torch.jit.Final[bool]
-
-    def __init__(self, branch: nn.Module):
-        super().__init__()
-        if getattr(branch, "part_class_ids", None) is not None:
-            raise ExportError(
-                "scripting: the part branch runs on the detections of some classes only "
-                f"(part_class_ids {branch.part_class_ids}), whose SubsetPartMasks output "
-                "TorchScript "
-                "cannot compile; use --export-method tracing"
-            )
-        self.in_features = list(branch.in_features)
-        self.pooler = branch.pooler
-        self.head = branch.head
-        self.keypoint_predictor = branch.keypoint_predictor
-        self.silhouette_from_parts = bool(branch.silhouette_from_parts)
-
-    def forward(self, features: Dict[str, Tensor], instances: List[Instances]) -> List[Instances]:
-        """Adds ``pred_part_masks`` (R, C, M, M), with keypoints from the trunk ``pred_keypoints``
-        and ``pred_keypoint_heatmaps``, with silhouettes from the parts ``pred_masks``."""
-        x = self.pooler([features[f] for f in self.in_features], [i.pred_boxes for i in instances])
-        if self.keypoint_predictor is not None:
-            trunk = self.head.trunk(x)
-            logits = self.head.predict(trunk)
-            size = logits.shape[-1]
-            heatmaps = F.interpolate(
-                self.keypoint_predictor(trunk),
-                size=(size, size),
-                mode="bilinear",
-                align_corners=False,
-            )
-            keypoint_rcnn_inference(heatmaps, instances)
-        else:
-            logits = self.head(x)
-        probs = logits.softmax(dim=1)
-        start = 0
-        for inst in instances:
-            num = len(inst)
-            inst.pred_part_masks = probs[start : start + num]
-            if self.silhouette_from_parts:
-                inst.pred_masks = 1.0 - probs[start : start + num, :1]
-            start += num
-        return instances
-
-
-def _scriptable_part_heads(heads: nn.Module) -> nn.Module:
-    """A copy of ``heads`` (sharing every submodule but the part branch) whose class is the host
-    ROI heads class plus the part branch, without the mixin's ``super()`` calls."""
-    host = next(
-        c
-        for c in type(heads).__mro__[1:]
-        if issubclass(c, nn.Module) and not issubclass(c, BodyPartHeadsMixin)
-    )
-    if not issubclass(host, StandardROIHeads):
-        raise ExportError(
-            f"scripting: {type(heads).__name__} adds the part branch to {host.__name__}; only "
-            "StandardROIHeads and its subclasses have a scriptable forward_with_given_boxes"
-        )
-
-    def forward_with_given_boxes(
-        self, features: Dict[str, Tensor], instances: List[Instances]
-    ) -> List[Instances]:
-        instances = self._forward_mask(features, instances)
-        instances = self._forward_keypoint(features, instances)
-        if self.part_on:
-            instances = self.part_branch(features, instances)
-        return instances
-
-    annotations = {**getattr(host, "__annotations__", {}), "part_on": torch.jit.Final[bool]}
-    cls = type(
-        f"Scriptable{type(heads).__name__}",
-        (host,),
-        {
-            "forward_with_given_boxes": forward_with_given_boxes,
-            "__annotations__": annotations,
-            "__module__": __name__,
-        },
-    )
-    scriptable = copy.copy(heads)
-    scriptable._modules = OrderedDict(heads._modules)  # own dict: the original keeps its branch
-    scriptable.__class__ = cls
-    if heads.part_on:
-        scriptable.part_branch = _ScriptablePartBranch(heads.part_branch)
-    return scriptable
-
-
 def _scriptable_rcnn(model: GeneralizedRCNN) -> GeneralizedRCNN:
-    roi_heads = model.roi_heads
-    if isinstance(roi_heads, BodyPartHeadsMixin):
-        roi_heads = _scriptable_part_heads(roi_heads)
+    """Detectron2's GeneralizedRCNN on ``model``'s own modules: ``BodyPartsRCNN`` adds only the
+    image-space post-processing (``super().inference``, which TorchScript cannot compile), and an
+    export leaves post-processing out. The ROI heads are scripted as they are."""
     return (
         GeneralizedRCNN(
             backbone=model.backbone,
             proposal_generator=model.proposal_generator,
-            roi_heads=roi_heads,
+            roi_heads=model.roi_heads,
             pixel_mean=model.pixel_mean.flatten().tolist(),
             pixel_std=model.pixel_std.flatten().tolist(),
             input_format=model.input_format,

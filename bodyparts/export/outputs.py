@@ -12,6 +12,8 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from detectron2.structures import Boxes, Instances, heatmaps_to_keypoints
 
+from ..modeling.part_outputs import PartPredictions
+
 __all__ = [
     "INSTANCE_OUTPUTS",
     "SEMANTIC_OUTPUTS",
@@ -62,11 +64,16 @@ def instance_output_names(
 
 
 def instances_to_outputs(instances: Instances, names: Sequence[str]) -> Tuple[torch.Tensor, ...]:
-    """The tensors of ``names`` (see :data:`INSTANCE_OUTPUTS`) from ``instances``, in that order."""
+    """The tensors of ``names`` (see :data:`INSTANCE_OUTPUTS`) from ``instances``, in that order
+    (``part_probs``: the dense (R, C, M, M) probabilities of the :class:`PartPredictions`)."""
     out = []
     for name in names:
         value = instances.get(INSTANCE_OUTPUTS[name])
-        out.append(value.tensor if isinstance(value, Boxes) else value)
+        if isinstance(value, Boxes):
+            value = value.tensor
+        elif isinstance(value, PartPredictions):
+            value = value.dense()
+        out.append(value)
     return tuple(out)
 
 
@@ -101,7 +108,11 @@ def outputs_to_instances(
     for name, field in INSTANCE_OUTPUTS.items():
         if name in outputs:
             value = torch.as_tensor(outputs[name])
-            fields[field] = Boxes(value) if name == "boxes" else value
+            if name == "boxes":
+                value = Boxes(value)
+            elif name == "part_probs":
+                value = PartPredictions.from_dense(value)
+            fields[field] = value
     if "pred_keypoints" not in fields and "pred_keypoint_heatmaps" in fields:
         fields["pred_keypoints"] = decode_keypoints(
             fields["pred_keypoint_heatmaps"], fields["pred_boxes"].tensor

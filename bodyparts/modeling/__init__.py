@@ -6,7 +6,7 @@ from .inference import part_inference, part_label_maps_in_image, paste_part_mask
 from .losses import class_balance_weights, part_loss, part_targets  # noqa: F401
 from .meta_arch import BodyPartsRCNN  # noqa: F401
 from .panoptic import BodyPartsPanopticFPN, part_panoptic_map  # noqa: F401
-from .part_outputs import SubsetPartMasks  # noqa: F401
+from .part_outputs import PartPredictions, as_part_predictions  # noqa: F401
 from .roi_heads import (  # noqa: F401
     ROI_BODYPART_HEAD_REGISTRY,
     BodyPartBranch,

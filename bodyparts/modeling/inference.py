@@ -1,65 +1,86 @@
-"""Pure post-processing of the part branch: per-ROI logits -> per-person part maps in image space.
+"""Pure post-processing of the part branch: per-ROI probabilities -> per-person part maps in image
+space.
 
 Shapes: R = detected persons (ROIs) of one image, C = number of part labels including background
 (label 0), M = ROI resolution of the part branch, H x W = image size in pixels. S <= R: the
-detections whose class has parts, when only some classes have (:class:`SubsetPartMasks`).
+detections whose class has parts (:class:`~bodyparts.modeling.PartPredictions`).
 """
 
 import math
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
 from detectron2.structures import Instances
 
-from .part_outputs import SubsetPartMasks
+from .part_outputs import PartPredictions, as_part_predictions
 
-__all__ = ["part_inference", "store_part_probs", "paste_part_masks", "part_label_maps_in_image"]
+__all__ = [
+    "part_inference",
+    "store_part_predictions",
+    "paste_part_masks",
+    "part_label_maps_in_image",
+]
 
 
 def part_inference(
     part_logits: torch.Tensor,
     pred_instances: List[Instances],
-    selected: Optional[Sequence[torch.Tensor]] = None,
+    selected: Optional[List[torch.Tensor]] = None,
 ) -> None:
-    """Softmax over part labels, split per image, stored as ``pred_part_masks``.
+    """Softmax over part labels, split per image, stored as ``pred_part_masks``
+    (:func:`store_part_predictions`).
 
     Args:
         part_logits: (R_total, C, M, M) logits for all images' detections, in the order of
             ``pred_instances`` (with ``selected``: of the selected detections only, S_total rows).
-        pred_instances: per image, Instances with R_i detections; gets ``pred_part_masks``:
-            float (R_i, C, M, M) probabilities (sum to 1 over C) in ROI space of ``pred_boxes``;
-            with ``selected``, a :class:`SubsetPartMasks` holding the (S_i, C, M, M) rows.
+        pred_instances: per image, Instances with R_i detections.
         selected: per image, bool (R_i,): the detections the logits are for (classes with parts).
     """
-    store_part_probs(part_logits.softmax(dim=1), pred_instances, selected)
+    store_part_predictions(part_logits.softmax(dim=1), pred_instances, selected)
 
 
-def store_part_probs(
+def store_part_predictions(
     part_probs: torch.Tensor,
     pred_instances: List[Instances],
-    selected: Optional[Sequence[torch.Tensor]] = None,
+    selected: Optional[List[torch.Tensor]] = None,
+    silhouettes: bool = False,
 ) -> None:
-    """:func:`part_inference` from probabilities already computed (e.g. ROI chunk by chunk):
-    ``part_probs`` (R_total or S_total, C, M, M) split per image into ``pred_part_masks``."""
+    """Split the branch's probabilities per image and store them in ``pred_instances``.
+
+    Args:
+        part_probs: float (R_total or S_total, C, M, M) softmax probabilities, image after image.
+        pred_instances: per image, Instances with R_i detections; each gets ``pred_part_masks``,
+            a :class:`PartPredictions` of its R_i detections (TorchScript: its ``dense()``
+            (R_i, C, M, M), as Detectron2's scripted Instances holds tensors only).
+        selected: per image, bool (R_i,): the detections with a row of probabilities (None: all).
+        silhouettes: also store ``pred_masks`` = 1 - P(background), (R_i, 1, M, M) (only with
+            ``selected`` None: every detection needs one).
+    """
     if selected is None:
         num = [len(i) for i in pred_instances]
-        for probs_i, inst in zip(part_probs.split(num, dim=0), pred_instances):
-            inst.pred_part_masks = probs_i
-        return
-    num = [int(s.sum()) for s in selected]
-    for probs_i, sel, inst in zip(part_probs.split(num, dim=0), selected, pred_instances):
-        inst.pred_part_masks = SubsetPartMasks.from_selection(probs_i, sel)
+    else:
+        num = [int(s.sum()) for s in selected]
+    for k, probs_i in enumerate(part_probs.split(num, dim=0)):
+        inst = pred_instances[k]
+        if selected is None:
+            pred = PartPredictions.from_dense(probs_i)
+        else:
+            pred = PartPredictions.from_selection(probs_i, selected[k])
+        if torch.jit.is_scripting():
+            inst.pred_part_masks = pred.dense()
+        else:
+            inst.pred_part_masks = pred
+        if silhouettes:
+            inst.pred_masks = 1.0 - probs_i[:, :1]
 
 
-def paste_part_masks(
-    part_probs: Union[torch.Tensor, SubsetPartMasks], boxes: torch.Tensor, image_size
-) -> torch.Tensor:
+def paste_part_masks(part_probs, boxes: torch.Tensor, image_size) -> torch.Tensor:
     """Paste per-ROI part probabilities into the image and take the arg-max per pixel.
 
     Args:
-        part_probs: float (R, C, M, M) probabilities in ROI space, or a :class:`SubsetPartMasks`
-            of R detections (those without part probabilities get all-zero maps).
+        part_probs: :class:`PartPredictions` of R detections (those without part
+            probabilities get all-zero maps), or float (R, C, M, M) probabilities in ROI space.
         boxes: float (R, 4) XYXY boxes in image pixels (the ROIs of ``part_probs``).
         image_size: (H, W) of the output.
     Returns:
@@ -69,12 +90,14 @@ def paste_part_masks(
     Probabilities are resampled bilinearly (``grid_sample``, pixel centres, ``align_corners=False``)
     and only then arg-maxed, never label ids.
     """
-    if isinstance(part_probs, SubsetPartMasks):
-        size = (len(part_probs), int(image_size[0]), int(image_size[1]))
-        out = torch.zeros(size, dtype=torch.uint8, device=part_probs.device)
-        index = part_probs.index
-        out[index] = paste_part_masks(part_probs.masks, boxes[index.to(boxes.device)], image_size)
+    pred = as_part_predictions(part_probs)
+    if pred.probs.shape[0] != pred.num_instances:
+        size = (len(pred), int(image_size[0]), int(image_size[1]))
+        out = torch.zeros(size, dtype=torch.uint8, device=pred.probs.device)
+        index = pred.index
+        out[index] = paste_part_masks(pred.probs, boxes[index.to(boxes.device)], image_size)
         return out
+    part_probs = pred.probs
     height, width = int(image_size[0]), int(image_size[1])
     num = part_probs.shape[0]
     out = torch.zeros((num, height, width), dtype=torch.uint8, device=part_probs.device)

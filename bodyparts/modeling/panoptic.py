@@ -19,7 +19,7 @@ from detectron2.modeling.meta_arch.panoptic_fpn import PanopticFPN
 from detectron2.structures import Instances
 
 from .inference import paste_part_masks
-from .part_outputs import SubsetPartMasks
+from .part_outputs import as_part_predictions
 
 __all__ = ["BodyPartsPanopticFPN", "part_panoptic_map", "panoptic_metadata_from_cfg", "NO_LABEL"]
 
@@ -182,8 +182,8 @@ class BodyPartsPanopticFPN(PanopticFPN):
 
     When ``MODEL.BODYPART_PANOPTIC.PART_THING_IDS`` leaves some thing classes without parts, the
     part branch trains on (``MAX_FG_PER_IMAGE`` slots) and predicts for the detections of the
-    classes with parts only: ``pred_part_masks`` is then a :class:`SubsetPartMasks` (memory for
-    those S detections, not all R), and ``pred_part_labels`` is 0 for the others.
+    classes with parts only: their ``pred_part_masks`` (:class:`PartPredictions`) holds rows for
+    those S detections only (memory for S, not all R), and ``pred_part_labels`` is 0 for the others.
     """
 
     @configurable
@@ -255,16 +255,14 @@ class BodyPartsPanopticFPN(PanopticFPN):
         class with parts and have part probabilities (with ``paste_part_labels``: of every
         detection with part probabilities, also stored as ``pred_part_labels``, zero elsewhere).
 
-        ``pred_part_masks`` is a dense (R, C, M, M) tensor, or a :class:`SubsetPartMasks` when only
-        some detector classes have parts (then only those detections have probabilities)."""
+        ``pred_part_masks`` (:class:`PartPredictions`) has rows for the detections of the classes
+        with parts only."""
         if not instances.has("pred_part_masks"):
             return {}
-        masks, boxes = instances.pred_part_masks, instances.pred_boxes.tensor
-        size = instances.image_size
-        if isinstance(masks, SubsetPartMasks):  # detection -> its row of probabilities
-            rows, probs = {int(i): k for k, i in enumerate(masks.index.tolist())}, masks.masks
-        else:
-            rows, probs = {i: i for i in range(len(instances))}, masks
+        masks = as_part_predictions(instances.pred_part_masks)
+        boxes, size = instances.pred_boxes.tensor, instances.image_size
+        rows = {int(i): k for k, i in enumerate(masks.index.tolist())}  # detection -> its row
+        probs = masks.probs
         if self.paste_part_labels:
             instances.pred_part_labels = paste_part_masks(masks, boxes, size)
             return {i: instances.pred_part_labels[i] for i in rows}

@@ -12,7 +12,7 @@ is predicted at the original size, mirrored views are un-flipped the same way, a
 probabilities of all views are averaged.
 """
 
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data.mappers import count_hflips
 from ..taxonomy import get_part_taxonomy
-from .part_outputs import SubsetPartMasks
+from .part_outputs import PartPredictions, as_part_predictions
 
 __all__ = ["unflip_part_probs", "PartFlipTTA", "SemSegTTA"]
 
@@ -43,16 +43,13 @@ def unflip_part_probs(probs: torch.Tensor, flip_lut: np.ndarray) -> torch.Tensor
 
 
 def _average_with_mirrored(
-    probs: Union[torch.Tensor, SubsetPartMasks],
-    mirrored: Union[torch.Tensor, SubsetPartMasks],
-    flip_lut: np.ndarray,
-) -> Union[torch.Tensor, SubsetPartMasks]:
+    probs: PartPredictions, mirrored: PartPredictions, flip_lut: np.ndarray
+) -> PartPredictions:
     """Mean of the original view's part probabilities and the un-flipped mirrored view's (the same
-    detections, so a :class:`SubsetPartMasks` has the same rows in both)."""
-    if isinstance(probs, SubsetPartMasks):
-        mean = 0.5 * (probs.masks + unflip_part_probs(mirrored.masks, flip_lut))
-        return SubsetPartMasks(mean, probs.index, len(probs))
-    return 0.5 * (probs + unflip_part_probs(mirrored, flip_lut))
+    detections, so both have the same rows)."""
+    probs, mirrored = as_part_predictions(probs), as_part_predictions(mirrored)
+    mean = 0.5 * (probs.probs + unflip_part_probs(mirrored.probs, flip_lut))
+    return PartPredictions(mean, probs.index, len(probs))
 
 
 def _mirror_boxes(instances: Instances) -> Instances:

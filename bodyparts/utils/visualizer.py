@@ -31,7 +31,7 @@ from ..data.datasets.generic import bodyparts_metadata
 from ..evaluation.parsing_metrics import paste_order, paste_part_maps
 from ..evaluation.person_outputs import person_part_maps
 from ..modeling.inference import paste_part_masks
-from ..modeling.part_outputs import SubsetPartMasks
+from ..modeling.part_outputs import as_part_predictions
 from ..taxonomy import KeypointTaxonomy, PartTaxonomy, get_keypoint_taxonomy, get_part_taxonomy
 
 __all__ = [
@@ -163,7 +163,7 @@ def person_part_crops(instances: Instances) -> Optional[List[Optional[PartCrop]]
     """Per person (R), its part labels in image space as a :class:`PartCrop` (None: no part pixel).
 
     From ``pred_part_labels`` (R, H, W): the bounding rectangle of each map's non-zero pixels
-    (views). From ``pred_part_masks`` (R, C, M, M) or a ``SubsetPartMasks`` and ``pred_boxes``:
+    (views). From ``pred_part_masks`` (``PartPredictions``) and ``pred_boxes``:
     pasted inside each box only, with the values :func:`person_part_maps` gives there (it is zero
     elsewhere). None when the instances have neither field.
     """
@@ -173,13 +173,10 @@ def person_part_crops(instances: Instances) -> Optional[List[Optional[PartCrop]]
     if not instances.has("pred_part_masks"):
         return None
     height, width = (int(v) for v in instances.image_size)
-    probs = instances.pred_part_masks
+    pred = as_part_predictions(instances.pred_part_masks)
     boxes = instances.pred_boxes.tensor
-    if isinstance(probs, SubsetPartMasks):
-        rows = {int(i): j for j, i in enumerate(probs.index.tolist())}
-        probs = probs.masks
-    else:
-        rows = {i: i for i in range(len(instances))}
+    rows = {int(i): j for j, i in enumerate(pred.index.tolist())}
+    probs = pred.probs
     crops: List[Optional[PartCrop]] = []
     for i in range(len(instances)):
         j = rows.get(i)

@@ -9,29 +9,30 @@ Add part masks to an existing Detectron2 ROI-heads class in a few lines::
     class CascadeBodyPartROIHeads(BodyPartHeadsMixin, CascadeROIHeads):
         pass
 
-and set ``MODEL.ROI_HEADS.NAME: CascadeBodyPartROIHeads`` and ``MODEL.BODYPART_ON: True``. The mixin
-adds ``_init_part_head`` / ``_forward_part`` and extends ``forward`` and
-``forward_with_given_boxes`` through ``super()``: the host class keeps its own box, mask and
-keypoint logic. Without the mixin, build a :class:`BodyPartBranch` and call it yourself.
+and set ``MODEL.ROI_HEADS.NAME: CascadeBodyPartROIHeads`` and ``MODEL.BODYPART_ON: True``. The host
+(``StandardROIHeads`` or a subclass) keeps its own box, mask and keypoint logic; the mixin adds the
+branch's loss in training and its outputs in ``forward_with_given_boxes``. Without the mixin, build
+a :class:`BodyPartBranch` and call its ``losses`` / ``inference`` yourself.
 """
 
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.layers import ConvTranspose2d, ShapeSpec, interpolate
+from detectron2.layers import ConvTranspose2d, ShapeSpec
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.roi_heads.keypoint_head import (
     BaseKeypointRCNNHead,
     keypoint_rcnn_inference,
     keypoint_rcnn_loss,
 )
-from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
-from detectron2.structures import Instances
+from detectron2.modeling.roi_heads.roi_heads import StandardROIHeads, select_foreground_proposals
+from detectron2.structures import ImageList, Instances
 from torch import nn
 
 from ...taxonomy import get_part_taxonomy
-from ..inference import store_part_probs
+from ..inference import store_part_predictions
 from ..losses import part_loss, part_targets
 from .class_weights import checked_class_weights, initial_class_weights
 from .part_head import build_part_head, check_shared_trunk
@@ -100,19 +101,20 @@ def _head_width(head: nn.Module) -> int:
 class BodyPartBranch(nn.Module):
     """Pooler + part head + loss/inference of the per-person part label maps.
 
-    Training (``forward(features, proposals, num_classes)`` on sampled proposals with
+    Training (``losses(features, proposals, num_classes)``, or ``forward`` in training mode, on
+    sampled proposals with
     ``gt_classes``, ``proposal_boxes`` and ``gt_part_maps``): selects the foreground proposals of
     the classes with parts (:func:`select_part_foreground`), keeps at most ``max_fg_per_image`` of
     them per image, returns ``{"loss_part": loss_weight * part_loss}`` (and ``loss_keypoint``
     with keypoints from the part trunk).
 
-    Inference (``forward(features, instances)`` on detections with ``pred_boxes``): adds
-    ``pred_part_masks`` (R, C, M, M) probabilities in ROI space; with ``silhouette_from_parts`` also
-    ``pred_masks`` = 1 - P(background) (R, 1, M, M). With ``part_class_ids``, only detections of
-    those classes (``pred_classes``) are run through the head and ``pred_part_masks`` is a
-    :class:`~bodyparts.modeling.SubsetPartMasks` holding their S rows only. Pasting into image
-    space happens in post-processing (``BodyPartsRCNN``, ``part_label_maps_in_image``), once the
-    boxes are in the output image's coordinates.
+    Inference (``inference(features, instances)``, or ``forward`` in eval mode, on detections with
+    ``pred_boxes``): adds ``pred_part_masks``, a :class:`~bodyparts.modeling.PartPredictions` of
+    (R, C, M, M) probabilities in ROI space; with ``silhouette_from_parts`` also ``pred_masks`` =
+    1 - P(background) (R, 1, M, M). With ``part_class_ids``, only detections of those classes
+    (``pred_classes``) are run through the head and ``pred_part_masks`` holds their S rows only.
+    Pasting into image space happens in post-processing (``BodyPartsRCNN``,
+    ``part_label_maps_in_image``), once the boxes are in the output image's coordinates.
 
     The head is used through the part-head contract (``part_head.py``): ``head(x)`` only, and
     ``head.trunk`` / ``head.predict`` / ``head.out_channels`` when keypoints come from the trunk.
@@ -191,6 +193,7 @@ class BodyPartBranch(nn.Module):
         if inference_chunk_size < 0:
             raise ValueError(f"inference_chunk_size must be >= 0, got {inference_chunk_size}")
         self.inference_chunk_size = int(inference_chunk_size)
+        self.inference_chunk_bytes = INFERENCE_CHUNK_BYTES
         self.trunk_channels = int(getattr(head, "out_channels", 0) or 0) or _head_width(head)
         self.keypoint_loss_weight = keypoint_loss_weight
         self.keypoint_loss_normalizer = keypoint_loss_normalizer
@@ -279,43 +282,58 @@ class BodyPartBranch(nn.Module):
         instances: List[Instances],
         num_classes: Optional[int] = None,
     ) -> Union[Dict[str, torch.Tensor], List[Instances]]:
-        """See the class docstring.
+        """Training: :meth:`losses`; inference: :meth:`inference` (see the class docstring)."""
+        if self.training:
+            return self.losses(features, instances, num_classes)
+        return self.inference(features, instances)
+
+    @torch.jit.unused
+    def losses(
+        self,
+        features: Dict[str, torch.Tensor],
+        instances: List[Instances],
+        num_classes: Optional[int] = None,
+    ) -> Dict[str, torch.Tensor]:
+        """The part loss (and keypoint loss) on sampled proposals (see the class docstring).
 
         Args:
-            num_classes: training only: the detector's number of object classes K, the background
-                label of ``gt_classes``; foreground = ``0 <= gt_classes < K`` as Detectron2's
+            num_classes: the detector's number of object classes K, the background label of
+                ``gt_classes``; foreground = ``0 <= gt_classes < K`` as Detectron2's
                 ``select_foreground_proposals(proposals, K)``. None: K = 1 (person-only
                 detector); an error if some ``gt_classes`` exceed 1.
         """
         feats = [features[f] for f in self.in_features]
-        if self.training:
-            fg = select_part_foreground(instances, num_classes, self.part_class_ids)
-            fg = subsample_foreground(fg, self.max_fg_per_image)
-            logits, trunk = self._logits(self.pooler(feats, [x.proposal_boxes for x in fg]))
-            targets = part_targets(fg, logits.shape[-1])
-            losses = {
-                "loss_part": self.loss_weight * part_loss(logits, targets, self._loss_weights())
-            }
-            if self.keypoint_predictor is not None:
-                losses["loss_keypoint"] = self._keypoint_loss(
-                    self._keypoint_heatmaps(trunk, logits.shape[-1]), fg
-                )
-            return losses
-        selected = None
+        fg = select_part_foreground(instances, num_classes, self.part_class_ids)
+        fg = subsample_foreground(fg, self.max_fg_per_image)
+        logits, trunk = self._logits(self.pooler(feats, [x.proposal_boxes for x in fg]))
+        targets = part_targets(fg, logits.shape[-1])
+        losses = {"loss_part": self.loss_weight * part_loss(logits, targets, self._loss_weights())}
+        if self.keypoint_predictor is not None:
+            losses["loss_keypoint"] = self._keypoint_loss(
+                self._keypoint_heatmaps(trunk, logits.shape[-1]), fg
+            )
+        return losses
+
+    def inference(
+        self, features: Dict[str, torch.Tensor], instances: List[Instances]
+    ) -> List[Instances]:
+        """Adds the part outputs to detections with ``pred_boxes`` (and ``pred_classes``):
+        ``pred_part_masks`` (:class:`~bodyparts.modeling.PartPredictions`), and with keypoints from
+        the trunk / silhouettes from the parts ``pred_keypoints``, ``pred_keypoint_heatmaps`` /
+        ``pred_masks``. The same code runs eagerly, traced and scripted (export)."""
+        feats = [features[f] for f in self.in_features]
+        part_class_ids = self.part_class_ids
+        selected: Optional[List[torch.Tensor]] = None
         boxes = [x.pred_boxes for x in instances]
-        if self.part_class_ids is not None:
-            ids = torch.as_tensor(self.part_class_ids, dtype=torch.long)
-            selected = [
-                torch.isin(x.pred_classes, ids.to(x.pred_classes.device)) for x in instances
-            ]
-            boxes = [b[sel] for b, sel in zip(boxes, selected)]
+        if part_class_ids is not None:
+            ids = torch.tensor(part_class_ids, dtype=torch.long)
+            chosen = [torch.isin(x.pred_classes, ids.to(x.pred_classes.device)) for x in instances]
+            boxes = [b[sel] for b, sel in zip(boxes, chosen)]
+            selected = chosen
         probs, heatmaps = self._chunked_inference(self.pooler(feats, boxes))
-        store_part_probs(probs, instances, selected)
+        store_part_predictions(probs, instances, selected, self.silhouette_from_parts)
         if heatmaps is not None:
             keypoint_rcnn_inference(heatmaps, instances)
-        if self.silhouette_from_parts:
-            for inst in instances:
-                inst.pred_masks = 1.0 - inst.pred_part_masks[:, :1]
         return instances
 
     def inference_chunk(self, num_rois: int, pooled: torch.Tensor) -> int:
@@ -326,9 +344,11 @@ class BodyPartBranch(nn.Module):
             return self.inference_chunk_size
         side = 2 * pooled.shape[-1]
         per_roi = self.trunk_channels * side * side * pooled.element_size()
-        return max(1, INFERENCE_CHUNK_BYTES // max(per_roi, 1))
+        return max(1, self.inference_chunk_bytes // max(per_roi, 1))
 
-    def _chunked_inference(self, pooled: torch.Tensor):
+    def _chunked_inference(
+        self, pooled: torch.Tensor
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(R, D, P, P) pooled features -> (float (R, C, M, M) part probabilities, (R, K, M, M)
         keypoint logits or None), the head run on chunks of ROIs (:meth:`inference_chunk`) so
         that its activations do not grow with R; the softmax is taken per chunk (row-wise, so the
@@ -339,31 +359,39 @@ class BodyPartBranch(nn.Module):
             chunks = [pooled]
         else:
             chunks = list(pooled.split(chunk))
-        probs, heatmaps = [], []
+        probs: List[torch.Tensor] = []
+        heatmaps: List[torch.Tensor] = []
         for rois in chunks:
             logits, trunk = self._logits(rois)
             probs.append(logits.softmax(dim=1))
-            if self.keypoint_predictor is not None:
+            if trunk is not None:
                 heatmaps.append(self._keypoint_heatmaps(trunk, logits.shape[-1]))
-        return torch.cat(probs), (torch.cat(heatmaps) if heatmaps else None)
+        if len(heatmaps) == 0:
+            return torch.cat(probs), None
+        return torch.cat(probs), torch.cat(heatmaps)
 
+    @torch.jit.unused
     def _loss_weights(self) -> Optional[torch.Tensor]:
         """The class weights of the part loss; an error if CLASS_BALANCE's are not computed."""
         return checked_class_weights(self.class_weights, "BodyPartBranch (MODEL.ROI_BODYPART_HEAD)")
 
-    def _logits(self, x: torch.Tensor):
+    def _logits(self, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(R, D, P, P) pooled features -> ((R, C, M, M) part logits, (R, D', P', P') trunk
         features, or None when no keypoints come from the trunk)."""
-        if self.keypoint_predictor is None:
+        keypoint_predictor = self.keypoint_predictor
+        if keypoint_predictor is None:
             return self.head(x), None
         trunk = self.head.trunk(x)
         return self.head.predict(trunk), trunk
 
     def _keypoint_heatmaps(self, trunk: torch.Tensor, size: int) -> torch.Tensor:
         """(R, D, P, P) trunk features -> (R, K, size, size) keypoint logits."""
-        x = self.keypoint_predictor(trunk)
-        return interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        keypoint_predictor = self.keypoint_predictor
+        assert keypoint_predictor is not None
+        x = keypoint_predictor(trunk)
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
+    @torch.jit.unused
     def _keypoint_loss(self, heatmaps: torch.Tensor, instances: List[Instances]) -> torch.Tensor:
         """Detectron2's keypoint-head loss, per image: only images whose proposals carry
         ``gt_keypoints`` give targets (and count as images for a fixed normaliser); a person of
@@ -393,12 +421,37 @@ class BodyPartBranch(nn.Module):
 
 
 class BodyPartHeadsMixin:
-    """Adds the part branch to a Detectron2 ROI-heads class (see the module docstring).
+    """Adds the part branch to a Detectron2 ROI-heads class derived from ``StandardROIHeads``
+    (see the module docstring).
 
-    The host's ``forward`` runs first (boxes, masks, keypoints); in training the mixin then trains
-    the part branch on the same sampled proposals, in inference ``forward_with_given_boxes`` adds
-    the part outputs to the detections. With ``MODEL.BODYPART_ON: False`` it does nothing.
+    Training: the host's ``forward`` runs first (box, mask, keypoint losses on the sampled
+    proposals), then the part branch's loss on the same proposals. Inference: the host's
+    ``_forward_box`` gives the detections, then its ``_forward_mask`` and ``_forward_keypoint`` and
+    the part branch add their outputs (``forward_with_given_boxes``). The inference path calls no
+    ``super()``, so TorchScript compiles the heads as they are (export). With
+    ``MODEL.BODYPART_ON: False`` the branch is absent and the host's outputs are unchanged.
     """
+
+    # TorchScript constants (Detectron2's export declares them on StandardROIHeads): the heads
+    # that are off are compiled away
+    mask_on: torch.jit.Final[bool]
+    keypoint_on: torch.jit.Final[bool]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if issubclass(cls, nn.Module) and not issubclass(cls, StandardROIHeads):
+            raise TypeError(
+                f"{cls.__name__}: BodyPartHeadsMixin extends ROI heads derived from Detectron2's "
+                "StandardROIHeads (it runs their _forward_box, _forward_mask and "
+                "_forward_keypoint); call a BodyPartBranch from your own heads instead"
+            )
+        # TorchScript reads the annotations of one class only (the first in the MRO that has
+        # some), and Detectron2's export adds "training" to each model class's own: give the
+        # subclass all of its bases' so that the constants above hold for it too
+        merged = {}
+        for base in reversed(cls.__mro__):
+            merged.update(base.__dict__.get("__annotations__", {}))
+        cls.__annotations__ = merged
 
     @configurable
     def __init__(self, *, part_branch: Optional[BodyPartBranch] = None, **kwargs):
@@ -416,21 +469,39 @@ class BodyPartHeadsMixin:
     def _init_part_head(cls, cfg, input_shape) -> dict:
         return {"part_branch": BodyPartBranch(cfg, input_shape) if cfg.MODEL.BODYPART_ON else None}
 
-    def _forward_part(self, features: Dict[str, torch.Tensor], instances: List[Instances]):
-        """Training: ``{"loss_part": ...}``; inference: ``instances`` with the part outputs."""
-        if not self.part_on:
-            return {} if self.training else instances
-        return self.part_branch(features, instances, num_classes=self.num_classes)
-
-    def forward(self, images, features, proposals, targets=None):
+    def forward(
+        self,
+        images: ImageList,
+        features: Dict[str, torch.Tensor],
+        proposals: List[Instances],
+        targets: Optional[List[Instances]] = None,
+    ) -> Tuple[List[Instances], Dict[str, torch.Tensor]]:
         if self.training:
-            proposals, losses = super().forward(images, features, proposals, targets)
-            losses.update(self._forward_part(features, proposals))
-            return proposals, losses
-        return super().forward(
-            images, features, proposals, targets
-        )  # calls forward_with_given_boxes
+            return self._forward_training(images, features, proposals, targets)
+        pred_instances = self._forward_box(features, proposals)
+        pred_instances = self.forward_with_given_boxes(features, pred_instances)
+        return pred_instances, {}
 
-    def forward_with_given_boxes(self, features, instances):
-        instances = super().forward_with_given_boxes(features, instances)
-        return self._forward_part(features, instances)
+    @torch.jit.unused
+    def _forward_training(
+        self,
+        images: ImageList,
+        features: Dict[str, torch.Tensor],
+        proposals: List[Instances],
+        targets: Optional[List[Instances]] = None,
+    ) -> Tuple[List[Instances], Dict[str, torch.Tensor]]:
+        proposals, losses = super().forward(images, features, proposals, targets)
+        if self.part_branch is not None:
+            losses.update(self.part_branch.losses(features, proposals, self.num_classes))
+        return proposals, losses
+
+    def forward_with_given_boxes(
+        self, features: Dict[str, torch.Tensor], instances: List[Instances]
+    ) -> List[Instances]:
+        """The host's mask and keypoint outputs, then the part outputs, for given detections."""
+        instances = self._forward_mask(features, instances)
+        instances = self._forward_keypoint(features, instances)
+        part_branch = self.part_branch
+        if part_branch is not None:
+            instances = part_branch.inference(features, instances)
+        return instances
