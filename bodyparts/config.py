@@ -21,10 +21,13 @@ __all__ = [
     "check_bodyparts_config",
     "ConfigValueError",
     "CLASS_BALANCE_MODES",
+    "AP_PERSON_MAPS",
 ]
 
 # Choices of MODEL.ROI_BODYPART_HEAD.CLASS_BALANCE and MODEL.BODYPART_SEM_SEG.CLASS_BALANCE.
 CLASS_BALANCE_MODES = ("none", "inverse", "exponential")
+# BODYPARTS.PARSING_EVAL.AP_PERSON_MAPS: Parsing R-CNN's protocol, MHP-v2's official submission's
+AP_PERSON_MAPS = ("full", "pasted")
 
 
 def add_taxonomy_config(cfg: CN) -> None:
@@ -138,6 +141,12 @@ def add_parsing_eval_config(cfg: CN) -> None:
     # Persons (and their part regions) with score < it are skipped by AP^p, PCP and AP^r
     # (Parsing R-CNN PRCNN.SCORE_THRESH: 0.001).
     _C.BODYPARTS.PARSING_EVAL.AP_SCORE_THRESH = 0.0
+    # The person maps AP^p and PCP score (docs/metrics.md section 3): "full" = every person with
+    # score >= AP_SCORE_THRESH with its own full map (Parsing R-CNN's parsing_eval.py, whose
+    # protocol the published CIHP / MHP-v2 AP^p numbers use); "pasted" = the persons of the
+    # image-level map (score >= PASTE_SCORE_THRESH, pasted in ascending score order), each with its
+    # visible pixels only (MHP-v2's official eval_submission.py on global_seg / global_tag).
+    _C.BODYPARTS.PARSING_EVAL.AP_PERSON_MAPS = "full"
 
 
 def add_regnet_config(cfg: CN) -> None:
@@ -255,5 +264,11 @@ def check_bodyparts_config(cfg: CN, source: str = "config") -> None:
     _at_least(source, "BODYPARTS.SYNTHETIC.MAX_PERSONS", synthetic.MAX_PERSONS, 1)
     for name in ("PASTE_SCORE_THRESH", "AP_SCORE_THRESH"):
         _probability(source, f"BODYPARTS.PARSING_EVAL.{name}", cfg.BODYPARTS.PARSING_EVAL[name])
+    _choice(
+        source,
+        "BODYPARTS.PARSING_EVAL.AP_PERSON_MAPS",
+        cfg.BODYPARTS.PARSING_EVAL.AP_PERSON_MAPS,
+        AP_PERSON_MAPS,
+    )
     for thing_id in cfg.MODEL.BODYPART_PANOPTIC.PART_THING_IDS:
         _at_least(source, "MODEL.BODYPART_PANOPTIC.PART_THING_IDS", thing_id, 0)

@@ -114,6 +114,7 @@ def test_mhp_v2_config_builds_the_published_schedule(path):
     assert cfg.BODYPARTS.PART_TAXONOMY == "mhp59"
     assert cfg.BODYPARTS.PARSING_EVAL.PASTE_SCORE_THRESH == 0.05
     assert cfg.BODYPARTS.PARSING_EVAL.AP_SCORE_THRESH == 0.001
+    assert cfg.BODYPARTS.PARSING_EVAL.AP_PERSON_MAPS == "full"  # the published numbers' protocol
     model = build_model(cfg)
     branch = model.roi_heads.part_branch
     assert branch.num_classes == 59 and branch.in_features == ["p2"]

@@ -19,7 +19,10 @@ Reference code reimplemented (facts of its reading and counting, not its code):
 
 import importlib.util
 import json
+import math
 import os
+import subprocess
+import sys
 from argparse import Namespace
 from typing import Dict, List
 
@@ -483,6 +486,66 @@ def test_reference_code_on_the_files_gives_the_evaluator_numbers(exported):
     assert 0 < ours["APp_vol"] < 100 and 0 < ours["APr_vol"] < 100 and 0 < ours["mIoU"] < 100
 
 
+def ref_submission_results(out: str) -> Dict[str, dict]:
+    """MHP-v2's official ``eval_submission.py`` reading of the files: per ``results.txt`` line, the
+    persons ``(id, score)``; person ``id``'s map is ``global_seg`` (``parsing_predict``) where
+    ``global_tag`` (``parsing_instance``) is ``id``, persons without a pixel skipped; DETS are
+    the map's extent and the score."""
+    results = {}
+    with open(os.path.join(out, "results.txt")) as f:
+        lines = [line.split() for line in f.read().splitlines()]
+    for key, *items in lines:
+        seg = np.array(Image.open(os.path.join(out, "parsing_predict", key + ".png")))
+        tag = np.array(Image.open(os.path.join(out, "parsing_instance", key + ".png")))
+        dets, masks = [], []
+        for k in range(len(items) // 2):
+            person, score = int(items[2 * k]), float(items[2 * k + 1])
+            mask = tag == person
+            if mask.sum() == 0:
+                continue
+            ys, xs = np.where(mask)
+            dets.append((xs.min(), ys.min(), xs.max(), ys.max(), score))
+            masks.append(mask * seg)
+        results[key] = {"MASKS": masks, "DETS": dets}
+    return results
+
+
+def test_mhp_v2_submission_protocol_is_the_official_scripts(exported, dataset_name):  # noqa: F811
+    """AP_PERSON_MAPS "pasted" gives the numbers of MHP-v2's eval_submission.py on the exported
+    results.txt / global_seg / global_tag (each pasted person's visible pixels; pA3 is partly
+    covered, pA4 not pasted). Where the two protocols differ: test_parsing_evaluator.py."""
+    out, gt_root, full = exported
+    evaluator = BodyPartParsingEvaluator(
+        dataset_name,
+        "lr6",
+        paste_score_threshold=PASTE,
+        ap_score_threshold=AP,
+        distributed=False,
+        ap_person_maps="pasted",
+    )
+    predictions = _predictions()
+    for image_id in (1, 2, 3):
+        evaluator.process([{"image_id": image_id}], [{"instances": predictions[image_id]}])
+    pasted = evaluator.evaluate()["parsing"]
+    results = ref_submission_results(out)
+    gt_persons = {}
+    for stem in results:
+        with open(os.path.join(gt_root, "persons", stem + ".txt")) as f:
+            names = f.read().split()
+        gt_persons[stem] = [cv2.imread(os.path.join(gt_root, "persons", name), 0) for name in names]
+    aps, pcps = ref_eval_parsing_ap(results, gt_persons, C, 0.0)
+    assert 100 * aps[4] == pytest.approx(pasted["APp50"], abs=1e-9)
+    assert 100 * np.mean(aps) == pytest.approx(pasted["APp_vol"], abs=1e-9)
+    assert 100 * pcps[4] == pytest.approx(pasted["PCP50"], abs=1e-9)
+    # only the three pasted persons of image 1 and both of image 2 are scored; pA4 (0.12) is not
+    assert sum(len(r["DETS"]) for r in results.values()) == 5
+    # the image-level and region metrics do not depend on the setting
+    for key in ("mIoU", "pixel_acc", "APr50", "APr_vol"):
+        assert pasted[key] == pytest.approx(full[key], abs=1e-12), key
+    with pytest.raises(ValueError, match="ap_person_maps 'visible': choose one of full, pasted"):
+        BodyPartParsingEvaluator(dataset_name, "lr6", distributed=False, ap_person_maps="visible")
+
+
 def test_writer_errors(dataset_name, tmp_path):  # noqa: F811
     DatasetCatalog.register(dataset_name, lambda: [])
     MetadataCatalog.get(dataset_name).set(thing_classes=["person"])
@@ -623,3 +686,44 @@ def test_tool_round_trip_on_a_model(dataset_name, tmp_path, monkeypatch):  # noq
         )
     with pytest.raises(tool.ExportError, match="--formats 'pngs'"):
         tool.main(Namespace(**{**vars(args), "formats": "pngs"}))
+
+
+def test_two_processes_write_the_files_and_numbers_of_one(tmp_path):
+    """--num-gpus 2 (two CPU processes sharing the images) writes the same files, byte for byte,
+    and the same metrics.json as one process, on 4 synthetic images."""
+    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), OMP_NUM_THREADS="1")
+    opts = [
+        *TOOL_OPTS,
+        "MODEL.DEVICE",
+        "cpu",
+        "BODYPARTS.SYNTHETIC.NUM_TRAIN",
+        "2",
+        "BODYPARTS.SYNTHETIC.NUM_VAL",
+        "4",
+    ]
+    outputs = {}
+    for n in (1, 2):
+        out = str(tmp_path / f"out{n}")
+        cmd = [sys.executable, TOOL, "--config-file", PARTS_CONFIG, "--dataset"]
+        cmd += ["bodyparts_synthetic_val", "--output", out, "--eval", "--no-progress"]
+        cmd += ["--num-gpus", str(n), *opts]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outputs[n] = out
+
+    def files(root):
+        found = {}
+        for folder, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(folder, name)
+                with open(path, "rb") as f:
+                    found[os.path.relpath(path, root)] = f.read()
+        return found
+
+    one, two = files(outputs[1]), files(outputs[2])
+    assert sorted(one) == sorted(two)
+    assert len([p for p in one if p.startswith("parsing_predict")]) == 4
+    for path in one:
+        assert one[path] == two[path], path
+    metrics = json.loads(one["metrics.json"])["parsing"]
+    assert 0 <= metrics["pixel_acc"] <= 100 and not math.isnan(metrics["pixel_acc"])

@@ -21,6 +21,7 @@ from detectron2.structures import Boxes, BoxMode, Instances
 from detectron2.utils import comm
 
 from bodyparts import add_bodyparts_config
+from bodyparts.config import check_bodyparts_config
 from bodyparts.data.contract import encode_mask
 from bodyparts.evaluation import (
     BodyPartParsingEvaluator,
@@ -370,6 +371,11 @@ def test_thresholds_from_config(parsing_dataset):
     assert res["PCP50"] == pytest.approx(100 * 1 / 2)
     assert res["APr50"] == pytest.approx(100 * 1 / 3)
     assert res["APr_vol"] == pytest.approx(100 * (4 * 2 / 3 + 5 / 3) / 9)  # 13/27
+    cfg.BODYPARTS.PARSING_EVAL.AP_PERSON_MAPS = "pasted"
+    assert build_parsing_evaluator(cfg, parsing_dataset, None)._ap_person_maps == "pasted"
+    cfg.BODYPARTS.PARSING_EVAL.AP_PERSON_MAPS = "visible"
+    with pytest.raises(ValueError, match="AP_PERSON_MAPS 'visible' is not valid; choose one of"):
+        check_bodyparts_config(cfg, "test")
 
 
 def test_part_labels_pasted_by_the_model_are_used(parsing_dataset):
@@ -525,3 +531,31 @@ def test_part_region_ap_as_pgn_defines_it(dataset_name):  # noqa: F811
     res = ev.evaluate()["parsing"]
     assert res["APr50"] == pytest.approx(25.0)
     assert res["APr_vol"] == pytest.approx(100 * 7 / 12)
+
+
+def test_mhp_v2_submission_protocol_by_hand(dataset_name):  # noqa: F811
+    """AP_PERSON_MAPS "pasted" (MHP-v2's eval_submission.py) on the hand-computed case above:
+    only the persons pasted into the image-level map (score >= 0.5: p1, p2, p3, q1) with their
+    visible pixels; p3 lies entirely under p1 and has none, so it is left out, and p4 / q2 are not
+    pasted. Ranked p1 .9, p2 .8, q1 .6 with the mIoUs of the full maps (all visible):
+    t <= .5: TP TP TP -> AP 1; t = .6, .7: TP TP FP -> 2/3; t = .8, .9: FP TP FP -> 1/6.
+    APp_vol = (5 + 2 * 2/3 + 2 * 1/6) / 9 = 20/27 (Parsing R-CNN's "full": 25/36); PCP50 2/3 as
+    there (the same three matches)."""
+    DatasetCatalog.register(dataset_name, _records)
+    MetadataCatalog.get(dataset_name).set(thing_classes=["person"], part_taxonomy="fine_lr")
+    results = {}
+    for maps in ("full", "pasted"):
+        evaluator = BodyPartParsingEvaluator(
+            dataset_name, "lr6", distributed=False, ap_person_maps=maps
+        )
+        for inp, out in _outputs():
+            evaluator.process([inp], [out])
+        results[maps] = evaluator.evaluate()["parsing"]
+    pasted, full = results["pasted"], results["full"]
+    assert pasted["APp50"] == pytest.approx(100.0)
+    assert pasted["APp_vol"] == pytest.approx(100 * 20 / 27)
+    assert pasted["PCP50"] == pytest.approx(100 * 2 / 3)
+    assert full["APp50"] == pytest.approx(100 * 11 / 12)
+    assert full["APp_vol"] == pytest.approx(100 * 25 / 36)
+    for key in ("mIoU", "pixel_acc", "APr50", "APr_vol"):  # not touched by the setting
+        assert pasted[key] == pytest.approx(full[key], abs=1e-12), key

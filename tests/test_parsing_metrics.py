@@ -7,16 +7,20 @@ import pytest
 
 from bodyparts.evaluation.parsing_metrics import (
     VOL_THRESHOLDS,
+    PartCrop,
     ap_parsing,
     ap_region,
     ap_region_per_class,
     confusion_matrix,
     image_level_map,
+    instance_iou_from_crops,
     instance_iou_matrix,
     instance_level_map,
     label_areas,
+    nonzero_crop,
     parsing_true_positives,
     part_region_ious,
+    paste_crops_with_owner,
     paste_order,
     paste_part_maps,
     paste_with_owner,
@@ -162,6 +166,34 @@ def test_instance_iou_matrix_equals_naive_reference():
         ref_miou, ref_iou = _naive_instance_iou(pred, gt, c)
         np.testing.assert_allclose(miou, ref_miou)
         np.testing.assert_allclose(iou, ref_iou)  # NaN at the same places
+
+
+def test_iou_from_crops_and_crop_pasting_equal_the_full_maps():
+    """Predictions given as crops (any rectangle holding their non-zero pixels, also one larger
+    than needed, or None for an empty map) give exactly the full maps' IoUs, image-level labels and
+    owners."""
+    rng = np.random.default_rng(1)
+    for _ in range(25):
+        height, width, c = rng.integers(8, 24), rng.integers(8, 24), int(rng.integers(2, 7))
+        pred = _random_persons(rng, int(rng.integers(0, 5)), height, width, c)
+        gt = _random_persons(rng, int(rng.integers(0, 5)), height, width, c, with_ignore=True)
+        crops = []
+        for person in pred:
+            crop = nonzero_crop(person)
+            if crop is not None and rng.random() < 0.5:  # a larger rectangle: zeros around
+                y0, x0 = max(crop.y0 - 1, 0), max(crop.x0 - 1, 0)
+                crop = PartCrop(person[y0:, x0:], y0, x0)
+            crops.append(crop)
+        ref_miou, ref_iou = _naive_instance_iou(pred, gt, c)
+        miou, iou = instance_iou_from_crops(crops, gt, c)
+        np.testing.assert_array_equal(miou, ref_miou)
+        np.testing.assert_array_equal(iou, ref_iou)
+        order = rng.permutation(len(pred))
+        labels, owner = paste_crops_with_owner(crops, order, (height, width))
+        ref_labels, ref_owner = paste_with_owner(pred, order, (height, width))
+        np.testing.assert_array_equal(labels, ref_labels)
+        np.testing.assert_array_equal(owner, ref_owner)
+    assert nonzero_crop(np.zeros((3, 4), np.uint8)) is None
 
 
 def test_label_areas():

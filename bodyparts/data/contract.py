@@ -102,8 +102,8 @@ def part_label_map(annotation: Mapping, height: int, width: int) -> np.ndarray:
     if parts is None:
         return np.full((height, width), PART_IGNORE, dtype=np.uint8)
     out = np.zeros((height, width), dtype=np.uint8)
-    for label, rle in parts.items():
-        out[decode_rle(rle).astype(bool)] = int(label)
+    for label, rle in parts.items():  # copyto with a mask view: no index arrays
+        np.copyto(out, np.uint8(int(label)), where=decode_rle(rle).view(bool))
     return out
 
 
@@ -143,6 +143,7 @@ def image_part_map(
     *,
     sem_seg_file: Optional[str] = None,
     ignore_unlabelled: bool = False,
+    part_maps: Optional[Mapping[int, np.ndarray]] = None,
 ) -> np.ndarray:
     """The image-level part map of one record in a target taxonomy (the ground truth of semantic
     part segmentation, shared by the mapper and the evaluator). Only persons (``category_id`` 0)
@@ -164,6 +165,8 @@ def image_part_map(
         ignore_unlabelled: also ignore silhouette pixels that no part covers in complete persons
             (training: such pixels are not taught as background); False counts them as background,
             as benchmark ground truth does.
+        part_maps: {annotation index: its :func:`part_label_map`} already decoded by the caller
+            (not decoded again).
     Returns:
         uint8 (H, W) target labels, PART_IGNORE (255) = no ground truth.
     Raises:
@@ -182,15 +185,17 @@ def image_part_map(
             )
         return full[labels]
     semantic = np.zeros((height, width), dtype=np.uint8)
-    annotations = [a for a in annotations if is_person(a)]
-    labelled = [a.get("parts") is not None and not a.get("iscrowd", 0) for a in annotations]
-    for ann, has_parts in zip(annotations, labelled):
+    persons = [(k, a) for k, a in enumerate(annotations) if is_person(a)]
+    labelled = [a.get("parts") is not None and not a.get("iscrowd", 0) for _, a in persons]
+    for (_, ann), has_parts in zip(persons, labelled):
         unlabelled_pixels = ignore_unlabelled and ann.get("segmentation") is not None
         if not has_parts or not ann.get("parts_complete", True) or unlabelled_pixels:
             semantic[silhouette_mask(ann, height, width)] = PART_IGNORE
-    for ann, has_parts in zip(annotations, labelled):
+    for (k, ann), has_parts in zip(persons, labelled):
         if has_parts:
-            person = part_label_map(ann, height, width)
+            person = part_maps.get(k) if part_maps else None
+            if person is None:
+                person = part_label_map(ann, height, width)
             np.copyto(semantic, full[person], where=person != 0)
     return semantic
 

@@ -25,22 +25,25 @@ from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 from tabulate import tabulate
 
+from ..config import AP_PERSON_MAPS
 from ..data.contract import PERSON_CATEGORY, image_part_map, part_label_map
 from ..taxonomy import PartTaxonomy, get_part_taxonomy, mapping_lut
 from .parsing_metrics import (
     VOL_THRESHOLDS,
+    PartCrop,
     ap_parsing,
     ap_region,
     confusion_matrix,
-    image_level_map,
-    instance_iou_matrix,
-    instance_level_map,
+    instance_iou_from_crops,
     label_areas,
     part_region_ious,
+    paste_crops_with_owner,
+    paste_order,
     pcp,
     semantic_metrics,
+    visible_crops,
 )
-from .person_outputs import person_class_id, person_predictions
+from .person_outputs import person_class_id, person_crop_predictions
 
 __all__ = [
     "BodyPartParsingEvaluator",
@@ -92,14 +95,17 @@ def ground_truth_maps(
         for a in annotations
         if a.get("category_id", PERSON_CATEGORY) == person_class
     ]
-    persons = []
-    for ann in people:
+    persons, decoded = [], {}
+    for k, ann in enumerate(people):
         if ann.get("parts") is not None and not ann.get("iscrowd", 0):
+            decoded[k] = part_label_map(ann, height, width)
             # labels of an annotated person are below len(lut)
-            person = np.asarray(lut, dtype=np.uint8)[part_label_map(ann, height, width)]
+            person = np.asarray(lut, dtype=np.uint8)[decoded[k]]
             if person.any():
                 persons.append(person)
-    semantic = image_part_map(people, height, width, lut, sem_seg_file=sem_seg_file)
+    semantic = image_part_map(
+        people, height, width, lut, sem_seg_file=sem_seg_file, part_maps=decoded
+    )
     if not persons:
         return np.zeros((0, height, width), dtype=np.uint8), semantic
     return np.stack(persons), semantic
@@ -198,6 +204,7 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
         paste_score_threshold: float = 0.5,
         ap_score_threshold: float = 0.0,
         person_class: Optional[int] = None,
+        ap_person_maps: str = "full",
     ):
         """
         Args:
@@ -217,7 +224,16 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
             person_class: contiguous thing class id of persons; default: the dataset metadata's
                 ``thing_classes.index("person")``. Detections of other classes are skipped; a
                 model output with ``pred_classes`` on a dataset without a person class is an error.
+            ap_person_maps: the person maps AP^p and PCP score: "full" (every person with score
+                >= ``ap_score_threshold``, its own full map: Parsing R-CNN) or "pasted" (the
+                persons pasted into the image-level map, each with its visible pixels: MHP-v2's
+                official ``eval_submission.py``); ``BODYPARTS.PARSING_EVAL.AP_PERSON_MAPS``.
         """
+        if ap_person_maps not in AP_PERSON_MAPS:
+            raise ValueError(
+                f"ap_person_maps {ap_person_maps!r}: choose one of {', '.join(AP_PERSON_MAPS)}"
+            )
+        self._ap_person_maps = ap_person_maps
         if not isinstance(part_taxonomy, PartTaxonomy):
             part_taxonomy = get_part_taxonomy(part_taxonomy)
         self._dataset_name = dataset_name
@@ -243,6 +259,7 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
             "output_dir": output_dir,
             "paste_score_threshold": node.PASTE_SCORE_THRESH,
             "ap_score_threshold": node.AP_SCORE_THRESH,
+            "ap_person_maps": node.AP_PERSON_MAPS,
         }
 
     def _load_gt(self, dataset_name: str) -> Dict[Any, Dict[str, Any]]:
@@ -280,14 +297,18 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
         stats: Dict[str, Any] = {"image_id": image_id, "has_instances": "instances" in output}
         if "instances" in output:
             source = f"dataset {self._dataset_name!r}, image {image_id!r}"
-            pred_maps, scores, _ = person_predictions(
+            # per person only the rectangle of its box: no (P, H, W) maps
+            crops, scores, _ = person_crop_predictions(
                 output["instances"].to(self._cpu_device), height, width, self._person_class, source
             )
-            sem_pred = image_level_map(
-                pred_maps, scores, self._paste_score_threshold, (height, width)
-            )
-            stats.update(self._instance_stats(pred_maps, scores, gt_maps))
-            stats.update(self._region_stats(pred_maps, scores, gt_maps))
+            order = paste_order(scores, self._paste_score_threshold)
+            sem_pred, owner = paste_crops_with_owner(crops, order, (height, width))
+            if self._ap_person_maps == "pasted":
+                kept, visible = visible_crops(crops, sem_pred, owner, order)
+                stats.update(self._instance_stats(visible, scores[kept], gt_maps))
+            else:
+                stats.update(self._instance_stats(crops, scores, gt_maps))
+            stats.update(self._region_stats(crops, scores, gt_maps))
         elif "sem_seg" in output:
             sem_seg = output["sem_seg"]
             if tuple(sem_seg.shape) != (c, height, width):
@@ -305,9 +326,10 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
         return stats
 
     def _instance_stats(
-        self, pred_maps: np.ndarray, scores: np.ndarray, gt_maps: np.ndarray
+        self, pred_crops: List[Optional[PartCrop]], scores: np.ndarray, gt_maps: np.ndarray
     ) -> Dict[str, Any]:
-        """AP^p / PCP statistics of one image's P predictions against its G ground-truth persons.
+        """AP^p / PCP statistics of one image's P predictions (their part labels as crops)
+        against its G ground-truth persons.
 
         Returns:
             dict of small arrays: ``num_gt``; per prediction (P,): ``scores``, ``best_gt`` (index
@@ -316,8 +338,8 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
             ``gt_present`` (P, C) its part classes; ``gt_region_counts`` (C,) ground-truth part
             regions per class.
         """
-        c, num_p, num_g = self._num_classes, pred_maps.shape[0], gt_maps.shape[0]
-        miou, iou = instance_iou_matrix(pred_maps, gt_maps, c)  # (P, G), (P, G, C)
+        c, num_p, num_g = self._num_classes, len(pred_crops), gt_maps.shape[0]
+        miou, iou = instance_iou_from_crops(pred_crops, gt_maps, c)  # (P, G), (P, G, C)
         gt_present = label_areas(gt_maps, c) > 0  # (G, C)
         gt_present[:, 0] = False
         if num_g:
@@ -340,14 +362,15 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
         }
 
     def _region_stats(
-        self, pred_maps: np.ndarray, scores: np.ndarray, gt_maps: np.ndarray
+        self, pred_crops: List[Optional[PartCrop]], scores: np.ndarray, gt_maps: np.ndarray
     ) -> Dict[str, np.ndarray]:
         """AP^r statistics: the part regions of the persons with score >= the AP score threshold,
         pasted in ascending score order. Returns (Q,) arrays ``region_classes``,
         ``region_scores`` (their person's score) and ``region_ious`` (best IoU with a ground-truth
         region of the class in the image)."""
         size = gt_maps.shape[1:]  # (H, W), also without ground-truth persons
-        labels, owner = instance_level_map(pred_maps, scores, self._ap_score_threshold, size)
+        order = paste_order(scores, self._ap_score_threshold)
+        labels, owner = paste_crops_with_owner(pred_crops, order, size)
         regions = part_region_ious(labels, owner, gt_maps, self._num_classes)
         return {
             "region_classes": regions["cls"],

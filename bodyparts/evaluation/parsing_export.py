@@ -22,7 +22,10 @@ The files (``<img>`` = the image file's name without extension, e.g. CIHP ``0000
   uint8, or uint16 when Q > 255 (PGN's reader, ``np.array(Image.open(...))``, reads both).
 * ``results.txt``: MHP-v2's submission format (``eval_submission.py``): per image, one line
   ``<img> <id> <score> <id> <score> ...`` with the ``parsing_instance`` ids (``global_tag``) and
-  scores; ``parsing_predict`` is its ``global_seg``.
+  scores; ``parsing_predict`` is its ``global_seg``. That script scores each listed person by its
+  *visible* pixels in the pasted map (persons with score >= ``paste_score_threshold`` only): its
+  AP^p and PCP are the evaluator's with ``BODYPARTS.PARSING_EVAL.AP_PERSON_MAPS "pasted"``, not
+  with the default "full" (Parsing R-CNN's protocol, which ``parsing_person`` serves).
 * ``export_info.json``: thresholds, taxonomy labels, number of images.
 
 Every image of the split gets its files, also without any detection (empty maps and text files):
@@ -97,7 +100,10 @@ class ParsingPredictionWriter(DatasetEvaluator):
     """A ``DatasetEvaluator`` that writes each image's predictions in the reference formats (module
     docstring) to ``output_dir`` and returns no metric. Person maps and scores are taken exactly as
     :class:`~.parsing_evaluation.BodyPartParsingEvaluator` takes them, with the same thresholds,
-    so the reference scripts on these files give the evaluator's numbers."""
+    so the reference scripts on these files give the evaluator's numbers: Parsing R-CNN's and
+    MHP-v2's ``eval_mhp.py`` on ``parsing_predict`` / ``parsing_person`` and PGN's on
+    ``instance_part`` those of ``AP_PERSON_MAPS "full"``, MHP-v2's ``eval_submission.py`` on
+    ``results.txt`` those of ``"pasted"`` (module docstring)."""
 
     @configurable
     def __init__(

@@ -16,6 +16,7 @@ Conventions: ``hist[g, p]`` counts pixels with ground truth ``g`` and prediction
 skipped by every mean. All matching thresholds are **strict** (``IoU > t``).
 """
 
+from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -26,6 +27,11 @@ __all__ = [
     "semantic_metrics",
     "label_areas",
     "instance_iou_matrix",
+    "instance_iou_from_crops",
+    "PartCrop",
+    "nonzero_crop",
+    "paste_crops_with_owner",
+    "visible_crops",
     "voc_ap",
     "parsing_true_positives",
     "ap_parsing",
@@ -157,12 +163,8 @@ def instance_iou_matrix(
 
     ``IoU_c(p, g)`` is the class-c IoU of ``hist(gt_maps[g], pred_maps[p])`` over the **whole
     image** (background included, ground-truth pixels ``>= C`` ignored), and ``mIoU_inst(p, g)`` its
-    nanmean over the C classes (classes absent from both maps are NaN and skipped).
-
-    Equal to the naive ``confusion_matrix`` per pair (P x G passes over H x W pixels), but only the
-    pixels where both maps are non-zero are joined, and all pairs' counts come from one
-    ``np.bincount``: pixels outside the union of the two persons only add to the background
-    intersection, which follows from the areas.
+    nanmean over the C classes (classes absent from both maps are NaN and skipped). Computed by
+    :func:`instance_iou_from_crops` on each prediction's non-zero rectangle.
 
     Args:
         pred_maps: integer (P, H, W) predicted person maps, labels in ``[0, C)``.
@@ -172,64 +174,94 @@ def instance_iou_matrix(
         miou: float64 (P, G) mIoU_inst.
         iou: float64 (P, G, C) per-class IoU, NaN where class c is absent from both maps.
     """
-    num_p, height, width = pred_maps.shape
-    num_g = gt_maps.shape[0]
-    if gt_maps.shape[1:] != (height, width):
-        raise ValueError(f"instance_iou_matrix: pred {pred_maps.shape} vs gt {gt_maps.shape}")
+    pred_maps = np.asarray(pred_maps)
+    if np.asarray(gt_maps).shape[1:] != pred_maps.shape[1:]:
+        raise ValueError(
+            f"instance_iou_matrix: pred {pred_maps.shape} vs gt {np.asarray(gt_maps).shape}"
+        )
+    if pred_maps.size and (pred_maps.max() >= num_classes or pred_maps.min() < 0):
+        raise ValueError(f"instance_iou_matrix: predicted labels must lie in [0, {num_classes})")
+    crops = [nonzero_crop(m.astype(np.uint8, copy=False)) for m in pred_maps]
+    return instance_iou_from_crops(crops, gt_maps, num_classes)
+
+
+def instance_iou_from_crops(
+    pred_crops: Sequence[Optional["PartCrop"]], gt_maps: np.ndarray, num_classes: int
+) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`instance_iou_matrix` of P predictions given as :class:`PartCrop` (None: no part
+    pixel), without their full-image maps.
+
+    Exact integer counts as the naive per-pair ``confusion_matrix``: a prediction is 0 outside its
+    rectangle, so only the rectangle is joined with each ground truth (with a ground truth that
+    is 0 there, nothing is joined); the background row and column follow from the areas.
+
+    Args:
+        pred_crops: P crops of labels in ``[0, C)`` inside the H x W image.
+        gt_maps: integer (G, H, W) ground-truth person maps, labels in ``[0, C)`` or ignored (>= C).
+        num_classes: C.
+    Returns:
+        miou (P, G), iou (P, G, C): as :func:`instance_iou_matrix`.
+    """
     c = num_classes
+    gt_maps = np.asarray(gt_maps)
+    num_p, num_g = len(pred_crops), gt_maps.shape[0]
     if num_p == 0 or num_g == 0:
         return np.zeros((num_p, num_g)), np.zeros((num_p, num_g, c))
-    npix = height * width
-    pred = pred_maps.reshape(num_p, npix)
-    if pred.max() >= c or pred.min() < 0:
-        raise ValueError(f"instance_iou_matrix: predicted labels must lie in [0, {c})")
-    gt = gt_maps.reshape(num_g, npix)
-    if gt.dtype == np.uint8 and c <= 255:
-        gt = np.minimum(gt, np.uint8(c))  # every ignored label becomes c
+    if gt_maps.dtype == np.uint8 and c <= 255:
+        gt = np.minimum(gt_maps, np.uint8(c))  # every ignored label becomes c
     else:
-        gt = gt.astype(np.int64)
-        gt = np.where((gt < 0) | (gt >= c), c, gt)
+        gt = gt_maps.astype(np.int64)
+        gt = np.where((gt < 0) | (gt >= c), c, gt).astype(np.int64)
+    flat = gt.reshape(num_g, -1)
+    area_g = np.stack([np.bincount(f, minlength=c + 1) for f in flat]).astype(np.int64)
+    valid = flat.shape[1] - area_g[:, c]  # (G,) pixels not ignored
+    rects = [_nonzero_rect(g) for g in gt]  # where each ground truth is non-zero (or ignored)
 
-    # Non-zero entries; the ground truth's sorted by pixel (each pixel's entries contiguous).
-    pred_p, pred_x, pred_l = _nonzero_entries(pred)
-    gt_g, gt_x, gt_l = _nonzero_entries(gt)
-    by_pixel = np.argsort(gt_x, kind="stable")
-    gt_g, gt_x, gt_l = gt_g[by_pixel], gt_x[by_pixel], gt_l[by_pixel]
-
-    area_p = np.bincount(pred_p * c + pred_l, minlength=num_p * c).reshape(num_p, c)
-    area_g = np.bincount(gt_g * (c + 1) + gt_l, minlength=num_g * (c + 1)).reshape(num_g, c + 1)
-
-    # Join: every (pred entry, gt entry) on the same pixel.
-    per_pixel = np.bincount(gt_x, minlength=npix)
-    first = np.cumsum(per_pixel) - per_pixel
-    k = per_pixel[pred_x]
-    src = np.repeat(np.arange(pred_x.size), k)
-    gt_entry = np.repeat(first[pred_x], k) + (np.arange(k.sum()) - np.repeat(np.cumsum(k) - k, k))
-    jp, jl = pred_p[src], pred_l[src]
-    jg, jgl = gt_g[gt_entry], gt_l[gt_entry]
-    # kind 0: same label (intersection of class jl); 1: gt ignored; 2: other (different labels)
-    kind = np.where(jgl == jl, 0, np.where(jgl == c, 1, 2))
-    joint = np.bincount(((jp * num_g + jg) * 3 + kind) * c + jl, minlength=num_p * num_g * 3 * c)
-    joint = joint.reshape(num_p, num_g, 3, c)
-
-    inter = joint[:, :, 0, :].astype(np.float64)  # (P, G, C); class 0 filled below
-    under_ignore = joint[:, :, 1, :]  # predicted pixels under ignored ground truth
-    both_nonzero = joint.sum(axis=(2, 3))  # (P, G) pixels where both maps are non-zero
-    ignored = area_g[:, c]  # (G,)
-    gt_fg = area_g[:, 1:c].sum(axis=1)  # (G,) valid non-zero ground-truth pixels
-    pred_fg = area_p.sum(axis=1)  # (P,)
-
-    # row_c: ground-truth pixels of c (valid); col_c: predicted pixels of c on valid ground truth.
-    # Background: gt-0 pixels = valid - gt_fg; pred-0 on valid = valid - (pred_fg - under ignore);
-    # both 0 = gt-0 pixels - predicted non-zero pixels on gt 0 (= pred_fg - both_nonzero).
-    valid = npix - ignored  # (G,)
+    inter = np.zeros((num_p, num_g, c), dtype=np.int64)
+    col = np.zeros((num_p, num_g, c), dtype=np.int64)
+    on_background = np.zeros((num_p, num_g), dtype=np.int64)  # predicted non-zero on gt 0
+    for p, crop in enumerate(pred_crops):
+        if crop is None:
+            continue
+        labels = np.asarray(crop.labels)
+        h, w = labels.shape
+        pred = labels.reshape(-1).astype(np.int64)
+        if pred.size and (pred.max() >= c or pred.min() < 0):
+            raise ValueError(f"instance_iou_from_crops: predicted labels must lie in [0, {c})")
+        area_p = np.bincount(pred, minlength=c)
+        for g in range(num_g):
+            rect = rects[g]
+            if rect is None or not _overlap(rect, (crop.y0, crop.x0, crop.y0 + h, crop.x0 + w)):
+                joint = np.zeros((c + 1, c), dtype=np.int64)
+                joint[0] = area_p
+            else:
+                sub = gt[g, crop.y0 : crop.y0 + h, crop.x0 : crop.x0 + w].reshape(-1)
+                joint = np.bincount(sub.astype(np.int64) * c + pred, minlength=(c + 1) * c)
+                joint = joint.reshape(c + 1, c)
+            inter[p, g] = np.diagonal(joint[:c])
+            col[p, g] = joint[:c].sum(axis=0)  # predicted c on valid ground truth
+            on_background[p, g] = joint[0, 1:].sum()
+    # background: predicted 0 on valid ground truth = valid - predicted non-zero there; both 0 =
+    # ground-truth 0 pixels - predicted non-zero pixels on ground-truth 0
+    col[:, :, 0] = valid[None, :] - col[:, :, 1:].sum(axis=2)
+    inter[:, :, 0] = area_g[None, :, 0] - on_background
     row = np.broadcast_to(area_g[None, :, :c], (num_p, num_g, c)).astype(np.float64)
-    row[:, :, 0] = (valid - gt_fg)[None, :]
-    col = (area_p[:, None, :] - under_ignore).astype(np.float64)
-    col[:, :, 0] = valid[None, :] - (pred_fg[:, None] - under_ignore.sum(axis=2))
-    inter[:, :, 0] = (valid - gt_fg)[None, :] - (pred_fg[:, None] - both_nonzero)
+    inter = inter.astype(np.float64)
     iou = _safe_div(inter, row + col - inter)
     return _nanmean(iou), iou
+
+
+def _nonzero_rect(label_map: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
+    """(y0, x0, y1, x1) bounding the non-zero pixels of a (H, W) map; None if there are none."""
+    rows = np.flatnonzero(label_map.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(label_map.any(axis=0))
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def _overlap(a: Tuple[int, int, int, int], b: Tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
@@ -443,6 +475,85 @@ def paste_order(scores: np.ndarray, score_threshold: float) -> np.ndarray:
     return keep[np.argsort(scores[keep], kind="stable")].astype(np.int64)
 
 
+@dataclass
+class PartCrop:
+    """One person's part labels inside a rectangle of the image: ``labels`` uint8 (h, w) at rows
+    ``y0 .. y0 + h - 1`` and columns ``x0 .. x0 + w - 1``; 0 (and the whole image outside the
+    rectangle) is background."""
+
+    labels: np.ndarray
+    y0: int
+    x0: int
+
+
+def nonzero_crop(labels: np.ndarray) -> Optional[PartCrop]:
+    """The smallest :class:`PartCrop` (a view) holding every non-zero pixel of a (H, W) map; None
+    when it has none."""
+    rect = _nonzero_rect(labels)
+    if rect is None:
+        return None
+    y0, x0, y1, x1 = rect
+    return PartCrop(labels[y0:y1, x0:x1], y0, x0)
+
+
+def paste_crops_with_owner(
+    crops: Sequence[Optional[PartCrop]], order: Optional[Sequence[int]], image_size
+) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`paste_with_owner` of per-person crops (None: no part pixel): the same labels and
+    owners as pasting the persons' full-image maps, written inside each rectangle only.
+
+    Args:
+        crops: per person a :class:`PartCrop` or None.
+        order: indices into ``crops``, first pasted first (default all, in index order).
+        image_size: (H, W).
+    """
+    height, width = (int(v) for v in image_size)
+    labels = np.zeros((height, width), dtype=np.uint8)
+    owner = np.full((height, width), -1, dtype=np.int64)
+    for i in range(len(crops)) if order is None else order:
+        crop = crops[int(i)]
+        if crop is None:
+            continue
+        h, w = crop.labels.shape
+        fg = (crop.labels > 0) & (crop.labels != _NO_LABEL)
+        labels[crop.y0 : crop.y0 + h, crop.x0 : crop.x0 + w][fg] = crop.labels[fg]
+        owner[crop.y0 : crop.y0 + h, crop.x0 : crop.x0 + w][fg] = int(i)
+    return labels, owner
+
+
+def visible_crops(
+    crops: Sequence[Optional[PartCrop]],
+    labels: np.ndarray,
+    owner: np.ndarray,
+    order: Sequence[int],
+) -> Tuple[np.ndarray, list]:
+    """The persons of a pasted map as MHP-v2's official ``eval_submission.py`` reads them from
+    ``global_seg`` / ``global_tag``: each pasted person's visible pixels (``labels`` where
+    ``owner`` is that person), the persons with none left out.
+
+    Args:
+        crops: per person a :class:`PartCrop` or None (their rectangles bound the visible pixels).
+        labels, owner: :func:`paste_crops_with_owner` of ``crops`` in ``order``.
+        order: the pasted persons (indices into ``crops``).
+    Returns:
+        kept: int64 (P',) indices into ``crops`` of the persons with a visible pixel, ascending.
+        visible: their P' crops (labels 0 where another person covers them).
+    """
+    kept, visible = [], []
+    for i in sorted(int(i) for i in order):
+        crop = crops[i]
+        if crop is None:
+            continue
+        h, w = crop.labels.shape
+        window = (slice(crop.y0, crop.y0 + h), slice(crop.x0, crop.x0 + w))
+        mine = owner[window] == i
+        if mine.any():
+            kept.append(i)
+            visible_labels = np.where(mine, labels[window], 0).astype(np.uint8)
+            visible.append(PartCrop(visible_labels, crop.y0, crop.x0))
+    return np.asarray(kept, dtype=np.int64), visible
+
+
 def paste_with_owner(
     part_maps: np.ndarray, order: Optional[Sequence[int]] = None, image_size=None
 ) -> Tuple[np.ndarray, np.ndarray]:
@@ -544,9 +655,14 @@ def part_region_ious(
             f"part_region_ious: labels must lie in [0, {num_classes}) with an owner >= 0 on each"
         )
     num_persons = int(owner[fg].max()) + 1 if fg.size else 1
-    keys, inverse, area = np.unique(
-        labels[fg] * num_persons + owner[fg], return_inverse=True, return_counts=True
-    )
+    # np.unique(..., return_inverse, return_counts) of the region keys, by counting (no sort)
+    pixel_keys = labels[fg] * num_persons + owner[fg]
+    counts = np.bincount(pixel_keys, minlength=num_classes * num_persons)
+    keys = np.flatnonzero(counts)
+    area = counts[keys]
+    lookup = np.zeros(counts.size, dtype=np.int64)
+    lookup[keys] = np.arange(keys.size)
+    inverse = lookup[pixel_keys]
     num_regions = keys.size
     cls, person = np.divmod(keys, num_persons)
     iou = np.zeros(num_regions)

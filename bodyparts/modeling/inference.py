@@ -7,7 +7,7 @@ detections whose class has parts (:class:`~bodyparts.modeling.PartPredictions`).
 """
 
 import math
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,7 @@ __all__ = [
     "part_inference",
     "store_part_predictions",
     "paste_part_masks",
+    "paste_in_box",
     "part_label_maps_in_image",
 ]
 
@@ -105,26 +106,46 @@ def paste_part_masks(part_probs, boxes: torch.Tensor, image_size) -> torch.Tenso
         return out
     boxes = boxes.to(part_probs.dtype)
     for i in range(num):  # one box at a time: memory O(C * box area), not O(R * C * H * W)
-        x0, y0, x1, y1 = boxes[i].tolist()
-        ix0, iy0 = max(int(x0), 0), max(int(y0), 0)
-        ix1, iy1 = min(math.ceil(x1), width), min(math.ceil(y1), height)
-        if ix1 <= ix0 or iy1 <= iy0:
-            continue
-        xs = (torch.arange(ix0, ix1, device=boxes.device, dtype=boxes.dtype) + 0.5 - x0) / max(
-            x1 - x0, 1e-6
-        )
-        ys = (torch.arange(iy0, iy1, device=boxes.device, dtype=boxes.dtype) + 0.5 - y0) / max(
-            y1 - y0, 1e-6
-        )
-        gy, gx = torch.meshgrid(ys * 2 - 1, xs * 2 - 1, indexing="ij")
-        grid = torch.stack([gx, gy], dim=-1)[None]
-        pasted = F.grid_sample(
-            part_probs[i : i + 1], grid, mode="bilinear", padding_mode="border", align_corners=False
-        )
-        inside = (grid.abs() <= 1).all(dim=-1)[0]
-        labels = pasted[0].argmax(dim=0).to(torch.uint8)
-        out[i, iy0:iy1, ix0:ix1] = torch.where(inside, labels, torch.zeros_like(labels))
+        box = paste_in_box(part_probs[i], boxes[i], height, width)
+        if box is not None:
+            labels, iy0, ix0 = box
+            out[i, iy0 : iy0 + labels.shape[0], ix0 : ix0 + labels.shape[1]] = labels
     return out
+
+
+def paste_in_box(
+    probs: torch.Tensor, box: torch.Tensor, height: int, width: int
+) -> Optional[Tuple[torch.Tensor, int, int]]:
+    """One person's part labels pasted into an H x W image, computed inside its box only.
+
+    Args:
+        probs: float (C, M, M) part probabilities in ROI space.
+        box: (4,) XYXY box in image pixels.
+        height, width: image size H x W.
+    Returns:
+        (uint8 (h, w) labels, y0, x0): the labels of the pixels ``y0 .. y0 + h - 1`` x
+        ``x0 .. x0 + w - 1`` (the box clipped to the image, whole pixels), 0 where background
+        wins or the pixel centre lies outside the box; None when the box holds no pixel. The
+        image is 0 elsewhere (:func:`paste_part_masks`).
+    """
+    x0, y0, x1, y1 = box.to(probs.dtype).tolist()
+    ix0, iy0 = max(int(x0), 0), max(int(y0), 0)
+    ix1, iy1 = min(math.ceil(x1), width), min(math.ceil(y1), height)
+    if ix1 <= ix0 or iy1 <= iy0:
+        return None
+    dtype, device = probs.dtype, probs.device
+    xs = (torch.arange(ix0, ix1, device=device, dtype=dtype) + 0.5 - x0) / max(x1 - x0, 1e-6)
+    ys = (torch.arange(iy0, iy1, device=device, dtype=dtype) + 0.5 - y0) / max(y1 - y0, 1e-6)
+    xs, ys = xs * 2 - 1, ys * 2 - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    grid = torch.stack([gx, gy], dim=-1)[None]
+    pasted = F.grid_sample(
+        probs[None], grid, mode="bilinear", padding_mode="border", align_corners=False
+    )[0]
+    # max(dim).indices: the first largest, as argmax, several times faster over dim 0 on CPU
+    labels = pasted.max(dim=0).indices.to(torch.uint8)
+    inside = (ys.abs() <= 1)[:, None] & (xs.abs() <= 1)[None, :]  # pixel centre in the box
+    return labels.masked_fill_(~inside, 0), iy0, ix0
 
 
 def part_label_maps_in_image(instances: Instances) -> torch.Tensor:

@@ -28,10 +28,13 @@ from detectron2.utils.visualizer import GenericMask, Visualizer
 
 from ..data.contract import PART_IGNORE, decode_rle, part_label_map
 from ..data.datasets.generic import bodyparts_metadata
-from ..evaluation.parsing_metrics import paste_order, paste_part_maps
-from ..evaluation.person_outputs import person_part_maps
-from ..modeling.inference import paste_part_masks
-from ..modeling.part_outputs import as_part_predictions
+from ..evaluation.parsing_metrics import (
+    PartCrop,
+    paste_crops_with_owner,
+    paste_order,
+    paste_part_maps,
+)
+from ..evaluation.person_outputs import person_part_crops, person_part_maps
 from ..taxonomy import KeypointTaxonomy, PartTaxonomy, get_keypoint_taxonomy, get_part_taxonomy
 
 __all__ = [
@@ -120,93 +123,13 @@ def _labels_present(label_map: np.ndarray) -> np.ndarray:
     return np.unique(label_map)
 
 
-@dataclass
-class PartCrop:
-    """One person's part labels inside a rectangle of the image: ``labels`` uint8 (h, w) at rows
-    ``y0 .. y0 + h - 1`` and columns ``x0 .. x0 + w - 1``; 0 (and the whole image outside the
-    rectangle) is background."""
-
-    labels: np.ndarray
-    y0: int
-    x0: int
-
-
-def _nonzero_crop(labels: np.ndarray) -> Optional[PartCrop]:
-    """The smallest :class:`PartCrop` (a view) holding every non-zero pixel of a (H, W) map."""
-    rows = np.flatnonzero(labels.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(labels.any(axis=0))
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    return PartCrop(labels[y0:y1, x0:x1], y0, x0)
-
-
-def _paste_in_box(
-    probs: torch.Tensor, box: torch.Tensor, height: int, width: int
-) -> Optional[PartCrop]:
-    """The labels :func:`bodyparts.modeling.paste_part_masks` gives one person (float (1, C, M, M)
-    probabilities, XYXY box), computed inside the box only: the same pixels and values, as the
-    box is shifted by whole pixels (exact in floating point)."""
-    x0, y0, x1, y1 = box.to(probs.dtype).tolist()
-    ix0, iy0 = max(int(x0), 0), max(int(y0), 0)
-    ix1, iy1 = min(math.ceil(x1), width), min(math.ceil(y1), height)
-    if ix1 <= ix0 or iy1 <= iy0:
-        return None
-    shifted = torch.tensor(
-        [[x0 - ix0, y0 - iy0, x1 - ix0, y1 - iy0]], dtype=torch.float64, device=probs.device
-    )
-    labels = paste_part_masks(probs, shifted, (iy1 - iy0, ix1 - ix0))[0]
-    return PartCrop(_numpy(labels).astype(np.uint8, copy=False), iy0, ix0)
-
-
-def person_part_crops(instances: Instances) -> Optional[List[Optional[PartCrop]]]:
-    """Per person (R), its part labels in image space as a :class:`PartCrop` (None: no part pixel).
-
-    From ``pred_part_labels`` (R, H, W): the bounding rectangle of each map's non-zero pixels
-    (views). From ``pred_part_masks`` (``PartPredictions``) and ``pred_boxes``:
-    pasted inside each box only, with the values :func:`person_part_maps` gives there (it is zero
-    elsewhere). None when the instances have neither field.
-    """
-    if instances.has("pred_part_labels"):
-        maps = _numpy(instances.pred_part_labels).astype(np.uint8, copy=False)
-        return [_nonzero_crop(labels) for labels in maps]
-    if not instances.has("pred_part_masks"):
-        return None
-    height, width = (int(v) for v in instances.image_size)
-    pred = as_part_predictions(instances.pred_part_masks)
-    boxes = instances.pred_boxes.tensor
-    rows = {int(i): j for j, i in enumerate(pred.index.tolist())}
-    probs = pred.probs
-    crops: List[Optional[PartCrop]] = []
-    for i in range(len(instances)):
-        j = rows.get(i)
-        crops.append(
-            None if j is None else _paste_in_box(probs[j : j + 1], boxes[i], height, width)
-        )
-    return crops
-
-
 def paste_part_crops(
     crops: Sequence[Optional[PartCrop]], order: Optional[Sequence[int]], image_size
 ) -> np.ndarray:
     """:func:`paste_part_maps` of per-person crops: uint8 (H, W) labels, persons pasted in
-    ``order`` (default all, in index order), only labels 1..254 overwriting.
-
-    Args:
-        crops: per person a :class:`PartCrop` or None (no part pixel).
-        order: indices into ``crops``, first pasted first.
-        image_size: (H, W).
-    """
-    height, width = (int(v) for v in image_size)
-    out = np.zeros((height, width), dtype=np.uint8)
-    for i in range(len(crops)) if order is None else order:
-        crop = crops[int(i)]
-        if crop is None:
-            continue
-        h, w = crop.labels.shape
-        fg = (crop.labels > 0) & (crop.labels != PART_IGNORE)
-        out[crop.y0 : crop.y0 + h, crop.x0 : crop.x0 + w][fg] = crop.labels[fg]
-    return out
+    ``order`` (default all, in index order), only labels 1..254 overwriting
+    (:func:`bodyparts.evaluation.parsing_metrics.paste_crops_with_owner`)."""
+    return paste_crops_with_owner(crops, order, image_size)[0]
 
 
 def mask_crop(mask, box: Sequence[float]) -> Tuple[np.ndarray, int, int]:
