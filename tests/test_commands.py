@@ -22,6 +22,7 @@
 
 import glob
 import json
+import math
 import os
 import re
 import shlex
@@ -420,11 +421,32 @@ def _run_benchmark(tmp_path, trained: Trained) -> None:
         assert run[phase]["images_per_s"] > 0, phase
 
 
+def _run_dry_run(tmp_path, trained: Trained) -> None:
+    """Two real training steps (forward, backward, update at learning rate 0) of the quick config
+    on generated 96 x 96 images, their peak memory reported per iteration."""
+    out = tmp_path / "dry"
+    cmd = _tool(
+        "dry_run", "--config-file", SHARED_CONFIG, "--iters", "2", "--images", "2",
+        "--image-size", "96", "--max-persons", "2", "--output", str(out),
+        "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "96",
+    )  # fmt: skip
+    proc, log = _run(cmd, env=_env(DETECTRON2_DATASETS=str(tmp_path / "data")), timeout=300)
+    assert proc.returncode == 0, _tail(log)
+    report = json.loads((out / "dry_run.json").read_text())
+    assert [r["iter"] for r in report["iterations"]] == [0, 1]
+    assert report["ims_per_batch"] == 1 and report["image_size"] == 96  # IMS_PER_BATCH 4 / 8 -> 1
+    assert all(r["peak_mb"] > 100 and r["seconds"] > 0 for r in report["iterations"])
+    assert all(math.isfinite(r["total_loss"]) for r in report["iterations"])
+    assert report["peak_mb"] == max(r["peak_mb"] for r in report["iterations"])
+    assert "Traceback" not in log
+
+
 TOOL_RUNS: Dict[str, Callable[..., None]] = {
     "benchmark": _run_benchmark,
     "benchmark_server": _run_benchmark_server,
     "check_dataset": _run_check_dataset,
     "demo": _run_demo,
+    "dry_run": _run_dry_run,
     "eval_part_panoptic": _run_eval_part_panoptic,
     "export_model": _run_export_model,
     "export_parsing_predictions": _run_export_parsing_predictions,

@@ -27,8 +27,10 @@ default the config's), batch 1, on the same --images test images. ``eager`` runs
 PyTorch as the exported file does (model input -> tensors: ``inference(..., do_postprocess=False)``,
 nothing pasted into the original image); ``torchscript`` and ``onnx`` export the model once by
 tracing (``bodyparts.export``, on the first image at the first size; the traced graph holds for
-every size) and run the file with ``torch.jit.load`` / ONNX Runtime. A model that cannot be
-exported gets the error instead of figures.
+every size) and run the file with ``torch.jit.load`` / ONNX Runtime; ``onnx_int8`` quantizes the
+ONNX file to INT8 first (``bodyparts.export.quantize``: ONNX Runtime static quantization calibrated
+on --calibration-images images of DATASETS.TRAIN). A model that cannot be exported gets the error
+instead of figures.
 
 Detections (phase ``detections``, on when --detections N,... is given): inference of an instance
 model on the first test image with N fixed person boxes given to the ROI heads (Detectron2's
@@ -73,7 +75,7 @@ from bodyparts.utils.cli import make_output_dir, run_tool
 SEED = 0  # same augmentations and initial weights for every config
 PHASES = ("train", "inference", "data_loader")  # the default phases
 ALL_PHASES = PHASES + ("runtimes", "detections")
-RUNTIMES = ("eager", "torchscript", "onnx")
+RUNTIMES = ("eager", "torchscript", "onnx", "onnx_int8")
 ROWS = [  # (phase, figure, table label)
     ("train", "s_per_iter_mean", "train s/iter (mean)"),
     ("train", "s_per_iter_median", "train s/iter (median)"),
@@ -364,6 +366,7 @@ def bench_runtimes(cfg: CfgNode, records: List[Dict], source: str, args, label: 
     import tempfile
 
     from bodyparts.export import ExportError, export_model, load_exported
+    from bodyparts.export.quantize import quantize_int8
 
     model = _build_model(cfg).eval()
     device = cfg.MODEL.DEVICE
@@ -383,7 +386,12 @@ def bench_runtimes(cfg: CfgNode, records: List[Dict], source: str, args, label: 
                 continue
             folder = os.path.join(tmp, f"{label}_{fmt}")
             try:
-                export_model(model, images[sizes[0]][0], folder, format=fmt, method="tracing")
+                file_format = "onnx" if fmt == "onnx_int8" else fmt
+                export_model(
+                    model, images[sizes[0]][0], folder, format=file_format, method="tracing"
+                )
+                if fmt == "onnx_int8":  # calibrated on DATASETS.TRAIN (bodyparts.export.quantize)
+                    quantize_int8(folder, cfg, num_images=args.calibration_images)
                 exported[fmt] = folder
             except ExportError as e:
                 errors[fmt] = str(e)
@@ -552,6 +560,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--threads", default="", metavar="N,...", help="thread counts of the runtimes phase"
+    )
+    p.add_argument(
+        "--calibration-images", type=int, default=32, help="onnx_int8: calibration images"
     )
     p.add_argument(
         "--input-sizes",

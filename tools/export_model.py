@@ -4,7 +4,8 @@ tools/deploy/export_model.py.
 
     python tools/export_model.py --config-file CFG --format {torchscript,onnx}
                                  --export-method {tracing,scripting} [--sample-image IMG]
-                                 --output DIR [--opset 17] [KEY VALUE ...]
+                                 --output DIR [--opset 17] [--quantize int8]
+                                 [--calibration-images 32] [--eval] [KEY VALUE ...]
 
 e.g. ``MODEL.WEIGHTS output/.../model_final.pth`` as trailing opts. Exports the per-person part
 model (BodyPartsRCNN / GeneralizedRCNN: TorchScript by tracing or scripting, ONNX by tracing) and
@@ -16,9 +17,16 @@ it (largest absolute difference per output, printed and kept in DIR/export_info.
 model.ts (+ Detectron2's TorchScript IR dumps) or model.onnx, and export_info.json (input, output
 names and shapes, label names). Exit code 1 when the model cannot be exported (the message names
 the part and why), 2 for usage errors.
+
+``--quantize int8`` (ONNX): ONNX Runtime static quantization of the convolutions and matrix
+products, calibrated on the first images of DATASETS.TRAIN; DIR/model_int8.onnx becomes the folder's
+model (export_info.json names the op types left in float). ``--eval``: the exported file evaluated
+on DATASETS.TEST with the model's evaluators (COCO AP, parsing metrics), the numbers printed and
+kept in export_info.json (``evaluation``).
 """
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -42,6 +50,7 @@ from bodyparts.export import (  # noqa: E402
     export_model,
     prepare_image,
 )
+from bodyparts.export.quantize import ExportedDetector, quantize_int8  # noqa: E402
 from bodyparts.utils.cli import USER_ERRORS, add_weights_flag, make_output_dir  # noqa: E402
 from bodyparts.utils.predictions import load_inference_cfg  # noqa: E402
 
@@ -57,12 +66,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--output", required=True, metavar="DIR", help="output directory")
     p.add_argument("--opset", type=int, default=ONNX_OPSET, help="ONNX opset (16 or later)")
     add_weights_flag(p)
+    p.add_argument("--quantize", choices=("int8",), help="ONNX: static INT8 quantization")
+    p.add_argument(
+        "--calibration-images", type=int, default=32, help="INT8: training images to calibrate on"
+    )
+    p.add_argument("--eval", action="store_true", help="evaluate the file on DATASETS.TEST")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = p.parse_args(argv)
     if not os.path.isfile(args.config_file):
         p.error(f"config file {args.config_file!r} does not exist")
     if args.sample_image is not None and not os.path.isfile(args.sample_image):
         p.error(f"sample image {args.sample_image!r} does not exist")
+    if args.quantize and args.format != "onnx":
+        p.error("--quantize int8 needs --format onnx")
+    if args.calibration_images < 1:
+        p.error(f"--calibration-images {args.calibration_images}: give 1 or more")
     if args.opset < 16:
         p.error(
             f"--opset {args.opset}: ROIAlignV2 (half-pixel RoiAlign) needs ONNX opset 16 or later"
@@ -83,6 +101,33 @@ def sample_image_path(cfg) -> str:
     if not records:
         raise ExportError(f"no --sample-image and dataset {cfg.DATASETS.TEST[0]!r} is empty")
     return records[0]["file_name"]
+
+
+def evaluate_export(directory: str, cfg) -> dict:
+    """The exported file of ``directory`` on every DATASETS.TEST split, through the test loader and
+    the evaluators of the eager model (``Trainer.build_evaluator``)."""
+    from detectron2.evaluation import inference_on_dataset
+
+    from bodyparts.engine import Trainer
+
+    if not cfg.DATASETS.TEST:
+        raise ValueError("--eval: DATASETS.TEST is empty")
+    model = ExportedDetector(directory)
+    results = {}
+    for name in cfg.DATASETS.TEST:
+        evaluator = Trainer.build_evaluator(cfg, name, os.path.join(directory, "inference", name))
+        loader = Trainer.build_test_loader(cfg, name)
+        found = inference_on_dataset(model, loader, evaluator)
+        results[name] = {
+            task: {k: float(v) for k, v in values.items() if "-" not in k}
+            for task, values in found.items()
+        }
+    return results
+
+
+def _write_info(directory: str, info: dict) -> None:
+    with open(os.path.join(directory, "export_info.json"), "w") as f:
+        json.dump(info, f, indent=2)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -107,6 +152,18 @@ def main(args: argparse.Namespace) -> int:
             metadata=metadata,
             opset=args.opset,
         )
+        if args.quantize:
+            info = quantize_int8(
+                args.output, cfg, num_images=args.calibration_images, model=model, sample=image
+            )
+            ops = info["quantization"]["ops"]
+            print(f"INT8 model written to {os.path.join(args.output, info['file'])}")
+            for kind in ("int8", "float"):
+                print(f"  {kind}: " + ", ".join(f"{k} {v}" for k, v in ops[kind].items()))
+        if args.eval:
+            info["evaluation"] = evaluate_export(args.output, cfg)
+            _write_info(args.output, info)
+            print(json.dumps(info["evaluation"], indent=1))
     except (ExportError, ValueError) as e:
         print(f"export_model.py: error: {e}", file=sys.stderr)
         return 1
