@@ -5,6 +5,7 @@ has neither torch nor detectron2."""
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -181,7 +182,14 @@ def test_runtime_errors(tmp_path, scene):
         model(np.zeros((8, 8), np.uint8))
 
 
-def _runtime_venv() -> str:
+def _runtime_source(tmp_path) -> str:
+    """A copy of runtime/ to install from (a build writes into its source folder)."""
+    target = str(tmp_path / "runtime_src")
+    shutil.copytree(RUNTIME, target, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    return target
+
+
+def _runtime_venv(source: str) -> str:
     """A virtual environment with the runtime's dependencies and no torch / detectron2, cached
     under ~/.cache/bodyparts (keyed on runtime/pyproject.toml); the package reinstalled each
     time."""
@@ -192,10 +200,10 @@ def _runtime_venv() -> str:
     if not os.path.isfile(os.path.join(root, ".complete")):
         venv.EnvBuilder(with_pip=True, clear=True).create(root)
         pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        subprocess.run([*pip, RUNTIME], check=True, timeout=900)  # its dependencies from PyPI
+        subprocess.run([*pip, source], check=True, timeout=900)  # its dependencies from PyPI
         open(os.path.join(root, ".complete"), "w").close()
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps"]
-    subprocess.run([*pip, "--force-reinstall", RUNTIME], check=True, timeout=300)
+    subprocess.run([*pip, "--force-reinstall", source], check=True, timeout=300)
     return python
 
 
@@ -203,7 +211,7 @@ def _runtime_venv() -> str:
 def test_runtime_runs_without_torch_and_detectron2(scene, tmp_path):
     """pip-installed into a fresh virtual environment (numpy, OpenCV, ONNX Runtime only), the
     command line gives the records the runtime gives here."""
-    python = _runtime_venv()
+    python = _runtime_venv(_runtime_source(tmp_path))
     probe = subprocess.run(
         [python, "-c", "import torch"], capture_output=True, text=True, timeout=120
     )
