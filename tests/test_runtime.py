@@ -177,6 +177,16 @@ def test_runtime_errors(tmp_path, scene):
     (tmp_path / "export_info.json").write_text(json.dumps(dict(info, format="torchscript")))
     with pytest.raises(ExportFolderError, match="format 'torchscript'; this runtime runs ONNX"):
         Runtime(str(tmp_path))
+    (tmp_path / "export_info.json").write_text("{not json")
+    with pytest.raises(ExportFolderError, match="export_info.json: not readable as JSON"):
+        Runtime(str(tmp_path))
+    (tmp_path / "export_info.json").write_text(json.dumps(dict(info, file="gone.onnx")))
+    with pytest.raises(ExportFolderError, match="gone.onnx: no such file"):
+        Runtime(str(tmp_path))
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    (tmp_path / "export_info.json").write_text(json.dumps(dict(info, file="bad.onnx")))
+    with pytest.raises(ExportFolderError, match="bad.onnx: ONNX Runtime cannot load it"):
+        Runtime(str(tmp_path))
     model = Runtime(scene["export"])
     with pytest.raises(ExportFolderError, match="uint8 \\(H, W, 3\\) BGR image"):
         model(np.zeros((8, 8), np.uint8))

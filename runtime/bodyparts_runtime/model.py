@@ -50,8 +50,18 @@ class Runtime:
         info_path = os.path.join(directory, INFO_FILE)
         if not os.path.isfile(info_path):
             raise ExportFolderError(f"{directory}: no {INFO_FILE}; not a bodyparts export folder")
-        with open(info_path) as f:
-            info = json.load(f)
+        try:
+            with open(info_path) as f:
+                info = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ExportFolderError(f"{info_path}: not readable as JSON ({e})") from None
+        if not isinstance(info, dict):
+            raise ExportFolderError(f"{info_path}: not an export description (a JSON object)")
+        missing = [
+            k for k in ("file", "outputs", "min_size_test", "max_size_test") if k not in info
+        ]
+        if missing:
+            raise ExportFolderError(f"{info_path}: no {', '.join(missing)}; not a bodyparts export")
         if info.get("format") != "onnx":
             raise ExportFolderError(
                 f"{info_path}: format {info.get('format')!r}; this runtime runs ONNX exports "
@@ -71,11 +81,15 @@ class Runtime:
         if num_threads:
             options.intra_op_num_threads = num_threads
             options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            os.path.join(directory, info["file"]),
-            options,
-            providers=providers or ["CPUExecutionProvider"],
-        )
+        model_path = os.path.join(directory, info["file"])
+        if not os.path.isfile(model_path):
+            raise ExportFolderError(f"{model_path}: no such file (named by {info_path})")
+        try:
+            self.session = ort.InferenceSession(
+                model_path, options, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as e:  # ONNX Runtime's own exceptions: a corrupt or foreign file
+            raise ExportFolderError(f"{model_path}: ONNX Runtime cannot load it ({e})") from None
 
     def raw(self, image_bgr: np.ndarray) -> Dict[str, np.ndarray]:
         """The model's named outputs for a uint8 BGR (H, W, 3) image, in the coordinates of the
