@@ -30,7 +30,6 @@ Loads go through :func:`~bodyparts.data.datasets.native.load_items_cached` (one 
 the listing read from a (large) index file is cached too, keyed by the index file's size and time.
 """
 
-import functools
 import hashlib
 import logging
 import os
@@ -49,10 +48,8 @@ from ..generic import bodyparts_metadata
 from ..native import (
     DatasetFormatError,
     cache_dir,
-    register_native_split,
     validate_records,
 )
-from ..synthetic import datasets_root
 
 # The logger of the former single module ``bodyparts.data.datasets.ade20k``: unchanged names.
 logger = logging.getLogger(__package__)
@@ -373,31 +370,3 @@ def ade20k_metadata(release_root: str, release: str, split: str) -> Dict[str, An
     meta = bodyparts_metadata(PART_TAXONOMY, keypoint_taxonomy=None)
     meta.update(dataset_root=release_root, ade20k_release=release, split=split)
     return meta
-
-
-def register_all_ade20k(root: Optional[str] = None) -> List[str]:
-    """Register ``ade20k_{2016,2021}_person_{train,val}`` (lazy: nothing is read until used).
-
-    Args:
-        root: datasets root holding ``ADE20K_2016_07_26/`` and ``ADE20K_2021_17_01/``; default
-            ``$DETECTRON2_DATASETS`` (``./datasets``).
-    Returns:
-        the registered names.
-    """
-    from .release_2016 import load_ade20k_2016  # here, not above: the readers import this module
-    from .release_2021 import load_ade20k_2021
-
-    root = root if root is not None else datasets_root()
-    loaders = {"2016": load_ade20k_2016, "2021": load_ade20k_2021}
-    names = []
-    for release, load in loaders.items():
-        release_root = os.path.join(root, RELEASE_DIRS[release])
-        for split in _SPLIT_DIRS:
-            name = f"ade20k_{release}_person_{split}"
-            register_native_split(
-                name,
-                functools.partial(load, release_root, split),
-                ade20k_metadata(release_root, release, split),
-            )
-            names.append(name)
-    return names
