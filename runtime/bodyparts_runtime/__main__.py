@@ -31,10 +31,11 @@ def main(argv=None) -> int:
             print(f"bodyparts-runtime: error: {path}: not a readable image", file=sys.stderr)
             return 2
         stem = os.path.splitext(os.path.basename(path))[0]
-        record = model(image, args.threshold, file_name=os.path.abspath(path))
+        found = model.persons(image, args.threshold)  # the model runs once per image
+        record = model.record(found, args.threshold, file_name=os.path.abspath(path))
         with open(os.path.join(args.output, stem + ".json"), "w") as f:
             json.dump(record, f)
-        cv2.imwrite(os.path.join(args.output, stem + "_vis.png"), model.draw(image, args.threshold))
+        cv2.imwrite(os.path.join(args.output, stem + "_vis.png"), model.draw(image, found=found))
         print(f"{path}: {len(record['persons'])} persons")
     return 0
 

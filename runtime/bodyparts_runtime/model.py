@@ -158,7 +158,12 @@ class Runtime:
         self, image_bgr: np.ndarray, threshold: float = 0.5, file_name: Optional[str] = None
     ) -> Dict[str, Any]:
         """The JSON record of one image (module docstring), as ``tools/demo.py --json``."""
-        found = self.persons(image_bgr, threshold)
+        return self.record(self.persons(image_bgr, threshold), threshold, file_name)
+
+    def record(
+        self, found: Dict[str, Any], threshold: float, file_name: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """The JSON record of :meth:`persons`' result (the model is not run again)."""
         height, width = found["height"], found["width"]
         persons = []
         for i in range(len(found["scores"])):
@@ -212,9 +217,16 @@ class Runtime:
             np.copyto(window, labels, where=labels > 0)
         return out
 
-    def draw(self, image_bgr: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-        """The image with the part map blended in (a colour per label), boxes and keypoints."""
-        found = self.persons(image_bgr, threshold)
+    def draw(
+        self,
+        image_bgr: np.ndarray,
+        threshold: float = 0.5,
+        found: Optional[Dict[str, Any]] = None,
+    ) -> np.ndarray:
+        """The image with the part map blended in (a colour per label), boxes and keypoints;
+        ``found``: :meth:`persons`' result for this image (default: the model is run)."""
+        if found is None:
+            found = self.persons(image_bgr, threshold)
         labels = self.part_map(found)
         rng = np.random.default_rng(0)
         colours = rng.integers(60, 256, size=(256, 3)).astype(np.uint8)
