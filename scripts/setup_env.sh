@@ -34,9 +34,9 @@ fi
 STAMP_DIR="$("$PY" -c 'import sys; print(sys.prefix)')"
 STAMP="$STAMP_DIR/.bodyparts-setup-stamp"
 # It also records this checkout's path: the editable install of bodyparts points at it.
-WANT="$( (echo "$REPO"; cat requirements/base.txt requirements/test.txt scripts/setup_env.sh scripts/detectron2_setup.py scripts/fetch_sdist.py setup.py) | sha256sum | cut -d' ' -f1)"
+WANT="$( (echo "$REPO"; cat requirements/base.txt requirements/test.txt requirements/nodeps.txt runtime/pyproject.toml scripts/setup_env.sh scripts/detectron2_setup.py scripts/fetch_sdist.py setup.py) | sha256sum | cut -d' ' -f1)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]] \
-   && "$PY" -c "import torch, torchvision, detectron2, bodyparts, pytest" >/dev/null 2>&1; then
+   && "$PY" -c "import torch, torchvision, detectron2, bodyparts, bodyparts_runtime, trackers, pytest" >/dev/null 2>&1; then
   say "environment is up to date ($PY)"
   exit 0
 fi
@@ -44,6 +44,8 @@ fi
 PIP=("$PY" -m pip --disable-pip-version-check)
 say "installing pinned dependencies (first time: torch + CUDA wheels, about 5 GB, a few minutes)"
 "${PIP[@]}" install -q -r requirements/base.txt -r requirements/test.txt 2> >(grep -v "is ignored: it is neither" >&2)
+# trackers + supervision without their declared opencv-python / av (requirements/nodeps.txt says why)
+"${PIP[@]}" install -q --no-deps -r requirements/nodeps.txt 2> >(grep -v "is ignored: it is neither" >&2)
 
 # ---- Detectron2 -------------------------------------------------------------------------------
 d2_state="$("$PY" - <<'PYEOF'
@@ -87,6 +89,8 @@ esac
 
 say "installing bodyparts (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
+say "installing bodyparts-runtime (editable, runtime/): the demo and the server track persons with it"
+"${PIP[@]}" install -q --no-deps --no-build-isolation -e runtime
 
 # Pure-Python Detectron2 v0.6 only: a start-up hook (bodyparts_startup.py) that applies bodyparts'
 # run-time fixes when detectron2 is first imported, so that `import detectron2.data` works before

@@ -2,9 +2,10 @@
 """Run a bodyparts model on images and save visualizations (and, with --json, the predictions).
 
     python tools/demo.py --config-file CFG --input PATH [PATH ...] --output DIR
-                         [--confidence-threshold 0.5] [--json] [--no-legend] [KEY VALUE ...]
+                         [--confidence-threshold 0.5] [--json] [--no-legend] [--no-track]
+                         [KEY VALUE ...]
     python tools/demo.py --config-file CFG --webcam [--camera-index N] [--output DIR]
-                         [--max-frames N] [--json] [KEY VALUE ...]
+                         [--max-frames N] [--json] [--no-track] [KEY VALUE ...]
 
 PATH: image or video files, folders (their .jpg/.jpeg/.png/.bmp images and .mp4/.avi/.mov/.mkv/
 .webm/.mpg videos, sorted; not recursive) or globs (quote them). Trailing KEY VALUE pairs override
@@ -33,6 +34,11 @@ video's frame rate divided by the stride (no legend, so every frame has the same
 --json, ``NAME.jsonl`` (one line per processed frame: the JSON above plus ``frame_index``, 0-based)
 and ``NAME_parts/frame_NNNNNN.png``.
 
+Videos and the camera are tracked (unless --no-track): each person keeps an id across frames
+(ByteTrack, ``bodyparts_runtime.tracking``; a new person gets its id on the second frame it is seen
+in), drawn as ``#id`` in a colour per id and written as ``"id"`` (int, or null before that) per
+person in the JSON lines. One tracker per video, at the video's frame rate over the stride.
+
 With --webcam (OpenCV capture of camera --camera-index): the rendered frames are shown in a window
 (q or Esc quits), or with --output DIR written to ``DIR/webcam.mp4`` at the camera's frame rate
 (the frames the model had time for; no legend) and, with --json, ``DIR/webcam.jsonl`` and
@@ -59,6 +65,7 @@ warnings.filterwarnings("ignore", r"torch.meshgrid", UserWarning)
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from bodyparts_runtime.tracking import PersonTracker  # noqa: E402
 from detectron2.config import CfgNode  # noqa: E402
 from detectron2.data.detection_utils import read_image  # noqa: E402
 from PIL import UnidentifiedImageError  # noqa: E402
@@ -105,6 +112,7 @@ def get_parser() -> argparse.ArgumentParser:
     add("--no-legend", action="store_true", help="no part legend next to the visualization")
     add_weights_flag(parser)
     add("--video-stride", type=int, default=1, metavar="N", help="videos: process every N-th frame")
+    add("--no-track", action="store_true", help="videos, --webcam: no person ids across frames")
     add("opts", nargs="*", default=[], help="config overrides KEY VALUE ..., at the end")
     return parser
 
@@ -207,12 +215,29 @@ def setup(args) -> CfgNode:
 
 
 def run_model(
-    predictor, image_bgr: np.ndarray, path: str, formatter: PredictionFormatter, legend: bool
+    predictor,
+    image_bgr: np.ndarray,
+    path: str,
+    formatter: PredictionFormatter,
+    legend: bool,
+    tracker: Optional[PersonTracker] = None,
 ):
     """Predict one image; return (BGR visualization, JSON record, {file suffix: uint8 image to
-    write with --json}) (:class:`bodyparts.utils.predictions.PredictionFormatter`)."""
-    result = formatter(predictor(image_bgr), image_bgr, os.path.abspath(path), legend=legend)
+    write with --json}) (:class:`bodyparts.utils.predictions.PredictionFormatter`); ``tracker``:
+    the stream's person tracker (frames in order), None for a still image."""
+    outputs = predictor(image_bgr)
+    result = formatter(outputs, image_bgr, os.path.abspath(path), legend=legend, tracker=tracker)
     return result.vis_bgr, result.record, result.label_maps
+
+
+def make_tracker(args, frame_rate: float) -> Optional[PersonTracker]:
+    """The person tracker of one stream (None with --no-track); DemoError without the package."""
+    if args.no_track:
+        return None
+    try:
+        return PersonTracker(args.confidence_threshold, frame_rate=frame_rate)
+    except ImportError as e:
+        raise DemoError(f"{e}; or pass --no-track") from None
 
 
 def _write_png(path: str, array: np.ndarray) -> None:
@@ -293,6 +318,7 @@ def process_video(predictor, path: str, name: str, args, formatter) -> str:
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     sink = FrameWriter(args.output, name, fps / stride, args.json)
+    tracker = make_tracker(args, fps / stride)
     index = 0
     bar = tqdm(total=total or None, desc=os.path.basename(path), unit="frame", leave=False)
     try:
@@ -302,7 +328,8 @@ def process_video(predictor, path: str, name: str, args, formatter) -> str:
                 break
             bar.update(1)
             if index % stride == 0:
-                sink.write(index, *run_model(predictor, frame, path, formatter, legend=False))
+                drawn = run_model(predictor, frame, path, formatter, False, tracker)
+                sink.write(index, *drawn)
             index += 1
     finally:
         bar.close()
@@ -360,11 +387,18 @@ class WindowSink:
 
 
 def webcam_loop(
-    predictor, capture, formatter, sink, max_frames: int = 0, legend: bool = False
+    predictor,
+    capture,
+    formatter,
+    sink,
+    max_frames: int = 0,
+    legend: bool = False,
+    tracker: Optional[PersonTracker] = None,
 ) -> int:
     """Read frames from ``capture`` until it fails, ``max_frames`` (> 0) are done, the sink asks to
-    stop (returns False) or Ctrl-C; predict, draw and hand each to ``sink.write(index, vis, record,
-    label maps)``. Always releases the capture and finishes the sink; returns the frames done."""
+    stop (returns False) or Ctrl-C; predict (person ids from ``tracker``, timed by the clock), draw
+    and hand each to ``sink.write(index, vis, record, label maps)``. Always releases the capture
+    and finishes the sink; returns the frames done."""
     index = 0
     try:
         while max_frames <= 0 or index < max_frames:
@@ -373,7 +407,8 @@ def webcam_loop(
                 if index == 0:
                     raise DemoError("the camera gave no frame")
                 break
-            vis, record, extra = run_model(predictor, frame, f"camera:{index}", formatter, legend)
+            name = f"camera:{index}"
+            vis, record, extra = run_model(predictor, frame, name, formatter, legend, tracker)
             record["file_name"] = None  # a camera frame has no file
             if sink.write(index, vis, record, extra) is False:
                 break
@@ -402,7 +437,8 @@ def run_webcam(args, cfg: CfgNode, formatter, video_capture: Callable = cv2.Vide
         capture.release()
         raise
     legend = not args.output and not args.no_legend  # a video file needs one frame size
-    done = webcam_loop(predictor, capture, formatter, sink, args.max_frames, legend)
+    tracker = make_tracker(args, capture.get(cv2.CAP_PROP_FPS) or 25.0)
+    done = webcam_loop(predictor, capture, formatter, sink, args.max_frames, legend, tracker)
     where = f"written to {os.path.join(args.output, 'webcam.mp4')}" if args.output else "shown"
     print(f"{done} camera frames {where}")
     return 0

@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
+from bodyparts_runtime.tracking import PersonTracker
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.structures import Instances
@@ -320,6 +321,8 @@ class PredictionFormatter:
         label_maps: bool = True,
         draw: bool = True,
         legend: bool = True,
+        tracker: Optional[PersonTracker] = None,
+        timestamp: Optional[float] = None,
     ) -> FormattedPrediction:
         """Format one image's outputs.
 
@@ -329,6 +332,10 @@ class PredictionFormatter:
             file_name: recorded in the JSON as given.
             record, label_maps, draw: what to compute (:class:`FormattedPrediction`).
             legend: draw the legend of the parts present on the right of the drawing.
+            tracker: this stream's :class:`bodyparts_runtime.tracking.PersonTracker` (frames of a
+                video or camera, in order): the persons kept get ids (``"id"`` in the record, an int
+                or None before the tracker confirms them) and are drawn in their id's colour.
+            timestamp: the frame's time in seconds for ``tracker`` (None: evenly spaced frames).
         """
         meta, threshold = self.metadata, self.score_threshold
         image_rgb = _bgr(image_bgr)
@@ -344,8 +351,16 @@ class PredictionFormatter:
             return result
         instances, crops = persons_above(outputs["instances"], threshold)
         result.num_persons = len(instances)
+        track_ids = None
+        if tracker is not None:
+            boxes = instances.pred_boxes.tensor.numpy() if len(instances) else np.zeros((0, 4))
+            scores = instances.scores.numpy() if len(instances) else np.zeros(0)
+            track_ids = tracker.update(boxes, scores, timestamp)
         if record:
             result.record = predictions_json(instances, crops, file_name, meta, threshold)
+            if track_ids is not None:
+                for person, track_id in zip(result.record["persons"], track_ids.tolist()):
+                    person["id"] = track_id if track_id > 0 else None
         per_person = "panoptic_seg" not in outputs  # per-person part model
         part_map = None
         if crops is not None and (label_maps or (draw and per_person)):
@@ -357,7 +372,13 @@ class PredictionFormatter:
         if per_person:
             if draw:
                 vis = draw_predictions(
-                    image_rgb, instances, meta, threshold, legend=legend, part_label_map=part_map
+                    image_rgb,
+                    instances,
+                    meta,
+                    threshold,
+                    legend=legend,
+                    part_label_map=part_map,
+                    track_ids=track_ids,
                 )
                 result.vis_bgr = _bgr(vis)
             return result

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
+from bodyparts_runtime.tracking import id_color
 from detectron2.data.catalog import Metadata
 from detectron2.data.detection_utils import read_image
 from detectron2.structures import BoxMode, Instances
@@ -391,6 +392,7 @@ def draw_predictions(
     alpha: float = 0.6,
     legend: bool = False,
     part_label_map: Optional[np.ndarray] = None,
+    track_ids: Optional[Sequence[int]] = None,
 ) -> np.ndarray:
     """Draw one image's predictions (persons with ``scores >= score_threshold``).
 
@@ -410,6 +412,10 @@ def draw_predictions(
         legend: append a legend of the part labels present on the right edge.
         part_label_map: uint8 (H, W) the :func:`image_level_part_map` of ``instances`` when the
             caller has it already (it is not pasted again).
+        track_ids: the persons' ids across frames (:class:`bodyparts_runtime.tracking.
+            PersonTracker`; -1: none yet), one per person with ``scores >= score_threshold``, in
+            their order: each is drawn in its id's colour (:func:`bodyparts_runtime.tracking.
+            id_color`) with ``#id`` in its label. Default: a colour per person of this image.
     Returns:
         uint8 (H, W, 3) RGB visualization; (H, W + L, 3) with ``legend``.
     """
@@ -428,11 +434,18 @@ def draw_predictions(
         label_map = image_level_part_map(instances, score_threshold)
     if instances.has("scores"):
         instances = select_instances(instances, instances.scores >= score_threshold)
+    if track_ids is not None and len(track_ids) != len(instances):
+        raise ValueError(f"{len(track_ids)} track ids for {len(instances)} persons")
     persons = []
     for i in range(len(instances)):
         inst = instances[i]
         cls = int(inst.pred_classes[0]) if inst.has("pred_classes") else 0
         name = style.thing_classes[cls] if cls < len(style.thing_classes) else str(cls)
+        color = _person_color(i)
+        if track_ids is not None:
+            track_id = int(track_ids[i])
+            color = tuple(c / 255.0 for c in id_color(track_id))
+            name = f"#{track_id} {name}" if track_id > 0 else name
         text = f"{name} {100 * float(inst.scores[0]):.0f}%" if inst.has("scores") else name
         box = _numpy(inst.pred_boxes.tensor[0]).tolist()
         mask, origin = None, (0, 0)
@@ -444,7 +457,7 @@ def draw_predictions(
             _Person(
                 box=box,
                 text=text,
-                color=_person_color(i),
+                color=color,
                 mask=mask,
                 keypoints=_numpy(inst.pred_keypoints[0]) if inst.has("pred_keypoints") else None,
                 mask_origin=origin,
