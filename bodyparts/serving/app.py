@@ -8,6 +8,15 @@ Routes (``create_app``):
 * Both answer with ``X-Queue-Ms`` (waiting for the model), ``X-Inference-Ms`` (the model alone),
   ``X-Postprocess-Ms`` (JSON / drawing and PNG encoding, in a thread pool beside the model thread)
   and ``X-Person-Count`` (absent for the image-level segmenter).
+* ``WebSocket /stream``: a stream of frames (a camera): each binary message an encoded image,
+  answered by a text message ``{"frame", "persons": [{"id", "box_xyxy", "score"}],
+  "person_count", "queue_ms", "inference_ms", "postprocess_ms"}`` and then a binary message, the
+  PNG drawing (no legend). The persons keep their ids across the connection's frames
+  (:class:`bodyparts_runtime.tracking.PersonTracker`, one per connection; ``id`` null until the
+  tracker confirms a person) and are drawn in their id's colour. A frame that cannot be used is
+  answered ``{"error", "detail"}`` (and ``retry_after`` for ``queue_full``) and the stream goes
+  on. With a token: ``/stream?token=T`` (browsers cannot send headers on a WebSocket); a wrong
+  one is answered ``{"error": "unauthorized"}`` and the connection closed (1008).
 * ``GET /health``, ``GET /info`` (taxonomy legend, limits), ``GET /`` (the web page),
   ``/docs``, ``/redoc`` and ``/openapi.json`` (served without any CDN).
 
@@ -36,7 +45,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import anyio
 import cv2
 import numpy as np
-from fastapi import Depends, FastAPI, Query, Request
+from bodyparts_runtime.tracking import PersonTracker
+from fastapi import Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -127,6 +137,9 @@ class _Job:
     render: bool  # True: PNG drawing; False: JSON record
     legend: bool
     queued_at: float  # time.perf_counter() when submitted
+    stream: bool = False  # True: a /stream frame (drawing and the persons' ids)
+    tracker: Optional[PersonTracker] = None  # the stream's tracker (frames in order)
+    timestamp: Optional[float] = None  # the frame's arrival, seconds (time.monotonic())
 
 
 @dataclass
@@ -284,6 +297,22 @@ def create_app(
         return payload, persons, 1000.0 * (time.perf_counter() - start)
 
     def _format(job: _Job, outputs: Dict[str, Any]) -> Tuple[Any, Optional[int]]:
+        if job.stream:
+            result = formatter(
+                outputs,
+                job.image,
+                None,
+                label_maps=False,
+                legend=False,
+                tracker=job.tracker,
+                timestamp=job.timestamp,
+            )
+            ok, png = cv2.imencode(".png", result.vis_bgr)
+            if not ok:
+                raise RuntimeError("PNG encoding of the drawing failed")
+            keys = ("id", "box_xyxy", "score")
+            persons = [{k: p.get(k) for k in keys} for p in result.record.get("persons", [])]
+            return {"png": png.tobytes(), "persons": persons}, result.num_persons
         result = formatter(
             outputs,
             job.image,
@@ -578,6 +607,99 @@ def create_app(
         png, headers = await run_job(request, render=True, legend=legend)
         return Response(png, media_type="image/png", headers=headers)
 
+    async def stream_frame(websocket: WebSocket, data: bytes, index: int, tracker) -> bool:
+        """Answer one /stream frame; False when the connection is to be closed."""
+        what = f"stream frame {index}"
+
+        async def refuse(code: str, detail: str, **extra) -> bool:
+            await websocket.send_json({"frame": index, "error": code, "detail": detail, **extra})
+            return True
+
+        if len(data) > limits.max_bytes:
+            return await refuse(
+                "body_too_large",
+                f"the frame is {len(data)} bytes, over the limit of {limits.max_bytes} bytes "
+                "(the server's --max-bytes)",
+            )
+        if worker.full:
+            retry = worker.retry_after()
+            return await refuse(
+                "queue_full", f"the model queue is full; retry in {retry} s", retry_after=retry
+            )
+        try:
+            image = await run_in_threadpool(decode_image, data, limits.max_pixels, what)
+        except ImageInputError as e:
+            return await refuse(e.code, e.message)
+        arrived = time.monotonic()
+        try:
+            future = worker.submit(
+                _Job(image, None, True, False, time.perf_counter(), True, tracker, arrived)
+            )
+            answer = await asyncio.wrap_future(future)
+            payload, persons, post_ms = await asyncio.wrap_future(answer.post)
+        except QueueFull as e:
+            return await refuse("queue_full", str(e), retry_after=e.retry_after)
+        except WorkerStopped as e:
+            await refuse("shutting_down" if worker.draining else "worker_stopped", str(e))
+            return False
+        except Exception as e:  # noqa: BLE001  (the model failed on this frame; the stream goes on)
+            return await refuse(
+                "model_error", f"the model failed on {what}: {type(e).__name__}: {e}"
+            )
+        await websocket.send_json(
+            {
+                "frame": index,
+                "persons": payload["persons"],
+                "person_count": persons,
+                "queue_ms": round(max(0.0, answer.queue_ms), 1),
+                "inference_ms": round(answer.model_ms, 1),
+                "postprocess_ms": round(post_ms, 1),
+            }
+        )
+        await websocket.send_bytes(payload["png"])
+        return True
+
+    @app.websocket("/stream")
+    async def stream(websocket: WebSocket):
+        await websocket.accept()
+        given = websocket.query_params.get("token")
+        if token is not None and not (
+            given is not None and hmac.compare_digest(given.encode(), token.encode())
+        ):
+            why = "missing" if given is None else "wrong"
+            detail = f"{why} token: connect to /stream?token=<token> (the server's --token)"
+            await websocket.send_json({"error": "unauthorized", "detail": detail})
+            await websocket.close(code=1008)
+            return
+        try:
+            tracker = PersonTracker(formatter.score_threshold)
+        except ImportError as e:  # persons without ids, the stream still works
+            logger.warning("/stream without person ids: %s", e)
+            tracker = None
+        index = 0
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                data = message.get("bytes")
+                if data is None:
+                    await websocket.send_json(
+                        {
+                            "frame": index,
+                            "error": "binary_expected",
+                            "detail": "send each frame as a binary message: an encoded image "
+                            "(JPEG, PNG, ...)",
+                        }
+                    )
+                    continue
+                if worker.draining or not await stream_frame(websocket, data, index, tracker):
+                    await websocket.close(code=1012)  # service restart
+                    return
+                index += 1
+        except WebSocketDisconnect:
+            logger.info("/stream: client left after %d frames", index)
+
     @app.get("/health", summary="Is the model worker running; queue state")
     async def health():
         if worker.draining:
@@ -605,6 +727,7 @@ def create_app(
             "keypoint_names": list(meta.get("keypoint_names") or []),
             "score_threshold": formatter.score_threshold,
             "auth_required": token is not None,
+            "stream": "stream",  # the WebSocket route, relative to the page
             "limits": {
                 "max_pixels": limits.max_pixels,
                 "max_bytes": limits.max_bytes,

@@ -65,7 +65,9 @@ def default_allowed_hosts(bind_host: str, extra: Iterable[str] = ()) -> List[str
 
 class HostAllowList:
     """ASGI middleware: HTTP requests whose ``Host`` is not in ``allowed_hosts`` (or without one)
-    get 400 ``{"error": "host_not_allowed", "detail": ...}``; other scopes (lifespan) pass.
+    get 400 ``{"error": "host_not_allowed", "detail": ...}``; WebSockets with such a ``Host`` or a
+    browser ``Origin`` of another host are refused before the handshake (HTTP 403); other scopes
+    (lifespan) pass.
 
     Args:
         app: the ASGI app to protect.
@@ -88,13 +90,31 @@ class HostAllowList:
             return False
         return host in self.exact or bool(self.suffixes and host.endswith(self.suffixes))
 
+    def origin_allowed(self, origin: Optional[str]) -> bool:
+        """A WebSocket's ``Origin`` (sent by browsers, not checked by them for WebSockets): absent
+        (not a browser), ``null`` refused, else its host must be allowed (cross-site WebSocket
+        hijacking: a page on another site opening the stream of a server on 127.0.0.1)."""
+        if origin is None or self.any:
+            return True
+        host = origin.split("://", 1)[1] if "://" in origin else ""
+        return bool(host) and self.allows(host.split("/", 1)[0])
+
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or self.any:  # the server has no websocket routes
+        if scope["type"] not in ("http", "websocket") or self.any:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
         raw = headers.get(b"host")
         value = raw.decode("latin-1") if raw is not None else None
+        if scope["type"] == "websocket":
+            origin = headers.get(b"origin")
+            if self.allows(value) and self.origin_allowed(
+                None if origin is None else origin.decode("latin-1")
+            ):
+                await self.app(scope, receive, send)
+            else:  # closed before the handshake: the client gets HTTP 403
+                await send({"type": "websocket.close", "code": 1008})
+            return
         if self.allows(value):
             await self.app(scope, receive, send)
             return
