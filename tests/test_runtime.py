@@ -21,6 +21,7 @@ RUNTIME = os.path.join(REPO, "runtime")
 sys.path.insert(0, RUNTIME)  # the package as a user's checkout has it (also pip-installable)
 
 from bodyparts_runtime import ExportFolderError, Runtime  # noqa: E402
+from bodyparts_runtime.__main__ import main as runtime_main  # noqa: E402
 from bodyparts_runtime.postprocess import resize, resized_shape, rle_encode  # noqa: E402
 
 EXPORT = os.path.join(REPO, "tools", "export_model.py")
@@ -199,18 +200,37 @@ def _runtime_source(tmp_path) -> str:
     return target
 
 
+def _tracking_requirements() -> list:
+    """The pinned `trackers` / `supervision` (installed --no-deps, requirements/nodeps.txt) and
+    the base.txt pins of what they import."""
+    wanted = ("trackers", "supervision", "scipy", "matplotlib", "pyyaml", "defusedxml", "pillow")
+    wanted += ("tqdm", "requests", "rich", "pydeprecate")
+    pins = []
+    for name in ("base.txt", "nodeps.txt"):
+        with open(os.path.join(REPO, "requirements", name)) as f:
+            for line in f:
+                line = line.split("#")[0].strip()
+                if "==" in line and line.split("==")[0].lower() in wanted:
+                    pins.append(line)
+    return pins
+
+
 def _runtime_venv(source: str) -> str:
-    """A virtual environment with the runtime's dependencies and no torch / detectron2, cached
-    under ~/.cache/bodyparts (keyed on runtime/pyproject.toml); the package reinstalled each
-    time."""
+    """A virtual environment with the runtime's dependencies, the tracker's, and no torch /
+    detectron2, cached under ~/.cache/bodyparts (keyed on runtime/pyproject.toml and the tracker
+    pins); the package reinstalled each time."""
+    tracking = _tracking_requirements()
     with open(os.path.join(RUNTIME, "pyproject.toml"), "rb") as f:
-        key = hashlib.sha256(f.read()).hexdigest()[:12]
+        key = hashlib.sha256(f.read() + "\n".join(tracking).encode()).hexdigest()[:12]
     root = os.path.join(os.path.expanduser("~"), ".cache", "bodyparts", f"runtime-venv-{key}")
     python = os.path.join(root, "bin", "python")
     if not os.path.isfile(os.path.join(root, ".complete")):
         venv.EnvBuilder(with_pip=True, clear=True).create(root)
         pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         subprocess.run([*pip, source], check=True, timeout=900)  # its dependencies from PyPI
+        nodeps = [p for p in tracking if p.split("==")[0] in ("trackers", "supervision")]
+        subprocess.run([*pip, *[p for p in tracking if p not in nodeps]], check=True, timeout=900)
+        subprocess.run([*pip, "--no-deps", *nodeps], check=True, timeout=300)
         open(os.path.join(root, ".complete"), "w").close()
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps"]
     subprocess.run([*pip, "--force-reinstall", source], check=True, timeout=300)
@@ -231,8 +251,9 @@ def test_runtime_runs_without_torch_and_detectron2(scene, tmp_path):
     )
     assert probe.returncode != 0
     images = [str(scene["images"] / f"{name}.png") for name in SIZES]
+    video = _shifting_video(scene, tmp_path / "walk.avi")
     out = tmp_path / "out"
-    cmd = [python, "-m", "bodyparts_runtime", scene["export"], *images, "--output", str(out)]
+    cmd = [python, "-m", "bodyparts_runtime", scene["export"], *images, video, "--output", str(out)]
     cmd += ["--threshold", "0.0", "--threads", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -244,3 +265,56 @@ def test_runtime_runs_without_torch_and_detectron2(scene, tmp_path):
         stats = _compare(ours, theirs)  # ONNX Runtime versions may round differently
         assert stats["box"] <= 1e-3 and stats["parts"] >= 0.999, stats
         assert (out / f"{stem}_vis.png").is_file()
+    # the video, tracked there as here
+    here = tmp_path / "here"
+    assert runtime_main([scene["export"], video, "--output", str(here), "--threshold", "0.0"]) == 0
+    there = [json.loads(line) for line in (out / "walk.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (here / "walk.jsonl").read_text().splitlines()]
+    assert [[p["id"] for p in r["persons"]] for r in there] == [
+        [p["id"] for p in r["persons"]] for r in lines
+    ]
+    assert any(p["id"] for r in there for p in r["persons"])
+
+
+def _shifting_video(scene, path, frames: int = 6) -> str:
+    """The square test image moved right by 1 px per frame (MJPG), as a camera panning."""
+    image = cv2.imread(str(scene["images"] / "square.png"))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    for t in range(frames):
+        shift = np.float32([[1, 0, t], [0, 1, 0]])
+        writer.write(cv2.warpAffine(image, shift, (64, 64), borderMode=cv2.BORDER_REFLECT))
+    writer.release()
+    return str(path)
+
+
+def test_runtime_tracks_a_video_as_the_demo_does(scene, tmp_path):
+    """bodyparts-runtime and demo.py on the same video: per frame the same persons (boxes within
+    1e-3 px) with the same ids; frame 0 has none yet; --no-track writes no ids."""
+    video = _shifting_video(scene, tmp_path / "walk.avi")
+    out = tmp_path / "runtime"
+    assert runtime_main([scene["export"], video, "--output", str(out), "--threshold", "0.0"]) == 0
+    assert sorted(os.listdir(out)) == ["walk.jsonl", "walk_vis.mp4"]
+    ours = [json.loads(line) for line in (out / "walk.jsonl").read_text().splitlines()]
+    env = dict(os.environ, DETECTRON2_DATASETS=str(scene["root"] / "datasets"), OMP_NUM_THREADS="1")
+    cmd = run_tool_cmd(
+        DEMO, "--config-file", PARTS_CONFIG, "--input", video, "--output", str(tmp_path / "demo"),
+        "--confidence-threshold", "0.0", "--json", *SMALL_MODEL_OPTS,
+    )  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    theirs = [json.loads(x) for x in (tmp_path / "demo" / "walk.jsonl").read_text().splitlines()]
+    assert [r["frame_index"] for r in ours] == [r["frame_index"] for r in theirs] == list(range(6))
+    for r, q in zip(ours, theirs):
+        assert len(r["persons"]) == len(q["persons"]) > 0
+        for p, o in zip(r["persons"], q["persons"]):
+            assert np.abs(np.subtract(p["box_xyxy"], o["box_xyxy"])).max() <= 1e-3
+        assert [p["id"] for p in r["persons"]] == [p["id"] for p in q["persons"]]
+    assert all(p["id"] is None for p in ours[0]["persons"])
+    later = [p["id"] for r in ours[1:] for p in r["persons"] if p["id"] is not None]
+    assert later and all(isinstance(i, int) and i > 0 for i in later)
+    print(f"\nruntime and demo.py: ids per frame {[[p['id'] for p in r['persons']] for r in ours]}")
+    plain = tmp_path / "plain"
+    assert runtime_main([scene["export"], video, "--output", str(plain), "--no-track"]) == 0
+    lines = (plain / "walk.jsonl").read_text().splitlines()
+    assert all("id" not in p for line in lines for p in json.loads(line)["persons"])
+    assert runtime_main([scene["export"], str(tmp_path / "none.mp4"), "--output", str(plain)]) == 2

@@ -13,13 +13,14 @@ The record (one image)::
 
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
 import onnxruntime as ort
 
 from .postprocess import decode_keypoints, paste_mask, paste_parts, resize, rle_encode
+from .tracking import id_color
 
 __all__ = ["Runtime", "ExportFolderError"]
 
@@ -222,9 +223,12 @@ class Runtime:
         image_bgr: np.ndarray,
         threshold: float = 0.5,
         found: Optional[Dict[str, Any]] = None,
+        ids: Optional[Sequence[Optional[int]]] = None,
     ) -> np.ndarray:
         """The image with the part map blended in (a colour per label), boxes and keypoints;
-        ``found``: :meth:`persons`' result for this image (default: the model is run)."""
+        ``found``: :meth:`persons`' result for this image (default: the model is run); ``ids``:
+        the persons' ids across frames (:class:`bodyparts_runtime.tracking.PersonTracker`; None or
+        -1: none yet), drawn as ``#id`` with the box in the id's colour."""
         if found is None:
             found = self.persons(image_bgr, threshold)
         labels = self.part_map(found)
@@ -234,9 +238,18 @@ class Runtime:
         out = image_bgr.copy()
         painted = labels > 0
         out[painted] = (0.5 * out[painted] + 0.5 * colours[labels[painted]]).astype(np.uint8)
+        if ids is not None and len(ids) != len(found["boxes"]):
+            raise ValueError(f"{len(ids)} ids for {len(found['boxes'])} persons")
         for i, box in enumerate(found["boxes"]):
             x0, y0, x1, y1 = (int(round(float(v))) for v in box)
-            cv2.rectangle(out, (x0, y0), (x1, y1), (0, 255, 0), 1)
+            colour = (0, 255, 0)
+            if ids is not None:
+                track_id = -1 if ids[i] is None else int(ids[i])
+                colour = id_color(track_id)[::-1]  # BGR
+                if track_id > 0:
+                    origin = (x0 + 2, max(y0 - 3, 10))
+                    cv2.putText(out, f"#{track_id}", origin, cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour)
+            cv2.rectangle(out, (x0, y0), (x1, y1), colour, 1)
             if found["keypoints"] is not None:
                 for x, y, _ in found["keypoints"][i]:
                     centre = (int(round(float(x))), int(round(float(y))))
