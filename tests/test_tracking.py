@@ -18,6 +18,8 @@ from _serving import PARTS_CONFIG, SMALL_MODEL_OPTS
 from conftest import REPO
 from detectron2.structures import Boxes, Instances
 
+from bodyparts.data.synthetic.clip import render_clip
+from bodyparts.evaluation.tracking import id_switches
 from bodyparts.taxonomy import FINE_LR
 from bodyparts.utils.predictions import PredictionFormatter
 from bodyparts.utils.visualizer import metadata_for
@@ -64,19 +66,22 @@ def generated_clip(frames: int = 40, seed: int = 0, jitter: float = 1.5, drop: f
     return clip
 
 
-def id_switches(assigned):
-    """CLEAR-MOT id switches: [(identity, id) per detection] per frame -> number of times a
-    person's id (ignoring frames without one) differs from its previous one; and the persons seen
-    under more than one id."""
+def _switches(frames, assigned):
+    """Id switches of [(person, id) per detection] per frame, counted exactly: every detection of
+    these clips is known to be its person's, so no box matching is needed (box matching, as
+    CLEAR-MOT's, can hide a swap while two persons overlap); a switch is a person whose id (frames
+    without one skipped) differs from its previous one. Returns (switches, the persons seen under
+    more than one id). ``frames`` is unused (kept for symmetry with id_switches)."""
+    del frames
     last, switches, names = {}, 0, {}
     for frame in assigned:
-        for ident, track_id in frame:
+        for person, track_id in frame:
             if track_id is None or track_id < 0:
                 continue
-            names.setdefault(ident, set()).add(track_id)
-            if ident in last and last[ident] != track_id:
+            names.setdefault(person, set()).add(track_id)
+            if person in last and last[person] != track_id:
                 switches += 1
-            last[ident] = track_id
+            last[person] = track_id
     return switches, {k for k, v in names.items() if len(v) > 1}
 
 
@@ -85,14 +90,15 @@ def _run(clip, tracker):
 
 
 def test_ids_are_stable_through_crossing_and_hiding():
-    assigned = _run(generated_clip(), PersonTracker(0.5))
+    clip = generated_clip()
+    assigned = _run(clip, PersonTracker(0.5))
     # the first frame: nobody confirmed yet (ByteTrack names a track on its second frame)
     assert all(track_id == -1 for _, track_id in assigned[0])
     # from then on every visible person has an id, distinct within a frame
     for frame in assigned[1:]:
         ids = [track_id for _, track_id in frame]
         assert all(i > 0 for i in ids) and len(set(ids)) == len(ids)
-    switches, renamed = id_switches(assigned)
+    switches, renamed = _switches(clip, assigned)
     print(f"id switches: {switches} (clip of 40 frames, 4 persons, crossing + 6-frame hiding)")
     assert switches == 0 and not renamed
     # one id per person, numbered from 1 in order of confirmation
@@ -105,10 +111,8 @@ def test_id_switches_with_noise_and_missed_detections():
     the switches per clip stay below 1.5 (measured: 0.95 at 3 px and 10 % missed)."""
     table = {}
     for jitter, drop in [(1.5, 0.0), (3.0, 0.0), (1.5, 0.1), (3.0, 0.1), (3.0, 0.2)]:
-        counts = [
-            id_switches(_run(generated_clip(seed=s, jitter=jitter, drop=drop), PersonTracker()))[0]
-            for s in range(20)
-        ]
+        clips = [generated_clip(seed=s, jitter=jitter, drop=drop) for s in range(20)]
+        counts = [_switches(c, _run(c, PersonTracker()))[0] for c in clips]
         table[jitter, drop] = sum(counts) / len(counts)
         print(f"jitter {jitter} px, {100 * drop:.0f} % missed: {table[jitter, drop]:.2f} per clip")
     assert table[1.5, 0.0] == 0.0
@@ -163,7 +167,7 @@ def test_formatter_records_and_draws_ids():
     tracker = PersonTracker(0.5)
     image = np.full((HEIGHT, WIDTH, 3), 255, np.uint8)
     clip = generated_clip(frames=12, jitter=0.0)
-    assigned = []
+    frames, assigned = [], []
     for boxes, scores, idents in clip:
         order = np.argsort(-scores, kind="stable")  # a model's output: best first
         low = Instances(
@@ -180,8 +184,9 @@ def test_formatter_records_and_draws_ids():
         persons = result.record["persons"]
         assert len(persons) == len(order)  # the 0.1 detection is left out, and not tracked
         assigned.append(list(zip(idents[order].tolist(), [p["id"] for p in persons])))
+        frames.append((np.array([p["box_xyxy"] for p in persons]), None, idents[order]))
     assert [i for _, i in assigned[0]] == [None] * 4
-    switches, renamed = id_switches(assigned)
+    switches, renamed = _switches(frames, assigned)
     assert switches == 0 and not renamed
     # the last frame's drawing: each box's left edge in its id's colour (RGB -> BGR)
     vis = result.vis_bgr
@@ -193,6 +198,77 @@ def test_formatter_records_and_draws_ids():
     # no tracker: no "id" key (still images)
     plain = formatter({"instances": inst}, image)
     assert all("id" not in p for p in plain.record["persons"])
+
+
+def test_clear_mot_id_switches_by_hand():
+    """Person 0 at [0, 0, 10, 10] in 4 frames, person 1 at [20, 0, 30, 10] in frames 0-1."""
+    a, b = [0, 0, 10, 10], [20, 0, 30, 10]
+    gt_boxes = [[a, b], [a, b], [a], [a]]
+    gt_ids = [[0, 1], [0, 1], [0], [0]]
+    # track 5 follows person 0, then track 6 takes over (1 switch) and 5 comes back (2nd switch);
+    # a duplicate box (track 9) beside the kept one changes nothing; an unnamed box is ignored
+    boxes = [[a, b], [a, [21, 0, 30, 10], [1, 0, 10, 10]], [a], [a, [0, 0, 10, 10]]]
+    ids = [[5, None], [5, 7, 9], [6], [5, None]]
+    counts = id_switches(gt_boxes, gt_ids, boxes, ids)
+    assert (counts.switches, counts.matches, counts.ground_truth) == (2, 5, 6)
+    assert counts.tracks_per_person == {0: 2, 1: 1}
+    # the previous correspondence is kept while it holds, even if another box overlaps more
+    counts = id_switches(
+        [[a], [a]], [[0], [0]], [[[0, 0, 12, 10]], [[0, 0, 12, 10], a]], [[3], [3, 4]]
+    )
+    assert counts.switches == 0
+    # below the IoU threshold: no match
+    counts = id_switches([[a]], [[0]], [[[5, 5, 15, 15]]], [[1]])
+    assert counts.matches == 0
+    with pytest.raises(ValueError, match="same number of frames"):
+        id_switches([[a]], [[0]], [], [])
+
+
+def test_render_clip_boxes_and_identities():
+    clip = render_clip(seed=0, frames=12, height=96, width=160, persons=2, speed=6.0)
+    assert len(clip.frames) == 12 and clip.frames[0].shape == (96, 160, 3)
+    for frame, boxes, idents in zip(clip.frames, clip.boxes, clip.identities):
+        assert boxes.shape == (len(idents), 4) and set(idents.tolist()) <= {0, 1}
+        assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+        assert boxes[:, [0, 2]].min() >= 0 and boxes[:, [0, 2]].max() <= 160
+    # the two walk towards each other: person 0 right, person 1 left
+    first = {i: b for i, b in zip(clip.identities[2].tolist(), clip.boxes[2])}
+    last = {i: b for i, b in zip(clip.identities[-3].tolist(), clip.boxes[-3])}
+    assert last[0][0] > first[0][0] and last[1][0] < first[1][0]
+    again = render_clip(seed=0, frames=12, height=96, width=160, persons=2, speed=6.0)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(again.frames, clip.frames))
+
+
+TRAINED = os.path.join(REPO, "output", "bodyparts_rcnn_R18_FPN_synthetic_cpu_shared")
+
+
+@pytest.mark.skipif(
+    not os.path.isfile(os.path.join(TRAINED, "model_final.pth")),
+    reason=f"no trained main-job weights at {TRAINED}/model_final.pth (make demo trains them)",
+)
+def test_trained_model_on_a_generated_clip(tmp_path):
+    """The main job's model and the tracker on a generated clip of 3 persons walking and crossing
+    (48 frames, 192 x 320): CLEAR-MOT id switches, reported (docs/deployment.md)."""
+    from bodyparts.utils.predictions import load_inference_cfg
+    from bodyparts.utils.predictor import Predictor
+
+    config = os.path.join(REPO, "configs", "quick_schedules", os.path.basename(TRAINED) + ".yaml")
+    weights = os.path.join(TRAINED, "model_final.pth")
+    cfg = load_inference_cfg(config, ["MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu"])
+    predictor = Predictor(cfg)
+    formatter = PredictionFormatter.from_config(cfg, 0.5)
+    clip = render_clip(seed=0)
+    tracker = PersonTracker(0.5)
+    boxes, ids = [], []
+    for frame in clip.frames:
+        bgr = np.ascontiguousarray(frame[:, :, ::-1])
+        out = formatter(predictor(bgr), bgr, label_maps=False, draw=False, tracker=tracker)
+        boxes.append([p["box_xyxy"] for p in out.record["persons"]])
+        ids.append([p["id"] for p in out.record["persons"]])
+    counts = id_switches(clip.boxes, clip.identities, boxes, ids)
+    print(f"\ntrained main job on the generated clip: {counts}")
+    assert counts.matches >= 0.6 * counts.ground_truth  # the model finds the persons
+    assert counts.switches <= counts.matches  # reported, not a goal
 
 
 def _load_demo():
