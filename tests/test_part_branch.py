@@ -429,9 +429,9 @@ def test_chunked_inference_equals_unchunked(chunk):
             return branch(_features(2), [d[:] for d in detections]), branch
 
     whole, whole_branch = run(0)
-    assert whole_branch.inference_chunk(5, torch.zeros(5, 4, P, P)) >= 5  # automatic: one pass
+    assert whole_branch.inference_chunk(5, P) >= 5  # automatic: one pass
     parts, branch = run(chunk)
-    assert branch.inference_chunk(5, torch.zeros(5, 4, P, P)) == chunk
+    assert branch.inference_chunk(5, P) == chunk
     for a, b in zip(whole, parts):
         assert torch.equal(a.pred_part_masks.probs, b.pred_part_masks.probs)
         assert torch.equal(a.pred_masks, b.pred_masks)
@@ -442,13 +442,12 @@ def test_chunked_inference_equals_unchunked(chunk):
 
 def test_automatic_chunk_bounds_the_head_activation():
     """Automatic chunk: as many ROIs as keep the deconv output (D' x 2P x 2P float32) within
-    INFERENCE_CHUNK_BYTES: the R-50 CIHP head (512 channels, P = 32) runs 16 ROIs at a time."""
+    INFERENCE_CHUNK_BYTES: the R-50 CIHP head (512 channels, P = 32) runs 4 ROIs at a time."""
     from bodyparts.modeling.roi_heads import part_branch as module
 
     branch = _branch()
     branch.trunk_channels = 512
-    pooled = torch.zeros(100, 256, 32, 32)
     per_roi = 512 * 64 * 64 * 4
-    assert branch.inference_chunk(100, pooled) == module.INFERENCE_CHUNK_BYTES // per_roi == 16
+    assert branch.inference_chunk(100, 32) == module.INFERENCE_CHUNK_BYTES // per_roi == 4
     with pytest.raises(ValueError, match="inference_chunk_size must be >= 0"):
         _branch(inference_chunk_size=-1)

@@ -28,7 +28,7 @@ from detectron2.modeling.roi_heads.keypoint_head import (
     keypoint_rcnn_loss,
 )
 from detectron2.modeling.roi_heads.roi_heads import StandardROIHeads, select_foreground_proposals
-from detectron2.structures import ImageList, Instances
+from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
 from ...taxonomy import get_part_taxonomy
@@ -88,14 +88,44 @@ def select_part_foreground(
 
 # Automatic inference chunk of the part head: as many ROIs as keep its largest activation (the
 # deconv output) within this many bytes (R-50 CIHP head: 512 x 64 x 64 floats = 8 MB per ROI,
-# 16 ROIs per chunk; the R-18 main job's head: every ROI of an image in one chunk).
-INFERENCE_CHUNK_BYTES = 128 * 1024 * 1024
+# 4 ROIs per chunk; the R-18 main job's head: every ROI of an image in one chunk). The peak
+# grows faster than this activation (the transposed conv's buffers): R-50 at 100 detections,
+# 16 ROIs per chunk 672 MB, 8 ROIs 464 MB, 4 ROIs 401 MB (Detectron2's Mask + Keypoint R-CNN 392).
+INFERENCE_CHUNK_BYTES = 32 * 1024 * 1024
 
 
 def _head_width(head: nn.Module) -> int:
     """The widest conv of a part head without ``out_channels`` (a user's head), for the chunk."""
     widths = [m.out_channels for m in head.modules() if isinstance(m, nn.Conv2d)]
     return max(widths, default=1)
+
+
+def _pooler_resolution(pooler: nn.Module) -> int:
+    """The side of the pooler's output (Detectron2's ``ROIPooler.output_size``, found on the
+    module or the first of its submodules that has one), for the inference chunk."""
+    for module in pooler.modules():
+        size = getattr(module, "output_size", None)
+        if size is not None:
+            return int(size[0] if isinstance(size, (tuple, list)) else size)
+    raise ValueError(
+        f"the part branch's pooler ({type(pooler).__name__}) has no output_size: give it "
+        "Detectron2's ROIPooler, or a module holding one"
+    )
+
+
+def _box_slice(boxes: List[Boxes], start: int, count: int) -> List[Boxes]:
+    """Rows ``start .. start + count`` of the concatenation of per-image ``boxes``, as per-image
+    ``Boxes`` (empty for the images outside the range): what ``ROIPooler`` takes, its output the
+    same rows of pooling all the boxes."""
+    out: List[Boxes] = []
+    offset = 0
+    for b in boxes:
+        n = len(b)
+        lo = min(max(start - offset, 0), n)
+        hi = min(max(start + count - offset, 0), n)
+        out.append(Boxes(b.tensor[lo:hi]))
+        offset += n
+    return out
 
 
 class BodyPartBranch(nn.Module):
@@ -166,6 +196,7 @@ class BodyPartBranch(nn.Module):
         super().__init__()
         self.in_features = in_features
         self.pooler = pooler
+        self.pooler_resolution = _pooler_resolution(pooler)
         self.head = head
         self.num_classes = num_classes
         self.loss_weight = loss_weight
@@ -330,39 +361,44 @@ class BodyPartBranch(nn.Module):
             chosen = [torch.isin(x.pred_classes, ids.to(x.pred_classes.device)) for x in instances]
             boxes = [b[sel] for b, sel in zip(boxes, chosen)]
             selected = chosen
-        probs, heatmaps = self._chunked_inference(self.pooler(feats, boxes))
+        probs, heatmaps = self._chunked_inference(feats, boxes)
         store_part_predictions(probs, instances, selected, self.silhouette_from_parts)
         if heatmaps is not None:
             keypoint_rcnn_inference(heatmaps, instances)
         return instances
 
-    def inference_chunk(self, num_rois: int, pooled: torch.Tensor) -> int:
+    def inference_chunk(self, num_rois: int, resolution: int, element_size: int = 4) -> int:
         """How many ROIs the head runs at once at inference: ``inference_chunk_size`` when > 0,
         else (automatic) as many as keep the head's largest activation (the deconv output:
-        D' x 2P x 2P floats per ROI) within ``INFERENCE_CHUNK_BYTES``."""
+        D' x 2P x 2P values of ``element_size`` bytes per ROI, P the pooler's ``resolution``)
+        within ``INFERENCE_CHUNK_BYTES``."""
         if self.inference_chunk_size > 0:
             return self.inference_chunk_size
-        side = 2 * pooled.shape[-1]
-        per_roi = self.trunk_channels * side * side * pooled.element_size()
+        side = 2 * resolution
+        per_roi = self.trunk_channels * side * side * element_size
         return max(1, self.inference_chunk_bytes // max(per_roi, 1))
 
     def _chunked_inference(
-        self, pooled: torch.Tensor
+        self, feats: List[torch.Tensor], boxes: List[Boxes]
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """(R, D, P, P) pooled features -> (float (R, C, M, M) part probabilities, (R, K, M, M)
-        keypoint logits or None), the head run on chunks of ROIs (:meth:`inference_chunk`) so
-        that its activations do not grow with R; the softmax is taken per chunk (row-wise, so the
-        result equals the unchunked one)."""
-        chunk = self.inference_chunk(len(pooled), pooled)
-        if torch.jit.is_tracing() or chunk >= len(pooled):
-            # one pass, no slicing: a traced graph must not keep the sample's number of ROIs
-            chunks = [pooled]
-        else:
-            chunks = list(pooled.split(chunk))
+        """Features and per-image boxes -> (float (R, C, M, M) part probabilities, (R, K, M, M)
+        keypoint logits or None), in the order of the boxes. The ROIs are pooled and run through
+        the head a chunk at a time (:meth:`inference_chunk`), so that neither the pooled features
+        nor the head's activations grow with R; the softmax is taken per chunk (row-wise) and
+        ROIAlign is per box, so the result equals one pass."""
+        num_rois = 0
+        for b in boxes:
+            num_rois += len(b)
+        chunk = self.inference_chunk(num_rois, self.pooler_resolution, feats[0].element_size())
         probs: List[torch.Tensor] = []
         heatmaps: List[torch.Tensor] = []
-        for rois in chunks:
-            logits, trunk = self._logits(rois)
+        if torch.jit.is_tracing() or chunk >= num_rois:
+            # one pass, no slicing: a traced graph must not keep the sample's number of ROIs
+            pieces = [boxes]
+        else:
+            pieces = [_box_slice(boxes, start, chunk) for start in range(0, num_rois, chunk)]
+        for piece in pieces:
+            logits, trunk = self._logits(self.pooler(feats, piece))
             probs.append(logits.softmax(dim=1))
             if trunk is not None:
                 heatmaps.append(self._keypoint_heatmaps(trunk, logits.shape[-1]))
