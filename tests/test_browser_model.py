@@ -153,6 +153,12 @@ def test_in_browser_result_is_the_python_runtimes(browser, server, export, tmp_p
         _run_file(page, path)
         got = page.evaluate(RESULT)
         assert page.is_visible("#result-canvas") and page.is_hidden("#result")
+        drawn = page.evaluate(
+            "() => { const c = document.getElementById('result-canvas');"
+            " return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }"
+        )
+        drawn = np.asarray(drawn, np.uint8).reshape(height, width, 4)[..., 2::-1]  # BGR
+        assert np.abs(drawn.astype(int) - image).max() > 50  # the persons drawn on the image
         assert page.inner_text("#status") == ""
         assert float(page.inner_text("#fps")) > 0
         assert log.errors == []

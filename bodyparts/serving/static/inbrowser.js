@@ -489,8 +489,9 @@
     return out;
   }
 
-  // The image with the part map blended in (half and half, colours of /info's legend), boxes
-  // and keypoints (Runtime.draw), on `canvas`. `palette`: {label: [r, g, b]}.
+  // The image with the part map blended in (half and half, colours of /info's legend), as
+  // Runtime.draw draws it (boxes, keypoints), plus each silhouette's outline and each score, as the
+  // server's drawing shows them; on `canvas`. `palette`: {label: [r, g, b]}.
   function draw(canvas, imageData, result, palette) {
     canvas.width = imageData.width;
     canvas.height = imageData.height;
@@ -503,19 +504,35 @@
       if (!colour) continue;
       for (let c = 0; c < 3; c++) px[4 * i + c] = Math.trunc(0.5 * px[4 * i + c] + 0.5 * colour[c]);
     }
+    for (const s of result.silhouettes || []) outline(px, imageData.width, s);
     g.putImageData(shown, 0, 0);
     g.lineWidth = 1;
-    g.strokeStyle = "rgb(0,255,0)";
-    g.fillStyle = "rgb(255,0,0)";
+    g.font = "11px sans-serif";
+    g.textBaseline = "bottom";
     result.boxes.forEach((box, i) => {
       const [x0, y0, x1, y1] = box.map((v) => Math.round(v));
+      g.strokeStyle = g.fillStyle = "rgb(0,255,0)";
       g.strokeRect(x0 + 0.5, y0 + 0.5, x1 - x0, y1 - y0);
+      g.fillText(result.scores[i].toFixed(2), x0 + 2, Math.max(y0, 12));
+      g.fillStyle = "rgb(255,0,0)";
       for (const [x, y] of (result.keypoints || [])[i] || []) {
         g.beginPath();
         g.arc(Math.round(x), Math.round(y), 2, 0, 2 * Math.PI);
         g.fill();
       }
     });
+  }
+
+  // White pixels on the edge of a pasted silhouette (inside, with a 4-neighbour outside).
+  function outline(px, width, s) {
+    const at = (y, x) => y >= 0 && x >= 0 && y < s.height && x < s.width && s.mask[y * s.width + x];
+    for (let y = 0; y < s.height; y++) {
+      for (let x = 0; x < s.width; x++) {
+        if (!at(y, x) || (at(y - 1, x) && at(y + 1, x) && at(y, x - 1) && at(y, x + 1))) continue;
+        const p = 4 * ((s.y0 + y) * width + s.x0 + x);
+        px[p] = px[p + 1] = px[p + 2] = 255;
+      }
+    }
   }
 
   const LOAD_TIMEOUT_MS = 120000; // a session that never comes (a blocked worker) fails instead
