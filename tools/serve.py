@@ -38,6 +38,7 @@ warnings.filterwarnings("ignore", r"torch.meshgrid", UserWarning)
 import bodyparts  # noqa: F401,E402  (prepares Detectron2, registers datasets: import first)
 from bodyparts.serving import (  # noqa: E402
     BatchPredictor,
+    BrowserModel,
     BrowserModelError,
     ServerLimits,
     create_app,
@@ -169,6 +170,12 @@ def main(args) -> int:
     if args.token is not None and not args.token.strip():
         print("error: --token is empty", file=sys.stderr)
         return 2
+    if args.browser_model is not None:  # before the model loads: a usage error, said at once
+        try:
+            BrowserModel.load(args.browser_model)
+        except BrowserModelError as e:
+            print(f"error: --browser-model: {e}", file=sys.stderr)
+            return 2
     allowed_hosts = default_allowed_hosts(args.host, args.allowed_hosts.split(","))
     formatter = PredictionFormatter.from_config(cfg, args.confidence_threshold)
     try:
@@ -181,7 +188,7 @@ def main(args) -> int:
             allowed_hosts=allowed_hosts,
             browser_model=args.browser_model,
         )
-    except BrowserModelError as e:
+    except BrowserModelError as e:  # e.g. ONNX Runtime Web not installed (scripts/setup_browser.sh)
         print(f"error: --browser-model: {e}", file=sys.stderr)
         return 2
     if not is_loopback(args.host):
