@@ -262,6 +262,23 @@ def test_page_uses_the_server_when_onnxruntime_web_cannot_load(browser, server, 
         page.close()
 
 
+def test_page_uses_the_server_when_the_in_browser_model_fails(browser, server, tmp_path):
+    path = tmp_path / "scene.png"
+    assert cv2.imwrite(str(path), render_scene(5, 64, 64, 1, 1).image[:, :, ::-1])
+    page, log = _open(browser, server.url + "/")
+    try:
+        page.evaluate(
+            "() => { state.browser.session.run = () => Promise.reject(new Error('boom')); }"
+        )
+        _run_file(page, path)  # the file goes to the server instead
+        assert page.evaluate("window.bodypartsLastResult.engine") == "server"
+        assert page.inner_text("#engine") == "server" and page.is_hidden("#engine-row")
+        assert page.is_visible("#result")
+        assert log.errors == []
+    finally:
+        page.close()
+
+
 def test_routes_and_export_folder_errors(model, export, tmp_path):
     with TestClient(create_app(*model)) as client:
         assert client.get("/info").json()["browser_model"] is None

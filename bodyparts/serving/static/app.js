@@ -258,8 +258,8 @@ async function sendFile() {
       setStatus("cannot decode " + file.name + " (" + err.message + ")", true);
       return;
     }
-    await runInBrowser(pixels);
-    return;
+    if ((await runInBrowser(pixels)).ok) return;
+    // the in-browser model failed (the page now uses the server): send the file
   }
   setStatus("sending " + file.name + " ...");
   await sendImage(file);
