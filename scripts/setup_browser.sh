@@ -5,7 +5,11 @@
 #   2. Playwright's Python client (pinned in requirements/test.txt) into the project's interpreter
 #      ($BODYPARTS_PYTHON, else $BODYPARTS_VENV/bin/python, else .venv/bin/python), if that
 #      interpreter exists yet (scripts/setup_env.sh installs it otherwise). Playwright drives the
-#      system Chromium; `playwright install` (a browser download) is never run.
+#      system Chromium; `playwright install` (a browser download) is never run;
+#   3. ONNX Runtime Web for the in-browser model (tests/test_browser_model.py): `npm ci` in
+#      bodyparts/serving/web (the version pinned in its package-lock.json; node_modules is not
+#      committed), skipped when that version is installed already or with a message when npm is
+#      missing (the in-browser model tests skip then, and the server offers no in-browser model).
 # Idempotent: a second run checks and returns at once.
 set -euo pipefail
 
@@ -39,4 +43,23 @@ elif "$PY" -c "import playwright.sync_api" >/dev/null 2>&1; then
 else
   say "installing $PIN into $PY"
   "$PY" -m pip install -q "$PIN"
+fi
+
+WEB="$REPO/bodyparts/serving/web"
+ORT_PACKAGE="$WEB/node_modules/onnxruntime-web/package.json"
+if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+  say "npm (Node.js) not found: install Node.js 18+ with npm, then rerun this script to get onnxruntime-web (the in-browser model tests skip without it)"
+else
+  # the version package-lock.json pins, and the one installed (empty when none)
+  LOCKED="$(node -p "require('$WEB/package-lock.json').packages['node_modules/onnxruntime-web'].version")"
+  INSTALLED=""
+  if [[ -f "$ORT_PACKAGE" && -f "$WEB/node_modules/onnxruntime-web/dist/ort.min.js" ]]; then
+    INSTALLED="$(node -p "require('$ORT_PACKAGE').version")"
+  fi
+  if [[ "$INSTALLED" == "$LOCKED" ]]; then
+    say "onnxruntime-web $LOCKED present in bodyparts/serving/web/node_modules"
+  else
+    say "installing onnxruntime-web $LOCKED (npm ci in bodyparts/serving/web)"
+    (cd "$WEB" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
 fi

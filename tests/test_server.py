@@ -179,7 +179,7 @@ def test_health_info_page_and_offline_docs(client):
         asset = client.get("/" + path)
         assert asset.status_code == 200, path
         assets.append(asset.text)
-    assert len(assets) == 3  # the page, app.js, style.css
+    assert len(assets) == 4  # the page, inbrowser.js, app.js, style.css
     script = next(text for text in assets if "getUserMedia" in text)
     assert "render?legend=false" in script and "performance.now()" in script
     # offline: nothing is loaded from another host

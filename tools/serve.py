@@ -4,7 +4,8 @@
     python tools/serve.py --config-file CFG [--host 127.0.0.1] [--port 8000] [--token T]
                           [--allowed-hosts NAME,...] [--max-queue 8] [--max-batch 1]
                           [--max-pixels 12000000] [--max-bytes 20971520] [--body-timeout 30]
-                          [--shutdown-timeout 10] [--confidence-threshold 0.5] [KEY VALUE ...]
+                          [--shutdown-timeout 10] [--confidence-threshold 0.5]
+                          [--browser-model EXPORT_DIR] [KEY VALUE ...]
 
 Trailing KEY VALUE pairs override the config, e.g. ``MODEL.WEIGHTS out/model_final.pth``
 (``MODEL.WEIGHTS ""``: an untrained model, with a warning). Routes: ``POST /predict`` (JSON as
@@ -19,6 +20,10 @@ is answered 408 and its connection closed. On SIGTERM or Ctrl-C new requests get
 still run for --shutdown-timeout seconds and those not started by then get 503; the process exits
 a few seconds after that bound at most. Requests whose Host header is not allowed get 400
 (DNS-rebinding protection, --allowed-hosts).
+
+--browser-model EXPORT_DIR (a ``tools/export_model.py --format onnx`` folder of the same model):
+the page may run the model in the browser with ONNX Runtime Web (``scripts/setup_browser.sh``
+installs it), the server being its fallback; see docs/deployment.md, "The model in the browser".
 """
 
 import argparse
@@ -33,6 +38,8 @@ warnings.filterwarnings("ignore", r"torch.meshgrid", UserWarning)
 import bodyparts  # noqa: F401,E402  (prepares Detectron2, registers datasets: import first)
 from bodyparts.serving import (  # noqa: E402
     BatchPredictor,
+    BrowserModel,
+    BrowserModelError,
     ServerLimits,
     create_app,
     default_allowed_hosts,
@@ -122,6 +129,13 @@ def get_parser() -> argparse.ArgumentParser:
         f"(default {DEFAULTS.postprocess_threads})",
     )
     add("--confidence-threshold", type=float, default=0.5, help="minimum person score to keep")
+    add(
+        "--browser-model",
+        default=None,
+        metavar="EXPORT_DIR",
+        help="an ONNX export folder of the same model (tools/export_model.py --format onnx): the "
+        "web page may run it in the browser (ONNX Runtime Web), the server being its fallback",
+    )
     add("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add("opts", nargs="*", default=[], help="config overrides KEY VALUE ..., at the end")
     add_weights_flag(parser)
@@ -156,16 +170,27 @@ def main(args) -> int:
     if args.token is not None and not args.token.strip():
         print("error: --token is empty", file=sys.stderr)
         return 2
+    if args.browser_model is not None:  # before the model loads: a usage error, said at once
+        try:
+            BrowserModel.load(args.browser_model)
+        except BrowserModelError as e:
+            print(f"error: --browser-model: {e}", file=sys.stderr)
+            return 2
     allowed_hosts = default_allowed_hosts(args.host, args.allowed_hosts.split(","))
     formatter = PredictionFormatter.from_config(cfg, args.confidence_threshold)
-    app = create_app(
-        BatchPredictor(cfg, allow_partial_weights=args.allow_partial_weights),
-        formatter,
-        limits=limits,
-        token=args.token,
-        model_name=os.path.basename(args.config_file),
-        allowed_hosts=allowed_hosts,
-    )
+    try:
+        app = create_app(
+            BatchPredictor(cfg, allow_partial_weights=args.allow_partial_weights),
+            formatter,
+            limits=limits,
+            token=args.token,
+            model_name=os.path.basename(args.config_file),
+            allowed_hosts=allowed_hosts,
+            browser_model=args.browser_model,
+        )
+    except BrowserModelError as e:  # e.g. ONNX Runtime Web not installed (scripts/setup_browser.sh)
+        print(f"error: --browser-model: {e}", file=sys.stderr)
+        return 2
     if not is_loopback(args.host):
         auth = (
             "with a token" if args.token else "WITHOUT a token (anyone who can reach it may use it)"

@@ -13,6 +13,7 @@ Not imported by ``import bodyparts`` (it needs FastAPI and uvicorn)::
 """
 
 from .app import STATIC_DIR, ServerLimits, create_app  # noqa: F401
+from .browser import BrowserModel, BrowserModelError  # noqa: F401
 from .hosts import HostAllowList, default_allowed_hosts  # noqa: F401
 from .images import ImageInputError, decode_image  # noqa: F401
 from .model import BatchPredictor  # noqa: F401

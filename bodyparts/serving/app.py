@@ -17,8 +17,11 @@ Routes (``create_app``):
   answered ``{"error", "detail"}`` (and ``retry_after`` for ``queue_full``) and the stream goes
   on. With a token: ``/stream?token=T`` (browsers cannot send headers on a WebSocket); a wrong
   one is answered ``{"error": "unauthorized"}`` and the connection closed (1008).
-* ``GET /health``, ``GET /info`` (taxonomy legend, limits), ``GET /`` (the web page),
-  ``/docs``, ``/redoc`` and ``/openapi.json`` (served without any CDN).
+* ``GET /health``, ``GET /info`` (taxonomy legend, limits, the in-browser model), ``GET /`` (the
+  web page), ``/docs``, ``/redoc`` and ``/openapi.json`` (served without any CDN).
+* With ``browser_model`` (an ONNX export folder), the page may run the model itself with ONNX
+  Runtime Web: ``GET /browser-model/model.onnx`` and ``/browser-model/export_info.json`` (those two
+  files only), ``GET /ort/{file}`` (ONNX Runtime Web's files, :mod:`bodyparts.serving.browser`).
 
 The image is the raw body (``image/*`` or ``application/octet-stream``) or a multipart form with
 a ``file`` field. Errors are JSON ``{"error": code, "detail": message}``.
@@ -58,6 +61,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartParser
 
 from ..utils.predictions import PredictionFormatter
+from .browser import ORT_DIST_DIR, ORT_FILES, BrowserModel, BrowserModelError, ort_files
 from .hosts import HostAllowList
 from .images import ImageInputError, check_raw_content_type, decode_image
 from .worker import InferenceWorker, QueueFull, WorkerStopped
@@ -125,6 +129,13 @@ def _client(request: Request) -> str:
 def _error(status: int, code: str, detail: str, headers: Optional[Dict] = None) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
+
+# The page's headers with the in-browser model: cross-origin isolation lets ONNX Runtime Web run
+# WebAssembly threads (SharedArrayBuffer); every file the page loads is same-origin.
+_ISOLATION_HEADERS = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+}
 
 # How often a request that waits for the model or for its body checks its client and the shutdown.
 _POLL_S = 0.1
@@ -239,6 +250,8 @@ def create_app(
     token: Optional[str] = None,
     model_name: str = "bodyparts",
     allowed_hosts: Optional[Sequence[str]] = None,
+    browser_model: Optional[str] = None,
+    ort_dir: str = ORT_DIST_DIR,
 ) -> FastAPI:
     """The ASGI app serving ``predictor``.
 
@@ -253,11 +266,26 @@ def create_app(
         allowed_hosts: accepted ``Host`` names (any port; ``*`` any host, ``*.example.com`` its
             subdomains), others get 400 (:func:`bodyparts.serving.hosts.default_allowed_hosts`
             gives ``tools/serve.py``'s). None: no check (in-process tests).
+        browser_model: an ONNX export folder (``tools/export_model.py --format onnx``) of the
+            same model, offered to the page to run in the browser; the server stays its fallback.
+        ort_dir: where ONNX Runtime Web's files are (``scripts/setup_browser.sh`` installs them).
+    Raises:
+        BrowserModelError: ``browser_model`` is not an export folder the page can run, or ONNX
+            Runtime Web is not installed.
     Returns:
         The app; its worker thread and post-processing threads run while the app's lifespan does
         (uvicorn, or ``with TestClient(app)``). ``app.state.worker`` is the
         :class:`InferenceWorker`.
     """
+    ort = ort_files(ort_dir)
+    in_browser = None
+    if browser_model is not None:
+        in_browser = BrowserModel.load(browser_model)
+        if ort is None:
+            raise BrowserModelError(
+                f"{ort_dir}: ONNX Runtime Web is not installed (no {', '.join(ORT_FILES)}); "
+                "scripts/setup_browser.sh installs it (npm ci in bodyparts/serving/web)"
+            )
     batch_fn = getattr(predictor, "predict_batch", None)
     # post-processing: a pool beside the model thread; the model thread waits for a free slot
     # before it hands over an image's outputs, so at most 2 x threads outputs wait for formatting
@@ -728,6 +756,13 @@ def create_app(
             "score_threshold": formatter.score_threshold,
             "auth_required": token is not None,
             "stream": "stream",  # the WebSocket route, relative to the page
+            "browser_model": None
+            if in_browser is None
+            else {
+                "model": "browser-model/model.onnx",
+                "export_info": "browser-model/export_info.json",
+                "runtime": "ort/ort.min.js",
+            },
             "limits": {
                 "max_pixels": limits.max_pixels,
                 "max_bytes": limits.max_bytes,
@@ -740,6 +775,29 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     async def index():
-        return FileResponse(os.path.join(STATIC_DIR, "index.html"), media_type="text/html")
+        # with the in-browser model: cross-origin isolated, so ONNX Runtime Web may use threads
+        isolation = {} if in_browser is None else _ISOLATION_HEADERS
+        return FileResponse(
+            os.path.join(STATIC_DIR, "index.html"), media_type="text/html", headers=isolation
+        )
+
+    @app.get("/ort/{name}", include_in_schema=False)
+    async def ort_file(name: str):
+        if ort is None or name not in ort:
+            raise StarletteHTTPException(404, f"no ONNX Runtime Web file {name!r} here")
+        # its worker threads are created from these files: under the page's isolation too
+        return FileResponse(ort[name], media_type=ORT_FILES[name], headers=_ISOLATION_HEADERS)
+
+    @app.get("/browser-model/{name}", include_in_schema=False)
+    async def browser_model_file(name: str):
+        if in_browser is None:
+            raise StarletteHTTPException(
+                404, "no in-browser model (tools/serve.py --browser-model EXPORT_DIR)"
+            )
+        if name == "model.onnx":
+            return FileResponse(in_browser.model_path, media_type="application/octet-stream")
+        if name == "export_info.json":
+            return JSONResponse(in_browser.info)
+        raise StarletteHTTPException(404, f"the in-browser model has no file {name!r}")
 
     return app

@@ -1,10 +1,13 @@
 // The bodyparts web page: sends camera frames (one at a time) or a chosen file to POST /render
-// and shows the drawing, the person count and the measured round-trip time.
+// and shows the drawing, the person count and the measured round-trip time. When the server
+// offers the model for the browser (/info browser_model), the page runs it itself with ONNX
+// Runtime Web (inbrowser.js) and draws the result; the server stays the fallback.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const MAX_FRAME_SIDE = 640; // camera frames are scaled down to this longest side before sending
 const state = { stream: null, running: false, frames: 0, authRequired: false, shownUrl: null };
+Object.assign(state, { browser: null, palette: {}, threshold: 0.5, frameTimes: [] });
 
 function setStatus(text, isError) {
   const el = $("status");
@@ -25,6 +28,7 @@ async function loadInfo() {
   }
   const info = await resp.json();
   $("model").textContent = info.model + " · " + info.part_taxonomy;
+  state.threshold = info.score_threshold;
   state.authRequired = info.auth_required;
   $("token-row").hidden = !info.auth_required;
   const legend = $("legend");
@@ -37,7 +41,84 @@ async function loadInfo() {
     item.append(swatch, document.createTextNode(part.name));
     item.dataset.label = part.label;
     legend.append(item);
+    state.palette[part.label] = part.color;
   }
+  if (info.browser_model) loadBrowserModel(info.browser_model);
+}
+
+// ---------------------------------------------------------------------------------------------
+// the model in the browser (inbrowser.js); the server is the fallback
+
+const useBrowser = () => state.browser !== null && $("engine-choice").value === "browser";
+
+function showEngine() {
+  const browser = useBrowser();
+  $("engine").textContent = browser ? state.browser.label : "server";
+  $("result").hidden = browser;
+  $("result-canvas").hidden = !browser;
+}
+
+async function loadBrowserModel(offer) {
+  setStatus("loading the model into the browser ...");
+  try {
+    state.browser = await window.BodypartsInBrowser.createEngine(offer);
+  } catch (err) {
+    console.warn("the in-browser model is not available:", err);
+    setStatus("the model cannot run in this browser (" + err.message + "): the server runs it");
+    return;
+  }
+  $("engine-row").hidden = false;
+  showEngine();
+  setStatus("");
+}
+
+// Frames per second over the last frames (one frame: 1000 / its time).
+function countFrame(ms) {
+  const now = performance.now();
+  state.frameTimes.push(now);
+  if (state.frameTimes.length > 10) state.frameTimes.shift();
+  const times = state.frameTimes;
+  const span = times[times.length - 1] - times[0];
+  const fps = times.length > 1 && span > 0 ? (1000 * (times.length - 1)) / span : 1000 / ms;
+  $("fps").textContent = fps.toFixed(1);
+  state.frames += 1;
+  $("frames").textContent = String(state.frames);
+  $("result").dataset.frames = String(state.frames);
+}
+
+// Run the model here on ImageData; shows the drawing and the figures. Returns {ok, retryAfter}.
+async function runInBrowser(imageData) {
+  const t0 = performance.now();
+  let result;
+  try {
+    result = await state.browser.run(imageData, state.threshold);
+  } catch (err) {
+    console.warn("the in-browser model failed:", err);
+    state.browser = null;
+    $("engine-row").hidden = true;
+    showEngine();
+    setStatus("the in-browser model failed (" + err.message + "): the server runs it now", true);
+    return { ok: false, retryAfter: 0 };
+  }
+  window.BodypartsInBrowser.draw($("result-canvas"), imageData, result, state.palette);
+  const ms = performance.now() - t0;
+  window.bodypartsLastResult = result;
+  $("persons").textContent = String(result.scores.length);
+  $("rtt").textContent = ms.toFixed(0) + " ms";
+  $("model-ms").textContent = result.timings.model.toFixed(1) + " ms";
+  countFrame(ms);
+  setStatus("");
+  return { ok: true, retryAfter: 0 };
+}
+
+// The pixels of an image file (no colour conversion: the bytes the server would decode).
+async function filePixels(file) {
+  const bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const g = canvas.getContext("2d");
+  g.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  return g.getImageData(0, 0, canvas.width, canvas.height);
 }
 
 function show(pngBlob) {
@@ -83,27 +164,44 @@ async function sendImage(blob) {
   $("persons").textContent = persons === null ? "–" : persons;
   $("rtt").textContent = rtt.toFixed(0) + " ms";
   $("model-ms").textContent = (resp.headers.get("X-Inference-Ms") || "–") + " ms";
-  state.frames += 1;
-  $("frames").textContent = String(state.frames);
-  $("result").dataset.frames = String(state.frames);
+  window.bodypartsLastResult = { engine: "server", persons: Number(persons) };
+  countFrame(rtt);
   setStatus(shown ? "" : "the answer is not a displayable image", !shown);
   return { ok: shown, retryAfter: 0 };
 }
 
-function grabFrame() {
+function drawFrame() {
   const video = $("video");
   const canvas = $("canvas");
   const scale = Math.min(1, MAX_FRAME_SIDE / Math.max(video.videoWidth, video.videoHeight));
   canvas.width = Math.round(video.videoWidth * scale);
   canvas.height = Math.round(video.videoHeight * scale);
-  canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+  canvas.getContext("2d", { willReadFrequently: true }).drawImage(video, 0, 0, canvas.width, canvas.height);
+  return canvas;
+}
+
+function grabFrame() {
+  const canvas = drawFrame();
   return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.85));
+}
+
+// The frame's pixels, for the in-browser model.
+function grabPixels() {
+  const canvas = drawFrame();
+  return canvas
+    .getContext("2d", { willReadFrequently: true })
+    .getImageData(0, 0, canvas.width, canvas.height);
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function cameraLoop() {
   while (state.running) {
+    if (useBrowser()) {
+      await runInBrowser(grabPixels());
+      await sleep(0); // the model may finish without yielding: let the page handle its events
+      continue;
+    }
     const frame = await grabFrame();
     if (!state.running) break;
     if (!frame) {
@@ -151,6 +249,18 @@ async function sendFile() {
   const file = $("file").files[0];
   if (!file) return;
   if (state.running) stopCamera();
+  if (useBrowser()) {
+    setStatus("running the model on " + file.name + " ...");
+    let pixels;
+    try {
+      pixels = await filePixels(file);
+    } catch (err) {
+      setStatus("cannot decode " + file.name + " (" + err.message + ")", true);
+      return;
+    }
+    if ((await runInBrowser(pixels)).ok) return;
+    // the in-browser model failed (the page now uses the server): send the file
+  }
   setStatus("sending " + file.name + " ...");
   await sendImage(file);
 }
@@ -158,5 +268,9 @@ async function sendFile() {
 $("camera-start").addEventListener("click", startCamera);
 $("camera-stop").addEventListener("click", stopCamera);
 $("file").addEventListener("change", sendFile);
+$("engine-choice").addEventListener("change", () => {
+  state.frameTimes = [];
+  showEngine();
+});
 $("token-row").addEventListener("submit", (event) => event.preventDefault());
 loadInfo();
