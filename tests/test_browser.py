@@ -141,9 +141,19 @@ def test_page_streams_the_fake_camera(browser, server):
         assert 0 < width <= 640
         assert re.fullmatch(r"\d+", page.inner_text("#persons"))
         assert re.fullmatch(r"\d+ ms", page.inner_text("#rtt"))
+        # the frames went through the WebSocket /stream: persons with ids across frames
+        assert page.inner_text("#engine") == "server (stream)"
         assert page.is_disabled("#camera-start") and not page.is_disabled("#camera-stop")
         page.click("#camera-stop")
         assert page.inner_text("#status") == "camera off"
+        assert page.inner_text("#engine") == "server"
+        page.wait_for_timeout(500)  # a frame in flight when the camera stopped is dropped
+        last = page.evaluate("window.bodypartsLastResult")
+        assert last["engine"] == "server (stream)"
+        assert len(last["persons"]) == int(page.inner_text("#persons"))
+        ids = [p["id"] for p in last["persons"]]
+        assert all(i is None or (isinstance(i, int) and i > 0) for i in ids)
+        assert page.inner_text("#ids") == (" ".join(f"#{i}" for i in ids if i is not None) or "–")
         assert log.errors == []
     finally:
         page.close()

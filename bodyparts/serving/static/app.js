@@ -1,5 +1,7 @@
-// The bodyparts web page: sends camera frames (one at a time) or a chosen file to POST /render
-// and shows the drawing, the person count and the measured round-trip time. When the server
+// The bodyparts web page: sends camera frames (one at a time) through the server's WebSocket
+// /stream (persons keep ids across frames; POST /render when the stream cannot be opened) or a
+// chosen file to POST /render, and shows the drawing, the person count and the measured
+// round-trip time. When the server
 // offers the model for the browser (/info browser_model), the page runs it itself with ONNX
 // Runtime Web (inbrowser.js) and draws the result; the server stays the fallback.
 "use strict";
@@ -170,6 +172,88 @@ async function sendImage(blob) {
   return { ok: shown, retryAfter: 0 };
 }
 
+// ---------------------------------------------------------------------------------------------
+// the camera through the server's WebSocket /stream: one tracker per connection, so persons keep
+// their ids (drawn by the server as #id in a colour per id)
+
+const stream = { socket: null, failed: false };
+
+function openStream() {
+  return new Promise((resolve) => {
+    const url = new URL("stream", location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    const token = $("token").value.trim();
+    if (token) url.searchParams.set("token", token);
+    let socket;
+    try {
+      socket = new WebSocket(url);
+    } catch (err) {
+      resolve(null);
+      return;
+    }
+    socket.binaryType = "blob";
+    socket.onopen = () => resolve(socket);
+    socket.onerror = () => resolve(null); // refused before opening: the page posts frames instead
+    socket.addEventListener("close", () => {
+      if (stream.socket === socket) stream.socket = null;
+    });
+  });
+}
+
+function closeStream() {
+  if (stream.socket) stream.socket.close(1000);
+  stream.socket = null;
+  stream.failed = false;
+}
+
+// Send one frame on the stream; resolves with {ok, retryAfter} once it is answered (a JSON text
+// message, then the PNG drawing) or refused ({"error", "detail"}).
+function streamFrame(socket, blob) {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    let meta = null;
+    const onClose = () => done({ ok: false, retryAfter: 1 });
+    const done = (result) => {
+      socket.onmessage = null;
+      socket.removeEventListener("close", onClose);
+      resolve(result);
+    };
+    socket.addEventListener("close", onClose);
+    socket.onmessage = async (event) => {
+      if (typeof event.data === "string") {
+        meta = JSON.parse(event.data);
+        if (meta.error) {
+          setStatus(meta.error + ": " + meta.detail, true);
+          done({ ok: false, retryAfter: meta.retry_after || 1 });
+        }
+        return;
+      }
+      const rtt = performance.now() - t0;
+      const shown = await show(event.data);
+      const ids = meta.persons.map((p) => p.id).filter((id) => id !== null);
+      $("persons").textContent = String(meta.person_count === null ? "–" : meta.person_count);
+      $("ids").textContent = ids.length ? ids.map((id) => "#" + id).join(" ") : "–";
+      $("rtt").textContent = rtt.toFixed(0) + " ms";
+      $("model-ms").textContent = meta.inference_ms.toFixed(1) + " ms";
+      window.bodypartsLastResult = { engine: "server (stream)", persons: meta.persons };
+      countFrame(rtt);
+      setStatus(shown ? "" : "the answer is not a displayable image", !shown);
+      done({ ok: shown, retryAfter: 0 });
+    };
+    socket.send(blob);
+  });
+}
+
+// One camera frame to the server: on the stream when it opens, else POST /render.
+async function sendFrame(frame) {
+  if (!stream.socket && !stream.failed) {
+    stream.socket = await openStream();
+    stream.failed = stream.socket === null;
+    $("engine").textContent = stream.socket ? "server (stream)" : "server";
+  }
+  return stream.socket ? streamFrame(stream.socket, frame) : sendImage(frame);
+}
+
 function drawFrame() {
   const video = $("video");
   const canvas = $("canvas");
@@ -208,7 +292,7 @@ async function cameraLoop() {
       await sleep(100);
       continue;
     }
-    const result = await sendImage(frame);
+    const result = await sendFrame(frame);
     if (!result.ok) await sleep(1000 * result.retryAfter);
   }
 }
@@ -237,6 +321,8 @@ async function startCamera() {
 
 function stopCamera() {
   state.running = false;
+  closeStream();
+  showEngine();
   if (state.stream) state.stream.getTracks().forEach((track) => track.stop());
   state.stream = null;
   $("video").srcObject = null;
