@@ -13,7 +13,9 @@ from bodyparts.data.contract import (
     DataContractError,
     decode_rle,
     encode_mask,
+    part_label_crop,
     part_label_map,
+    rle_counts,
     validate_record,
 )
 from bodyparts.taxonomy import COCO_PERSON_KEYPOINTS, FINE_LR
@@ -363,6 +365,98 @@ def test_part_label_map_without_parts_is_ignore(ann):
 
 def test_part_label_map_empty_parts_is_all_background():
     assert (part_label_map({"parts": {}}, 2, 2) == 0).all()
+
+
+def test_rle_counts_of_a_hand_written_string():
+    # 3 x 3 mask, column-major runs: 2 zeros, 3 ones, 2 zeros, 2 ones. COCO's string writes each
+    # count in 5-bit digits (+ 48; 0x20: more digits follow; 0x10 in the last: negative), from
+    # the fourth on as the difference to the count two before: "2", "3", "2", then 2 - 3 = -1 as
+    # 0x1F -> chr(48 + 31) = "O"
+    rle = {"size": [3, 3], "counts": "232O"}
+    assert rle_counts([rle])[0].tolist() == [2, 3, 2, 2]
+    assert decode_rle(rle).tolist() == [[0, 1, 0], [0, 1, 1], [1, 0, 1]]  # pycocotools agrees
+    # 40 = 8 + 1 * 32: digits 8 | 0x20 (continued) = chr(48 + 40) "X", then 1 = "1"
+    assert rle_counts([{"size": [41, 1], "counts": "X11"}])[0].tolist() == [40, 1]
+
+
+def test_rle_counts_equal_pycocotools_on_random_masks():
+    """Every way a contract RLE can come (compressed str or bytes, uncompressed list, several in
+    one call, empty strings of 0-pixel masks): the runs equal pycocotools' decoding."""
+    rng = np.random.default_rng(0)
+    rles, masks = [], []
+    for k in range(60):
+        h, w = int(rng.integers(1, 70)), int(rng.integers(1, 90))
+        mask = (rng.random((h, w)) < rng.random()).astype(np.uint8)
+        if k % 5 == 0:  # long runs: many-digit numbers, negative differences
+            mask[:] = 0
+            mask[h // 3 :, w // 4 :] = 1
+        rle = encode_mask(mask)
+        if k % 3 == 1:
+            rle["counts"] = rle["counts"].encode("ascii")
+        elif k % 3 == 2:
+            counts = rle_counts([rle])[0]
+            rle = {"size": [h, w], "counts": [int(v) for v in counts]}
+        rles.append(rle)
+        masks.append(mask)
+    rles.append({"size": [0, 5], "counts": ""})
+    masks.append(np.zeros((0, 5), np.uint8))
+    for rle, mask, counts in zip(rles, masks, rle_counts(rles)):
+        h, w = mask.shape
+        flat = np.repeat(np.arange(counts.size) % 2, counts).astype(np.uint8)
+        assert flat.size == h * w
+        np.testing.assert_array_equal(flat.reshape(w, h).T, mask)
+        np.testing.assert_array_equal(decode_rle(rle), mask)
+
+
+@pytest.mark.parametrize(
+    "counts, message",
+    [("2 3", "outside COCO's compressed RLE alphabet"), ("2X", "ends inside a number")],
+)
+def test_rle_counts_malformed_string(counts, message):
+    with pytest.raises(ValueError, match=message):
+        rle_counts([{"size": [3, 2], "counts": counts}])
+
+
+def test_part_label_crop_equals_the_decoded_masks():
+    """The rectangle written from the runs equals composing pycocotools' full-image masks; parts
+    spanning several columns and touching the image borders included."""
+    rng = np.random.default_rng(3)
+    for k in range(40):
+        h, w = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+        labels = np.zeros((h, w), np.uint8)
+        y0, x0 = int(rng.integers(0, h)), int(rng.integers(0, w))
+        region = labels[
+            y0 : y0 + int(rng.integers(1, h + 1)), x0 : x0 + int(rng.integers(1, w + 1))
+        ]
+        region[...] = rng.integers(0 if k % 2 else 1, 6, size=region.shape)
+        ann = {"parts": parts_from_map(labels)}
+        crop = part_label_crop(ann, h, w)
+        np.testing.assert_array_equal(part_label_map(ann, h, w), labels)
+        if not labels.any():
+            assert crop is None
+            continue
+        out, cy, cx = crop
+        rows, cols = np.flatnonzero(labels.any(axis=1)), np.flatnonzero(labels.any(axis=0))
+        assert (cy, cx) == (rows[0], cols[0])
+        np.testing.assert_array_equal(out, labels[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+
+
+def test_part_label_crop_overlapping_parts_later_wins():
+    # parts overlap only in files that break the contract (validate_record refuses them): the
+    # later part wins, as when the masks are written one after the other
+    first, second = np.zeros((3, 3), np.uint8), np.zeros((3, 3), np.uint8)
+    first[0:2, 0:2], second[1:3, 1:3] = 1, 1
+    ann = {"parts": {4: encode_mask(first), 2: encode_mask(second)}}
+    assert part_label_map(ann, 3, 3).tolist() == [[4, 4, 0], [4, 2, 2], [0, 2, 2]]
+
+
+def test_part_label_crop_errors_name_the_part():
+    mask = encode_mask(np.ones((2, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"part 5: RLE of size \[2, 3\], the image is \[3, 2\]"):
+        part_label_crop({"parts": {5: mask}}, 3, 2)
+    short = {"size": [2, 3], "counts": [1, 2]}  # 3 of 6 pixels
+    with pytest.raises(ValueError, match="part 5: RLE run lengths cover 3 pixels"):
+        part_label_crop({"parts": {5: short}}, 2, 3)
 
 
 def test_rle_size_not_a_list_is_named():

@@ -12,6 +12,7 @@ from bodyparts.evaluation.parsing_metrics import (
     ap_region,
     ap_region_per_class,
     confusion_matrix,
+    crop_label_areas,
     image_level_map,
     instance_iou_from_crops,
     instance_iou_matrix,
@@ -194,6 +195,36 @@ def test_iou_from_crops_and_crop_pasting_equal_the_full_maps():
         np.testing.assert_array_equal(labels, ref_labels)
         np.testing.assert_array_equal(owner, ref_owner)
     assert nonzero_crop(np.zeros((3, 4), np.uint8)) is None
+
+
+@pytest.mark.parametrize("disjoint", [True, False])
+def test_ground_truth_as_crops_equals_the_full_maps(disjoint):
+    """Ground-truth persons given as crops (their non-zero rectangle, None for an empty map):
+    exactly the full maps' IoUs, areas and part-region IoUs; one instance map (no two persons on
+    one pixel, as CIHP's: one count per prediction) and overlapping persons (per pair)."""
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        height, width, c = rng.integers(8, 24), rng.integers(8, 24), int(rng.integers(2, 7))
+        pred = _random_persons(rng, int(rng.integers(0, 5)), height, width, c)
+        gt = _random_persons(rng, int(rng.integers(0, 6)), height, width, c, with_ignore=True)
+        if disjoint:
+            for k in range(1, len(gt)):  # a later person in front of the earlier ones
+                gt[:k][:, gt[k] > 0] = 0
+        gt_crops = [nonzero_crop(g) for g in gt]
+        crops = [nonzero_crop(p) for p in pred]
+        size = (int(height), int(width))
+        ref_miou, ref_iou = _naive_instance_iou(pred, gt, c)
+        miou, iou = instance_iou_from_crops(crops, gt_crops, c, size)
+        np.testing.assert_array_equal(miou, ref_miou)
+        np.testing.assert_array_equal(iou, ref_iou)
+        np.testing.assert_array_equal(crop_label_areas(gt_crops, c, size), label_areas(gt, c))
+        labels, owner = paste_crops_with_owner(crops, None, size)
+        ref = part_region_ious(labels, owner, gt, c)
+        got = part_region_ious(labels, owner, gt_crops, c)
+        for key in ("person", "cls", "area", "iou"):
+            np.testing.assert_array_equal(got[key], ref[key])
+    with pytest.raises(ValueError, match="need the image size"):
+        instance_iou_from_crops([], [], 3)
 
 
 def test_label_areas():

@@ -451,3 +451,67 @@ def test_automatic_chunk_bounds_the_head_activation():
     assert branch.inference_chunk(100, 32) == module.INFERENCE_CHUNK_BYTES // per_roi == 4
     with pytest.raises(ValueError, match="inference_chunk_size must be >= 0"):
         _branch(inference_chunk_size=-1)
+
+
+def _grid_sampled_labels(probs, box, height, width):
+    """Reference for paste_in_box: grid_sample at every pixel of the box, then the arg-max."""
+    x0, y0, x1, y1 = box.tolist()
+    ix0, iy0 = max(int(x0), 0), max(int(y0), 0)
+    ix1, iy1 = min(math.ceil(x1), width), min(math.ceil(y1), height)
+    if ix1 <= ix0 or iy1 <= iy0:
+        return None
+    xs = (torch.arange(ix0, ix1, dtype=probs.dtype) + 0.5 - x0) / max(x1 - x0, 1e-6) * 2 - 1
+    ys = (torch.arange(iy0, iy1, dtype=probs.dtype) + 0.5 - y0) / max(y1 - y0, 1e-6) * 2 - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    sampled = F.grid_sample(
+        probs[None], torch.stack([gx, gy], -1)[None], padding_mode="border", align_corners=False
+    )[0]
+    labels = sampled.max(dim=0).indices.to(torch.uint8)
+    inside = (ys.abs() <= 1)[:, None] & (xs.abs() <= 1)[None, :]
+    return labels.masked_fill_(~inside, 0), iy0, ix0
+
+
+def test_paste_resamples_only_near_label_changes_with_the_same_labels():
+    """On the CPU, paste_in_box resamples only the pixels near a label change; every label equals
+    grid_sample + arg-max at every pixel: smooth and noisy maps, ties (rounded logits), near-ties
+    at and around the safety margin, logits instead of probabilities, NaN, boxes whose pixel
+    centres fall exactly on ROI pixels, boxes partly outside the image."""
+    from bodyparts.modeling.inference import paste_in_box
+
+    gen = torch.Generator().manual_seed(0)
+    checked = 0
+    for case in range(240):
+        c = int(torch.randint(2, 22, (), generator=gen))
+        m = int(torch.randint(2, 48, (), generator=gen))
+        low = max(1, m // int(torch.randint(1, 10, (), generator=gen)))
+        scale = float(torch.rand((), generator=gen)) * 6
+        logits = F.interpolate(
+            torch.randn(1, c, low, low, generator=gen) * scale, size=(m, m), mode="bilinear"
+        )[0]
+        kind = case % 6
+        probs = (logits.round() if kind == 1 else logits).softmax(dim=0)
+        if kind == 2:  # label 1 within 1e-3 .. 1e-7 of label 0
+            gap = 10.0 ** -float(torch.randint(3, 8, (), generator=gen))
+            probs[1] = probs[0] + (torch.rand(m, m, generator=gen) - 0.5) * gap
+        elif kind == 3:
+            probs = logits * 1000
+        elif kind == 4:
+            probs[0, : m // 2, : m // 3] = float("nan")
+        if case % 2:  # pixel centres on whole ROI pixels
+            k = int(torch.randint(1, 4, (), generator=gen))
+            x0, y0 = (int(v) for v in torch.randint(-10, 60, (2,), generator=gen))
+            box = torch.tensor([x0, y0, x0 + m * k, y0 + m * k], dtype=torch.float32)
+            box += 0.5 * (case % 4 == 1)
+        else:
+            x0, y0 = (float(v) for v in torch.rand(2, generator=gen) * 120 - 20)
+            w, h = (float(v) for v in torch.rand(2, generator=gen) * 110 + 0.3)
+            box = torch.tensor([x0, y0, x0 + w, y0 + h])
+        ref = _grid_sampled_labels(probs, box, 96, 100)
+        if ref is None:
+            assert paste_in_box(probs, box, 96, 100) is None
+            continue
+        labels, y0, x0 = paste_in_box(probs, box, 96, 100)
+        assert (y0, x0) == ref[1:]
+        assert torch.equal(labels, ref[0]), f"case {case}"
+        checked += 1
+    assert checked > 200

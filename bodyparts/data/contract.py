@@ -42,7 +42,7 @@ file, the image, the annotation and the field.
 """
 
 import math
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -59,6 +59,8 @@ __all__ = [
     "decode_rle",
     "as_pycoco_rle",
     "part_label_map",
+    "part_label_crop",
+    "rle_counts",
     "silhouette_mask",
     "image_part_map",
     "mask_box",
@@ -95,15 +97,153 @@ def decode_rle(rle: Mapping) -> np.ndarray:
     return mask_util.decode(as_pycoco_rle(rle))
 
 
-def part_label_map(annotation: Mapping, height: int, width: int) -> np.ndarray:
-    """The person's part label map (H, W) uint8: part labels, 0 elsewhere; all PART_IGNORE if the
-    person has no part annotation. Parts are disjoint by contract (checked by validate_record)."""
-    parts = annotation.get("parts")
-    if parts is None:
-        return np.full((height, width), PART_IGNORE, dtype=np.uint8)
+def rle_counts(rles: Sequence[Mapping]) -> List[np.ndarray]:
+    """The run lengths of COCO RLEs (``counts`` compressed as str or bytes, or uncompressed
+    lists), as int64 arrays: runs of 0s and 1s alternating, 0s first, column-major (pycocotools'
+    order). The compressed strings of all ``rles`` are read together in a few numpy passes
+    (pycocotools' string format: 6-bit digits, 5 data bits each, little-endian, sign in the last
+    digit, counts after the second stored as the difference to the count two before).
+
+    Raises:
+        ValueError: a string with a byte outside the format, or ending inside a number.
+    """
+    out: List[Optional[np.ndarray]] = [None] * len(rles)
+    strings, where = [], []
+    for i, rle in enumerate(rles):
+        counts = rle["counts"]
+        if isinstance(counts, (list, tuple, np.ndarray)):
+            out[i] = np.asarray(counts, dtype=np.int64).reshape(-1)
+        else:
+            strings.append(counts.encode("ascii") if isinstance(counts, str) else bytes(counts))
+            where.append(i)
+    for i, counts in zip(where, _parse_rle_strings(strings)):
+        out[i] = counts
+    return out
+
+
+def _parse_rle_strings(strings: List[bytes]) -> List[np.ndarray]:
+    """:func:`rle_counts` of compressed strings, all in one pass."""
+    lengths = np.array([len(s) for s in strings], dtype=np.int64)
+    if not lengths.sum():
+        return [np.zeros(0, dtype=np.int64) for _ in strings]
+    digit = np.frombuffer(b"".join(strings), dtype=np.uint8).astype(np.int64) - 48
+    if digit.min() < 0 or digit.max() > 63:
+        raise ValueError("RLE counts: a byte outside COCO's compressed RLE alphabet ('0'..'o')")
+    string_end = np.cumsum(lengths)
+    last = digit[string_end[lengths > 0] - 1]
+    if (last & 0x20).any():
+        raise ValueError("RLE counts: the string ends inside a number (truncated)")
+    ends = np.flatnonzero((digit & 0x20) == 0)  # the last digit of each number
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    num_digits = ends - starts + 1
+    if num_digits.max() > 12:
+        raise ValueError("RLE counts: a number of more than 12 digits")
+    position = np.arange(digit.size) - np.repeat(starts, num_digits)
+    value = np.add.reduceat((digit & 0x1F) << (5 * position), starts)
+    negative = (digit[ends] & 0x10) != 0
+    value[negative] -= np.left_shift(np.int64(1), 5 * num_digits[negative])
+    # number m (from 0) of its string: from m = 3 on, add the count m - 2 (a running sum over the
+    # numbers of one parity of one string, from m = 1 and m = 2)
+    string_of = np.searchsorted(string_end, ends, side="right")
+    per_string = np.bincount(string_of, minlength=len(strings))
+    first = np.cumsum(per_string) - per_string
+    m = np.arange(value.size) - first[string_of]
+    group = np.where(m >= 1, 2 * string_of + (m & 1), -1)
+    order = np.argsort(group, kind="stable")
+    grouped, group = value[order], group[order]
+    total = np.cumsum(grouped)
+    head = np.flatnonzero(np.concatenate([[True], group[1:] != group[:-1]]))
+    offset = np.repeat(total[head] - grouped[head], np.diff(np.append(head, group.size)))
+    summed = value.copy()
+    chained = group >= 0
+    summed[order[chained]] = (total - offset)[chained]
+    return np.split(summed, first[1:])
+
+
+def _check_counts(counts: np.ndarray, height: int, width: int, what: str) -> None:
+    if counts.size and (counts.min() < 0 or int(counts.sum()) != height * width):
+        raise ValueError(
+            f"{what}: RLE run lengths cover {int(counts.sum())} pixels (or are negative), the "
+            f"{height}x{width} mask has {height * width}"
+        )
+
+
+def part_label_crop(
+    annotation: Mapping, height: int, width: int
+) -> Optional[Tuple[np.ndarray, int, int]]:
+    """The non-zero rectangle of :func:`part_label_map`: (uint8 (h, w) labels, y0, x0), the map
+    being 0 outside it; None when the person has no part pixel. Only the rectangle is written
+    (from the RLE runs, without decoding each part to a full-image mask).
+
+    Raises:
+        ValueError: naming the part, when its RLE has another size than H x W or its runs do not
+            cover it exactly.
+    """
+    parts = annotation.get("parts") or {}
+    labels = [int(label) for label in parts]
+    rles = list(parts.values())
+    for label, rle in zip(labels, rles):
+        if [int(v) for v in rle["size"]] != [height, width]:
+            raise ValueError(
+                f"part {label}: RLE of size {list(rle['size'])}, the image is [{height}, {width}]"
+            )
+    run_starts, run_ends, run_labels = [], [], []
+    for label, counts in zip(labels, rle_counts(rles)):
+        _check_counts(counts, height, width, f"part {label}")
+        ends = np.cumsum(counts)[1::2]  # the 1-runs: odd positions
+        starts = ends - counts[1::2]
+        keep = ends > starts
+        run_starts.append(starts[keep])
+        run_ends.append(ends[keep])
+        run_labels.append(np.full(int(keep.sum()), label, dtype=np.int64))
+    if not run_starts or not sum(len(s) for s in run_starts):
+        return None
+    start, end = np.concatenate(run_starts), np.concatenate(run_ends)
+    label = np.concatenate(run_labels)
+    order = np.argsort(start, kind="stable")
+    start, end, label = start[order], end[order], label[order]
+    if (start[1:] < end[:-1]).any():  # overlapping parts (not by contract): later parts win
+        return _crop_of(_part_label_map_by_masks(parts, height, width))
+    # the runs are column-major: the columns they span, then the rows within
+    col0, col1 = start // height, (end - 1) // height
+    one_column = col0 == col1
+    row0 = np.where(one_column, start % height, 0).min()
+    row1 = np.where(one_column, (end - 1) % height, height - 1).max()
+    base, stop = int(col0.min()) * height, (int(col1.max()) + 1) * height
+    gaps = np.diff(np.concatenate([[base], np.stack([start, end], 1).reshape(-1), [stop]]))
+    values = np.zeros(gaps.size, dtype=np.uint8)
+    values[1::2] = label
+    flat = np.repeat(values, gaps)
+    columns = flat.reshape(-1, height).T  # (H, columns spanned)
+    return np.ascontiguousarray(columns[row0 : row1 + 1]), int(row0), int(col0.min())
+
+
+def _crop_of(labels: np.ndarray) -> Optional[Tuple[np.ndarray, int, int]]:
+    rows, cols = np.flatnonzero(labels.any(axis=1)), np.flatnonzero(labels.any(axis=0))
+    if rows.size == 0:
+        return None
+    crop = labels[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return np.ascontiguousarray(crop), int(rows[0]), int(cols[0])
+
+
+def _part_label_map_by_masks(parts: Mapping, height: int, width: int) -> np.ndarray:
     out = np.zeros((height, width), dtype=np.uint8)
     for label, rle in parts.items():  # copyto with a mask view: no index arrays
         np.copyto(out, np.uint8(int(label)), where=decode_rle(rle).view(bool))
+    return out
+
+
+def part_label_map(annotation: Mapping, height: int, width: int) -> np.ndarray:
+    """The person's part label map (H, W) uint8: part labels, 0 elsewhere; all PART_IGNORE if the
+    person has no part annotation. Parts are disjoint by contract (checked by validate_record;
+    where they overlap, the later part wins). Written from :func:`part_label_crop`."""
+    if annotation.get("parts") is None:
+        return np.full((height, width), PART_IGNORE, dtype=np.uint8)
+    out = np.zeros((height, width), dtype=np.uint8)
+    crop = part_label_crop(annotation, height, width)
+    if crop is not None:
+        labels, y0, x0 = crop
+        out[y0 : y0 + labels.shape[0], x0 : x0 + labels.shape[1]] = labels
     return out
 
 
@@ -143,7 +283,7 @@ def image_part_map(
     *,
     sem_seg_file: Optional[str] = None,
     ignore_unlabelled: bool = False,
-    part_maps: Optional[Mapping[int, np.ndarray]] = None,
+    part_crops: Optional[Mapping[int, Optional[Tuple[np.ndarray, int, int]]]] = None,
 ) -> np.ndarray:
     """The image-level part map of one record in a target taxonomy (the ground truth of semantic
     part segmentation, shared by the mapper and the evaluator). Only persons (``category_id`` 0)
@@ -165,8 +305,8 @@ def image_part_map(
         ignore_unlabelled: also ignore silhouette pixels that no part covers in complete persons
             (training: such pixels are not taught as background); False counts them as background,
             as benchmark ground truth does.
-        part_maps: {annotation index: its :func:`part_label_map`} already decoded by the caller
-            (not decoded again).
+        part_crops: {annotation index: its :func:`part_label_crop`} already decoded by the
+            caller (not decoded again).
     Returns:
         uint8 (H, W) target labels, PART_IGNORE (255) = no ground truth.
     Raises:
@@ -192,11 +332,16 @@ def image_part_map(
         if not has_parts or not ann.get("parts_complete", True) or unlabelled_pixels:
             semantic[silhouette_mask(ann, height, width)] = PART_IGNORE
     for (k, ann), has_parts in zip(persons, labelled):
-        if has_parts:
-            person = part_maps.get(k) if part_maps else None
-            if person is None:
-                person = part_label_map(ann, height, width)
-            np.copyto(semantic, full[person], where=person != 0)
+        if not has_parts:
+            continue
+        if part_crops is not None and k in part_crops:
+            crop = part_crops[k]
+        else:
+            crop = part_label_crop(ann, height, width)
+        if crop is not None:
+            labels, y0, x0 = crop
+            window = semantic[y0 : y0 + labels.shape[0], x0 : x0 + labels.shape[1]]
+            np.copyto(window, full[labels], where=labels != 0)
     return semantic
 
 

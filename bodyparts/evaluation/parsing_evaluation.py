@@ -26,7 +26,7 @@ from detectron2.utils.logger import create_small_table
 from tabulate import tabulate
 
 from ..config import AP_PERSON_MAPS
-from ..data.contract import PERSON_CATEGORY, image_part_map, part_label_map
+from ..data.contract import PERSON_CATEGORY, image_part_map, part_label_crop
 from ..taxonomy import PartTaxonomy, get_part_taxonomy, mapping_lut
 from .parsing_metrics import (
     VOL_THRESHOLDS,
@@ -34,8 +34,9 @@ from .parsing_metrics import (
     ap_parsing,
     ap_region,
     confusion_matrix,
+    crop_label_areas,
     instance_iou_from_crops,
-    label_areas,
+    nonzero_crop,
     part_region_ious,
     paste_crops_with_owner,
     paste_order,
@@ -49,6 +50,7 @@ __all__ = [
     "BodyPartParsingEvaluator",
     "build_parsing_evaluator",
     "ground_truth_maps",
+    "ground_truth_crops",
     "load_ground_truth_index",
     "gather_on_main",
 ]
@@ -89,26 +91,54 @@ def ground_truth_maps(
         person_maps: uint8 (G, H, W) model part labels inside the person, 0 elsewhere.
         semantic: uint8 (H, W) model part labels, 255 = ignored.
     """
+    crops, semantic = ground_truth_crops(
+        annotations, height, width, lut, sem_seg_file, person_class=person_class
+    )
+    maps = np.zeros((len(crops), height, width), dtype=np.uint8)
+    for person, crop in zip(maps, crops):
+        h, w = crop.labels.shape
+        person[crop.y0 : crop.y0 + h, crop.x0 : crop.x0 + w] = crop.labels
+    return maps, semantic
+
+
+def ground_truth_crops(
+    annotations: Sequence[Mapping],
+    height: int,
+    width: int,
+    lut: np.ndarray,
+    sem_seg_file: Optional[str] = None,
+    *,
+    person_class: int = PERSON_CATEGORY,
+) -> Tuple[List[PartCrop], np.ndarray]:
+    """:func:`ground_truth_maps` with each person as a :class:`PartCrop` (its map's non-zero
+    rectangle, 0 outside), decoded inside that rectangle only. Same arguments.
+
+    Returns:
+        persons: G crops of uint8 model part labels (255 = ignored).
+        semantic: uint8 (H, W) model part labels, 255 = ignored.
+    """
     # image_part_map takes the persons as category PERSON_CATEGORY (the data contract's id)
     people = [
         dict(a, category_id=PERSON_CATEGORY)
         for a in annotations
         if a.get("category_id", PERSON_CATEGORY) == person_class
     ]
+    lut = np.asarray(lut, dtype=np.uint8)  # maps background 0 to 0
     persons, decoded = [], {}
     for k, ann in enumerate(people):
         if ann.get("parts") is not None and not ann.get("iscrowd", 0):
-            decoded[k] = part_label_map(ann, height, width)
+            decoded[k] = part_label_crop(ann, height, width)
+            if decoded[k] is None:
+                continue
+            labels, y0, x0 = decoded[k]
             # labels of an annotated person are below len(lut)
-            person = np.asarray(lut, dtype=np.uint8)[decoded[k]]
-            if person.any():
-                persons.append(person)
+            mapped = nonzero_crop(lut[labels])
+            if mapped is not None:
+                persons.append(PartCrop(mapped.labels, y0 + mapped.y0, x0 + mapped.x0))
     semantic = image_part_map(
-        people, height, width, lut, sem_seg_file=sem_seg_file, part_maps=decoded
+        people, height, width, lut, sem_seg_file=sem_seg_file, part_crops=decoded
     )
-    if not persons:
-        return np.zeros((0, height, width), dtype=np.uint8), semantic
-    return np.stack(persons), semantic
+    return persons, semantic
 
 
 _GT_ANNOTATION_KEYS = (
@@ -286,7 +316,8 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
 
     def _image_stats(self, image_id, gt: Mapping, output: Mapping) -> Dict[str, Any]:
         height, width, c = gt["height"], gt["width"], self._num_classes
-        gt_maps, gt_sem = ground_truth_maps(
+        size = (height, width)
+        gt_crops, gt_sem = ground_truth_crops(
             gt["annotations"],
             height,
             width,
@@ -305,10 +336,10 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
             sem_pred, owner = paste_crops_with_owner(crops, order, (height, width))
             if self._ap_person_maps == "pasted":
                 kept, visible = visible_crops(crops, sem_pred, owner, order)
-                stats.update(self._instance_stats(visible, scores[kept], gt_maps))
+                stats.update(self._instance_stats(visible, scores[kept], gt_crops, size))
             else:
-                stats.update(self._instance_stats(crops, scores, gt_maps))
-            stats.update(self._region_stats(crops, scores, gt_maps))
+                stats.update(self._instance_stats(crops, scores, gt_crops, size))
+            stats.update(self._region_stats(crops, scores, gt_crops, size))
         elif "sem_seg" in output:
             sem_seg = output["sem_seg"]
             if tuple(sem_seg.shape) != (c, height, width):
@@ -326,10 +357,14 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
         return stats
 
     def _instance_stats(
-        self, pred_crops: List[Optional[PartCrop]], scores: np.ndarray, gt_maps: np.ndarray
+        self,
+        pred_crops: List[Optional[PartCrop]],
+        scores: np.ndarray,
+        gt_crops: List[PartCrop],
+        size: Tuple[int, int],
     ) -> Dict[str, Any]:
-        """AP^p / PCP statistics of one image's P predictions (their part labels as crops)
-        against its G ground-truth persons.
+        """AP^p / PCP statistics of one image's P predictions against its G ground-truth persons,
+        both as crops of the H x W image (``size``).
 
         Returns:
             dict of small arrays: ``num_gt``; per prediction (P,): ``scores``, ``best_gt`` (index
@@ -338,9 +373,9 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
             ``gt_present`` (P, C) its part classes; ``gt_region_counts`` (C,) ground-truth part
             regions per class.
         """
-        c, num_p, num_g = self._num_classes, len(pred_crops), gt_maps.shape[0]
-        miou, iou = instance_iou_from_crops(pred_crops, gt_maps, c)  # (P, G), (P, G, C)
-        gt_present = label_areas(gt_maps, c) > 0  # (G, C)
+        c, num_p, num_g = self._num_classes, len(pred_crops), len(gt_crops)
+        miou, iou = instance_iou_from_crops(pred_crops, gt_crops, c, size)  # (P, G), (P, G, C)
+        gt_present = crop_label_areas(gt_crops, c, size) > 0  # (G, C)
         gt_present[:, 0] = False
         if num_g:
             best_gt = np.argmax(np.nan_to_num(miou, nan=-np.inf), axis=1)  # first best on ties
@@ -362,16 +397,19 @@ class BodyPartParsingEvaluator(DatasetEvaluator):
         }
 
     def _region_stats(
-        self, pred_crops: List[Optional[PartCrop]], scores: np.ndarray, gt_maps: np.ndarray
+        self,
+        pred_crops: List[Optional[PartCrop]],
+        scores: np.ndarray,
+        gt_crops: List[PartCrop],
+        size: Tuple[int, int],
     ) -> Dict[str, np.ndarray]:
         """AP^r statistics: the part regions of the persons with score >= the AP score threshold,
         pasted in ascending score order. Returns (Q,) arrays ``region_classes``,
         ``region_scores`` (their person's score) and ``region_ious`` (best IoU with a ground-truth
         region of the class in the image)."""
-        size = gt_maps.shape[1:]  # (H, W), also without ground-truth persons
         order = paste_order(scores, self._ap_score_threshold)
         labels, owner = paste_crops_with_owner(pred_crops, order, size)
-        regions = part_region_ious(labels, owner, gt_maps, self._num_classes)
+        regions = part_region_ious(labels, owner, gt_crops, self._num_classes)
         return {
             "region_classes": regions["cls"],
             "region_scores": np.asarray(scores, dtype=np.float64)[regions["person"]],

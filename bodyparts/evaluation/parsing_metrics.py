@@ -17,7 +17,7 @@ skipped by every mean. All matching thresholds are **strict** (``IoU > t``).
 """
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -28,6 +28,8 @@ __all__ = [
     "label_areas",
     "instance_iou_matrix",
     "instance_iou_from_crops",
+    "as_crops",
+    "crop_label_areas",
     "PartCrop",
     "nonzero_crop",
     "paste_crops_with_owner",
@@ -186,36 +188,52 @@ def instance_iou_matrix(
 
 
 def instance_iou_from_crops(
-    pred_crops: Sequence[Optional["PartCrop"]], gt_maps: np.ndarray, num_classes: int
+    pred_crops: Sequence[Optional["PartCrop"]],
+    gt_maps: Union[np.ndarray, Sequence[Optional["PartCrop"]]],
+    num_classes: int,
+    image_size: Optional[Tuple[int, int]] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """:func:`instance_iou_matrix` of P predictions given as :class:`PartCrop` (None: no part
     pixel), without their full-image maps.
 
     Exact integer counts as the naive per-pair ``confusion_matrix``: a prediction is 0 outside its
-    rectangle, so only the rectangle is joined with each ground truth (with a ground truth that
-    is 0 there, nothing is joined); the background row and column follow from the areas.
+    rectangle, and so is a ground truth given as a crop, so only where both rectangles meet are the
+    two joined; the other pixels and the background row and column follow from the areas.
 
     Args:
         pred_crops: P crops of labels in ``[0, C)`` inside the H x W image.
-        gt_maps: integer (G, H, W) ground-truth person maps, labels in ``[0, C)`` or ignored (>= C).
+        gt_maps: integer (G, H, W) ground-truth person maps, labels in ``[0, C)`` or ignored
+            (>= C); or the G persons as crops (uint8 labels, 0 outside), with ``image_size``.
         num_classes: C.
+        image_size: (H, W) when ``gt_maps`` are crops.
     Returns:
         miou (P, G), iou (P, G, C): as :func:`instance_iou_matrix`.
     """
     c = num_classes
-    gt_maps = np.asarray(gt_maps)
-    num_p, num_g = len(pred_crops), gt_maps.shape[0]
+    gt_crops, (height, width) = as_crops(gt_maps, image_size)
+    num_p, num_g = len(pred_crops), len(gt_crops)
     if num_p == 0 or num_g == 0:
         return np.zeros((num_p, num_g)), np.zeros((num_p, num_g, c))
-    if gt_maps.dtype == np.uint8 and c <= 255:
-        gt = np.minimum(gt_maps, np.uint8(c))  # every ignored label becomes c
-    else:
-        gt = gt_maps.astype(np.int64)
-        gt = np.where((gt < 0) | (gt >= c), c, gt).astype(np.int64)
-    flat = gt.reshape(num_g, -1)
-    area_g = np.stack([np.bincount(f, minlength=c + 1) for f in flat]).astype(np.int64)
-    valid = flat.shape[1] - area_g[:, c]  # (G,) pixels not ignored
-    rects = [_nonzero_rect(g) for g in gt]  # where each ground truth is non-zero (or ignored)
+    npix = height * width
+    # per ground truth: labels with every ignored one as c, as int64 codes c_gt * c, and areas
+    codes, rects = [], []
+    area_g = np.zeros((num_g, c + 1), dtype=np.int64)
+    for g, crop in enumerate(gt_crops):
+        if crop is None:
+            area_g[g, 0] = npix
+            codes.append(None)
+            rects.append(None)
+            continue
+        labels = _ignored_as(np.asarray(crop.labels), c)
+        area_g[g] = np.bincount(labels.reshape(-1), minlength=c + 1)[: c + 1]
+        area_g[g, 0] += npix - labels.size
+        codes.append(labels * c)
+        h, w = labels.shape
+        rects.append((crop.y0, crop.x0, crop.y0 + h, crop.x0 + w))
+    valid = npix - area_g[:, c]  # (G,) pixels not ignored
+    # where no two ground truths are non-zero on one pixel (one instance map, e.g. CIHP): one map
+    # of (ground truth, label) codes, joined with each prediction in one count
+    owners = _owner_codes(codes, rects, (height, width), c)
 
     inter = np.zeros((num_p, num_g, c), dtype=np.int64)
     col = np.zeros((num_p, num_g, c), dtype=np.int64)
@@ -225,19 +243,34 @@ def instance_iou_from_crops(
             continue
         labels = np.asarray(crop.labels)
         h, w = labels.shape
-        pred = labels.reshape(-1).astype(np.int64)
-        if pred.size and (pred.max() >= c or pred.min() < 0):
+        if labels.size and (labels.max() >= c or labels.min() < 0):
             raise ValueError(f"instance_iou_from_crops: predicted labels must lie in [0, {c})")
-        area_p = np.bincount(pred, minlength=c)
+        box = (crop.y0, crop.x0, crop.y0 + h, crop.x0 + w)
+        if owners is not None:
+            window = owners[box[0] : box[2], box[1] : box[3]]
+            joint = np.bincount((window + labels).reshape(-1), minlength=(num_g + 1) * (c + 1) * c)
+            joint = joint.reshape(num_g + 1, c + 1, c)
+            area_p = joint.sum(axis=(0, 1))
+            joint = joint[1:]  # (G, C + 1, C): on the pixels of each ground truth, row 0 empty
+            joint[:, 0] = area_p[None] - joint[:, 1:].sum(axis=1)
+            inter[p] = np.diagonal(joint[:, :c], axis1=1, axis2=2)
+            col[p] = joint[:, :c].sum(axis=1)
+            on_background[p] = joint[:, 0, 1:].sum(axis=1)
+            continue
+        pred = labels.astype(np.int64)
+        area_p = np.bincount(pred.reshape(-1), minlength=c)
         for g in range(num_g):
-            rect = rects[g]
-            if rect is None or not _overlap(rect, (crop.y0, crop.x0, crop.y0 + h, crop.x0 + w)):
-                joint = np.zeros((c + 1, c), dtype=np.int64)
-                joint[0] = area_p
-            else:
-                sub = gt[g, crop.y0 : crop.y0 + h, crop.x0 : crop.x0 + w].reshape(-1)
-                joint = np.bincount(sub.astype(np.int64) * c + pred, minlength=(c + 1) * c)
-                joint = joint.reshape(c + 1, c)
+            joint = np.zeros((c + 1, c), dtype=np.int64)
+            joint[0] = area_p  # the prediction's pixels outside the ground truth's rectangle
+            meet = _meet(rects[g], box)
+            if meet is not None:
+                y0, x0, y1, x1 = meet
+                gy, gx = rects[g][0], rects[g][1]
+                sub_p = pred[y0 - box[0] : y1 - box[0], x0 - box[1] : x1 - box[1]]
+                sub_g = codes[g][y0 - gy : y1 - gy, x0 - gx : x1 - gx]
+                both = np.bincount((sub_g + sub_p).reshape(-1), minlength=(c + 1) * c)
+                joint += both.reshape(c + 1, c)
+                joint[0] -= np.bincount(sub_p.reshape(-1), minlength=c)
             inter[p, g] = np.diagonal(joint[:c])
             col[p, g] = joint[:c].sum(axis=0)  # predicted c on valid ground truth
             on_background[p, g] = joint[0, 1:].sum()
@@ -251,6 +284,78 @@ def instance_iou_from_crops(
     return _nanmean(iou), iou
 
 
+def _owner_codes(
+    codes: List[Optional[np.ndarray]],
+    rects: List[Optional[Tuple[int, int, int, int]]],
+    size: Tuple[int, int],
+    c: int,
+) -> Optional[np.ndarray]:
+    """int64 (H, W) ``((g + 1) * (C + 1) + label) * C`` on the non-zero pixels of ground truth g
+    (``codes[g]``: labels * C with ignored as C, in ``rects[g]``), 0 elsewhere; None when two
+    ground truths are non-zero on one pixel."""
+    owners = np.zeros(size, dtype=np.int64)
+    for g, (code, rect) in enumerate(zip(codes, rects)):
+        if code is None:
+            continue
+        window = owners[rect[0] : rect[2], rect[1] : rect[3]]
+        mine = code != 0
+        if window[mine].any():
+            return None
+        window[mine] = code[mine] + (g + 1) * (c + 1) * c
+    return owners
+
+
+def _ignored_as(labels: np.ndarray, c: int) -> np.ndarray:
+    """int64 labels with every value outside [0, c) (ignored ground truth) as c."""
+    labels = labels.astype(np.int64)
+    return np.where((labels < 0) | (labels >= c), c, labels)
+
+
+def _meet(a: Optional[Tuple[int, int, int, int]], b: Tuple[int, int, int, int]):
+    """The intersection (y0, x0, y1, x1) of two rectangles; None if empty."""
+    if a is None:
+        return None
+    y0, x0, y1, x1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    return (y0, x0, y1, x1) if y0 < y1 and x0 < x1 else None
+
+
+def as_crops(
+    maps: Union[np.ndarray, Sequence[Optional["PartCrop"]]],
+    image_size: Optional[Tuple[int, int]] = None,
+) -> Tuple[List[Optional["PartCrop"]], Tuple[int, int]]:
+    """Person maps as crops: (G, H, W) maps -> their :func:`nonzero_crop` (views) and (H, W); a
+    sequence of :class:`PartCrop` (None: an all-zero map) is returned as it is with
+    ``image_size``.
+
+    Raises:
+        ValueError: crops without ``image_size``.
+    """
+    if isinstance(maps, np.ndarray):
+        if maps.ndim != 3:
+            raise ValueError(f"person maps must be (G, H, W), got shape {maps.shape}")
+        return [nonzero_crop(m) for m in maps], (int(maps.shape[1]), int(maps.shape[2]))
+    if image_size is None:
+        raise ValueError("person maps given as crops need the image size (H, W)")
+    return list(maps), (int(image_size[0]), int(image_size[1]))
+
+
+def crop_label_areas(
+    crops: Sequence[Optional["PartCrop"]], num_classes: int, image_size: Tuple[int, int]
+) -> np.ndarray:
+    """:func:`label_areas` of maps given as crops (0 outside each): int64 (K, C)."""
+    npix = int(image_size[0]) * int(image_size[1])
+    areas = np.zeros((len(crops), num_classes), dtype=np.int64)
+    for k, crop in enumerate(crops):
+        if crop is None:
+            areas[k, 0] = npix
+            continue
+        labels = np.asarray(crop.labels).reshape(-1)
+        counts = np.bincount(labels, minlength=num_classes)
+        areas[k] = counts[:num_classes]
+        areas[k, 0] += npix - labels.size
+    return areas
+
+
 def _nonzero_rect(label_map: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
     """(y0, x0, y1, x1) bounding the non-zero pixels of a (H, W) map; None if there are none."""
     rows = np.flatnonzero(label_map.any(axis=1))
@@ -258,10 +363,6 @@ def _nonzero_rect(label_map: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
         return None
     cols = np.flatnonzero(label_map.any(axis=0))
     return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
-
-
-def _overlap(a: Tuple[int, int, int, int], b: Tuple[int, int, int, int]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
@@ -516,8 +617,9 @@ def paste_crops_with_owner(
             continue
         h, w = crop.labels.shape
         fg = (crop.labels > 0) & (crop.labels != _NO_LABEL)
-        labels[crop.y0 : crop.y0 + h, crop.x0 : crop.x0 + w][fg] = crop.labels[fg]
-        owner[crop.y0 : crop.y0 + h, crop.x0 : crop.x0 + w][fg] = int(i)
+        window = (slice(crop.y0, crop.y0 + h), slice(crop.x0, crop.x0 + w))
+        np.copyto(labels[window], crop.labels, where=fg)  # no index arrays
+        np.copyto(owner[window], int(i), where=fg)
     return labels, owner
 
 
@@ -627,7 +729,10 @@ def instance_level_map(
 
 
 def part_region_ious(
-    labels: np.ndarray, owner: np.ndarray, gt_maps: np.ndarray, num_classes: int
+    labels: np.ndarray,
+    owner: np.ndarray,
+    gt_maps: Union[np.ndarray, Sequence[Optional[PartCrop]]],
+    num_classes: int,
 ) -> Dict[str, np.ndarray]:
     """The predicted part regions of one image and their best IoU with the ground truth (AP^r,
     docs/metrics.md section 5, PGN's ``test_inst_part_ap.py``).
@@ -641,41 +746,49 @@ def part_region_ious(
     Args:
         labels: uint8 (H, W) pasted labels in ``[0, C)``.
         owner: int (H, W) person index of each labelled pixel (>= 0 where ``labels > 0``).
-        gt_maps: integer (G, H, W) ground-truth person maps (labels >= C are no region).
+        gt_maps: integer (G, H, W) ground-truth person maps (labels >= C are no region), or the G
+            persons as crops (0 outside).
         num_classes: C.
     Returns:
         dict of (Q,) arrays, regions sorted by class, then person: ``person`` (int64 owner index),
         ``cls`` (int64 class 1..C-1), ``area`` (int64 pixels), ``iou`` (float64 best IoU).
     """
-    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    labels = np.asarray(labels)
+    size = labels.shape
+    flat_labels = labels.reshape(-1).astype(np.int64)
     owner = np.asarray(owner).reshape(-1).astype(np.int64)
-    fg = np.nonzero(labels > 0)[0]
-    if fg.size and (labels[fg].max() >= num_classes or owner[fg].min() < 0):
+    fg = np.flatnonzero(flat_labels > 0)
+    if fg.size and (flat_labels[fg].max() >= num_classes or owner[fg].min() < 0):
         raise ValueError(
             f"part_region_ious: labels must lie in [0, {num_classes}) with an owner >= 0 on each"
         )
     num_persons = int(owner[fg].max()) + 1 if fg.size else 1
     # np.unique(..., return_inverse, return_counts) of the region keys, by counting (no sort)
-    pixel_keys = labels[fg] * num_persons + owner[fg]
+    pixel_keys = flat_labels[fg] * num_persons + owner[fg]
     counts = np.bincount(pixel_keys, minlength=num_classes * num_persons)
     keys = np.flatnonzero(counts)
     area = counts[keys]
     lookup = np.zeros(counts.size, dtype=np.int64)
     lookup[keys] = np.arange(keys.size)
-    inverse = lookup[pixel_keys]
     num_regions = keys.size
     cls, person = np.divmod(keys, num_persons)
     iou = np.zeros(num_regions)
-    gt_maps = np.asarray(gt_maps)
-    num_gt = gt_maps.shape[0]
+    gt_crops, _ = as_crops(gt_maps, size)
+    num_gt = len(gt_crops)
     if num_gt and num_regions:
-        gt = gt_maps.reshape(num_gt, -1)[:, fg]
-        rows, cols = np.nonzero(gt == labels[fg][None, :])
-        inter = np.bincount(
-            rows * num_regions + inverse.reshape(-1)[cols], minlength=num_gt * num_regions
-        )
-        inter = inter.reshape(num_gt, num_regions).astype(np.float64)
-        gt_area = label_areas(gt_maps, num_classes)[:, cls]  # (G, Q)
+        region = np.full(flat_labels.size, -1, dtype=np.int64)
+        region[fg] = lookup[pixel_keys]
+        region = region.reshape(size)
+        inter = np.zeros((num_gt, num_regions))
+        for g, crop in enumerate(gt_crops):
+            if crop is None:
+                continue
+            h, w = crop.labels.shape
+            window = (slice(crop.y0, crop.y0 + h), slice(crop.x0, crop.x0 + w))
+            pred = labels[window]
+            same = (np.asarray(crop.labels) == pred) & (pred > 0)
+            inter[g] = np.bincount(region[window][same], minlength=num_regions)
+        gt_area = crop_label_areas(gt_crops, num_classes, size)[:, cls]  # (G, Q)
         iou = (inter / (area[None, :] + gt_area - inter)).max(axis=0)
     return {
         "person": person.astype(np.int64),

@@ -9,6 +9,7 @@ detections whose class has parts (:class:`~bodyparts.modeling.PartPredictions`).
 import math
 from typing import List, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from detectron2.structures import Instances
@@ -137,15 +138,111 @@ def paste_in_box(
     xs = (torch.arange(ix0, ix1, device=device, dtype=dtype) + 0.5 - x0) / max(x1 - x0, 1e-6)
     ys = (torch.arange(iy0, iy1, device=device, dtype=dtype) + 0.5 - y0) / max(y1 - y0, 1e-6)
     xs, ys = xs * 2 - 1, ys * 2 - 1
+    # on the CPU, for boxes of more pixels than the ROI (else resampling all costs less)
+    if device.type == "cpu" and probs.shape[0] > 1 and xs.numel() * ys.numel() > probs[0].numel():
+        labels = _labels_where_they_may_change(probs, ys, xs)
+        # pixel centres outside the box: the first / last rows and columns (coordinates increase)
+        y, x = ys.numpy(), xs.numpy()
+        labels[: int(np.count_nonzero(y < -1)), :] = 0
+        labels[y.size - int(np.count_nonzero(y > 1)) :, :] = 0
+        labels[:, : int(np.count_nonzero(x < -1))] = 0
+        labels[:, x.size - int(np.count_nonzero(x > 1)) :] = 0
+        return labels, iy0, ix0
+    inside = (ys.abs() <= 1)[:, None] & (xs.abs() <= 1)[None, :]  # pixel centre in the box
+    return _sampled_labels(probs, ys, xs).masked_fill_(~inside, 0), iy0, ix0
+
+
+def _sampled_labels(probs: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """uint8 (h, w) arg-max of ``probs`` (C, M, M) resampled bilinearly at the normalised
+    coordinates ``ys`` (h,) x ``xs`` (w,) (``grid_sample``, border padding)."""
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     grid = torch.stack([gx, gy], dim=-1)[None]
     pasted = F.grid_sample(
         probs[None], grid, mode="bilinear", padding_mode="border", align_corners=False
     )[0]
     # max(dim).indices: the first largest, as argmax, several times faster over dim 0 on CPU
-    labels = pasted.max(dim=0).indices.to(torch.uint8)
-    inside = (ys.abs() <= 1)[:, None] & (xs.abs() <= 1)[None, :]  # pixel centre in the box
-    return labels.masked_fill_(~inside, 0), iy0, ix0
+    return pasted.max(dim=0).indices.to(torch.uint8)
+
+
+# a label wins every bilinear mix of ROI pixels where it wins by more than this (relative to the
+# largest |probability|): float32 rounding of a 4-term weighted sum is below 1e-6 of it
+_SAFE_MARGIN = 1e-5
+# bound on the difference between a sample position computed here and grid_sample's (ROI pixels;
+# float32 rounding of a position below M is below M * 2^-22)
+_POSITION_SLACK = 1e-3
+_UNSURE = 255  # not a label (labels are uint8 below it)
+
+
+def _labels_where_they_may_change(
+    probs: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor
+) -> torch.Tensor:
+    """:func:`_sampled_labels`, equal label for label, resampling only near label changes (CPU).
+
+    A bilinear sample mixes 2 x 2 neighbouring ROI pixels with non-negative weights; where one
+    label wins at each of them by more than ``_SAFE_MARGIN``, it wins the mix too (no rounding can
+    turn it), so that pixel's label is the ROI pixels' label. The ROI pixels a sample may mix are
+    taken from its position +- ``_POSITION_SLACK`` (3 x 3 instead of 2 x 2 where the position is
+    that close to a whole ROI pixel). The other pixels (near a label change, near-ties, NaN) go
+    through ``grid_sample`` itself, at those points only: the same arithmetic as the full grid,
+    point by point. (numpy: its small-array operations cost less than torch's on one thread.)
+    """
+    num_labels, m_h, m_w = probs.shape
+    if num_labels >= _UNSURE:
+        return _sampled_labels(probs, ys, xs)
+    p = probs.detach().numpy()
+    best = p.max(axis=0)
+    scale = max(float(best.max()), -float(p.min()), 1.0)  # NaN: no pixel is clear
+    # labels within the margin of the best, per ROI pixel: exactly one where a label wins clearly
+    near = (p >= (best - _SAFE_MARGIN * scale)[None]).view(np.uint8)
+    count = near.sum(axis=0, dtype=np.uint8)
+    ids = np.arange(num_labels, dtype=np.uint8)[:, None, None]
+    key = (near * ids).sum(axis=0, dtype=np.uint8)
+    key[count != 1] = _UNSURE
+    # the first ROI pixel (row, column) each sample may mix, and whether it may mix 3 of them
+    row0, rows3 = _first_neighbour(ys.numpy(), m_h)
+    col0, cols3 = _first_neighbour(xs.numpy(), m_w)
+    labels = _shared_label(key, 2).take(row0, axis=0).take(col0, axis=1)
+    if rows3.any() or cols3.any():
+        cell3 = _shared_label(key, 3)
+        labels[rows3] = cell3.take(row0[rows3], axis=0).take(col0, axis=1)
+        labels[:, cols3] = cell3.take(row0, axis=0).take(col0[cols3], axis=1)
+    todo = np.flatnonzero(labels == _UNSURE)
+    if todo.size:
+        rows, cols = (torch.from_numpy(i) for i in np.divmod(todo, labels.shape[1]))
+        grid = torch.stack([xs[cols], ys[rows]], dim=-1)[None, None]  # (1, 1, K, 2)
+        sampled = F.grid_sample(
+            probs[None], grid, mode="bilinear", padding_mode="border", align_corners=False
+        )[0, :, 0]
+        labels.reshape(-1)[todo] = sampled.max(dim=0).indices.numpy()
+    return torch.from_numpy(labels)
+
+
+def _first_neighbour(coords: np.ndarray, size: int) -> Tuple[np.ndarray, np.ndarray]:
+    """For normalised sample coordinates (align_corners=False, border padding): the first ROI
+    pixel a sample may mix (int64) and whether it may mix three (bool), allowing for
+    ``_POSITION_SLACK``."""
+    position = ((coords.astype(np.float64) + 1) * size - 1) / 2
+    low = np.clip(np.floor(position - _POSITION_SLACK), 0, size - 1)
+    high = np.clip(np.floor(position + _POSITION_SLACK) + 1, 0, size - 1)
+    return low.astype(np.int64), (high - low) > 1
+
+
+def _shared_label(key: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (M, M): at (i, j), the label that every ROI pixel of rows i .. i + size - 1 and
+    columns j .. j + size - 1 (clamped to the border) has in ``key``, else _UNSURE (also where
+    ``key`` is _UNSURE)."""
+    high, low = key, key
+    for axis in (0, 1):
+        n = key.shape[axis]
+        last = [n - 1] * (size - 1)
+        high_p = np.concatenate([high, high.take(last, axis=axis)], axis=axis)
+        low_p = np.concatenate([low, low.take(last, axis=axis)], axis=axis)
+        for shift in range(1, size):
+            window = slice(shift, shift + n)
+            index = (window, slice(None)) if axis == 0 else (slice(None), window)
+            high = np.maximum(high, high_p[index])
+            low = np.minimum(low, low_p[index])
+    return np.where(low == high, high, np.uint8(_UNSURE))
 
 
 def part_label_maps_in_image(instances: Instances) -> torch.Tensor:

@@ -402,9 +402,11 @@ class BodyPartBranch(nn.Module):
             probs.append(logits.softmax(dim=1))
             if trunk is not None:
                 heatmaps.append(self._keypoint_heatmaps(trunk, logits.shape[-1]))
+        # one piece: no copy by torch.cat (R x C x M x M floats held twice at the peak otherwise)
+        all_probs = probs[0] if len(probs) == 1 else torch.cat(probs)
         if len(heatmaps) == 0:
-            return torch.cat(probs), None
-        return torch.cat(probs), torch.cat(heatmaps)
+            return all_probs, None
+        return all_probs, heatmaps[0] if len(heatmaps) == 1 else torch.cat(heatmaps)
 
     @torch.jit.unused
     def _loss_weights(self) -> Optional[torch.Tensor]:
