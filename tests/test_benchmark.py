@@ -5,6 +5,7 @@ import json
 import math
 import os
 import subprocess
+import time
 
 import pytest
 from conftest import QUICK_CONFIG, REPO, run_tool_cmd
@@ -33,8 +34,20 @@ BENCH_OPTS = [
     "5",
 ]
 FIGURES = {
-    "train": {"s_per_iter_mean", "s_per_iter_median", "images_per_s", "peak_memory_mb"},
-    "inference": {"s_per_image_mean", "s_per_image_median", "images_per_s", "peak_memory_mb"},
+    "train": {
+        "s_per_iter_mean",
+        "s_per_iter_median",
+        "images_per_s",
+        "peak_memory_mb",
+        "peak_rss_mb",
+    },
+    "inference": {
+        "s_per_image_mean",
+        "s_per_image_median",
+        "images_per_s",
+        "peak_memory_mb",
+        "peak_rss_mb",
+    },
     "data_loader": {"images_per_s"},
 }
 
@@ -229,6 +242,22 @@ def test_default_phases_are_unchanged():
     assert args.phases == ["train", "inference", "data_loader"] and args.export_formats == []
     args = tool.parse_args(["--config-file", QUICK_CONFIG, "--export-formats", "eager,onnx"])
     assert args.phases == ["train", "inference", "data_loader", "runtimes"]
+
+
+def test_peak_memory_counts_the_heap_in_use():
+    """The CPU peak is the growth of the C heap's bytes in use: a 64 MB tensor held during the
+    phase and freed before its end counts 64 MB."""
+    import torch
+
+    tool = _load_tool()
+    if tool._HEAP_IN_USE is None:
+        pytest.skip("needs glibc's mallinfo2 (glibc >= 2.33)")
+    with tool.PeakMemory("cpu", interval_s=0.001) as mem:
+        held = torch.ones(16 * 2**20)  # 64 MB
+        time.sleep(0.05)
+        del held
+    assert 63 <= mem.mb <= 70
+    assert mem.rss_mb >= 0
 
 
 PARTS_CONFIG = os.path.join(

@@ -16,8 +16,11 @@ Both configs see the same records: config A's DATASETS.TRAIN and the first --ima
 DATASETS.TEST, mapped by each config's own mapper with a fixed seed. Trailing opts apply to both.
 
 Peak memory is the growth above the level at the start of the phase, which builds the model: on
-CUDA from torch.cuda.max_memory_allocated; on CPU from the process RSS sampled every 2 ms (freed
-heap goes back to the OS before each phase, but allocator caching can make a later phase read low).
+CUDA from torch.cuda.max_memory_allocated; on CPU the bytes in use of the C heap (glibc's mallinfo2:
+tensors and numpy arrays, not memory freed and kept by the allocator), sampled every 2 ms, and
+beside it the process RSS (``peak_rss_mb``: freed heap goes back to the OS before each phase, but
+heap left fragmented by an earlier phase is reused without growing the RSS, so a later phase can
+read low). Without glibc, the RSS is the only CPU figure.
 Models load MODEL.WEIGHTS when set; an untrained model keeps up to TEST.DETECTIONS_PER_IMAGE boxes.
 
 Runtimes (phase ``runtimes``, on when --export-formats is given): CPU inference images/s of the
@@ -50,7 +53,7 @@ import sys
 import threading
 import time
 from types import SimpleNamespace
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import detectron2
 import torch
@@ -81,10 +84,12 @@ ROWS = [  # (phase, figure, table label)
     ("train", "s_per_iter_median", "train s/iter (median)"),
     ("train", "images_per_s", "train images/s"),
     ("train", "peak_memory_mb", "train peak memory (MB)"),
+    ("train", "peak_rss_mb", "train peak RSS (MB)"),
     ("inference", "s_per_image_mean", "inference s/image (mean)"),
     ("inference", "s_per_image_median", "inference s/image (median)"),
     ("inference", "images_per_s", "inference images/s"),
     ("inference", "peak_memory_mb", "inference peak memory (MB)"),
+    ("inference", "peak_rss_mb", "inference peak RSS (MB)"),
     ("data_loader", "images_per_s", "data loader images/s"),
 ]
 
@@ -100,18 +105,61 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _heap_in_use_reader():
+    """A function giving the C heap's bytes in use (glibc >= 2.33: allocated chunks + mmapped
+    blocks), or None without glibc's mallinfo2."""
+    try:
+        mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+
+    def read() -> int:
+        info = mallinfo2()
+        return info.uordblks + info.hblkhd
+
+    return read
+
+
+_HEAP_IN_USE = _heap_in_use_reader()
+
+
 class PeakMemory:
-    """Context manager; ``mb`` = peak memory above the level at entry, in MB (see the docstring)."""
+    """Context manager; ``mb`` = peak memory above the level at entry, in MB, ``rss_mb`` the same
+    for the process RSS (CPU; equal to ``mb`` on CUDA and without glibc). See the docstring."""
 
     def __init__(self, device: str, interval_s: float = 0.002):
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.interval_s = interval_s
-        self.mb = 0.0
+        self.mb = self.rss_mb = 0.0
+
+    def _read(self) -> Tuple[int, int]:
+        rss = _rss_bytes()
+        return (_HEAP_IN_USE() if _HEAP_IN_USE else rss), rss
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self._peak = max(self._peak, _rss_bytes())
+            heap, rss = self._read()
+            self._peak, self._peak_rss = max(self._peak, heap), max(self._peak_rss, rss)
 
     def __enter__(self) -> "PeakMemory":
         gc.collect()
@@ -125,7 +173,7 @@ class PeakMemory:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
         except (OSError, AttributeError):
             pass
-        self._start = self._peak = _rss_bytes()
+        (self._start, self._start_rss) = (self._peak, self._peak_rss) = self._read()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -135,11 +183,13 @@ class PeakMemory:
         if self.cuda:
             torch.cuda.synchronize(self.device)
             peak = torch.cuda.max_memory_allocated(self.device)
-        else:
-            self._stop.set()
-            self._thread.join()
-            peak = max(self._peak, _rss_bytes())
-        self.mb = (peak - self._start) / 2**20
+            self.mb = self.rss_mb = (peak - self._start) / 2**20
+            return
+        self._stop.set()
+        self._thread.join()
+        heap, rss = self._read()
+        self.mb = (max(self._peak, heap) - self._start) / 2**20
+        self.rss_mb = (max(self._peak_rss, rss) - self._start_rss) / 2**20
 
 
 def _build_model(cfg: CfgNode) -> torch.nn.Module:
@@ -173,13 +223,14 @@ def _timed(steps: int, warmup: int, device: str, desc: str, step: Callable[[int]
     return times
 
 
-def _figures(times: List[float], unit: str, images_per_step: int, memory_mb: float) -> Dict:
+def _figures(times: List[float], unit: str, images_per_step: int, memory: PeakMemory) -> Dict:
     mean = statistics.mean(times)
     return {
         f"s_per_{unit}_mean": mean,
         f"s_per_{unit}_median": statistics.median(times),
         "images_per_s": images_per_step / mean,
-        "peak_memory_mb": memory_mb,
+        "peak_memory_mb": memory.mb,
+        "peak_rss_mb": memory.rss_mb,
     }
 
 
@@ -198,7 +249,7 @@ def bench_train(cfg: CfgNode, inputs: List[Dict], warmup: int, iters: int, desc:
             optimizer.step()
 
         times = _timed(warmup + iters, warmup, device, desc, step)
-    return _figures(times, "iter", batch_size, mem.mb)
+    return _figures(times, "iter", batch_size, mem)
 
 
 def bench_inference(cfg: CfgNode, inputs: List[Dict], warmup: int, desc: str) -> Dict:
@@ -208,7 +259,7 @@ def bench_inference(cfg: CfgNode, inputs: List[Dict], warmup: int, desc: str) ->
         model = _build_model(cfg).eval()
         order = [inputs[i % len(inputs)] for i in range(warmup)] + inputs
         times = _timed(len(order), warmup, device, desc, lambda i: model([order[i]]))
-    return _figures(times, "image", 1, mem.mb)
+    return _figures(times, "image", 1, mem)
 
 
 def bench_data_loader(cfg: CfgNode, warmup: int, iters: int, desc: str) -> Dict:
@@ -297,6 +348,7 @@ def bench_detections(cfg: CfgNode, inputs: List[Dict], counts: List[int], warmup
         out[str(num)] = {
             "s_per_image_mean": statistics.mean(times),
             "peak_memory_mb": mem.mb,
+            "peak_rss_mb": mem.rss_mb,
             "detections": len(result),
             "part_maps": int(result.has("pred_part_masks")) * len(result),
         }

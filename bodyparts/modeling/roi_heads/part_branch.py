@@ -399,9 +399,13 @@ class BodyPartBranch(nn.Module):
             pieces = [_box_slice(boxes, start, chunk) for start in range(0, num_rois, chunk)]
         for piece in pieces:
             logits, trunk = self._logits(self.pooler(feats, piece))
-            probs.append(logits.softmax(dim=1))
+            side = logits.shape[-1]
+            # the logits are let go as soon as their softmax exists, before the keypoint layers
+            # run (otherwise logits, probabilities and heatmaps are all held at the peak)
+            logits = logits.softmax(dim=1)
+            probs.append(logits)
             if trunk is not None:
-                heatmaps.append(self._keypoint_heatmaps(trunk, logits.shape[-1]))
+                heatmaps.append(self._keypoint_heatmaps(trunk, side))
         # one piece: no copy by torch.cat (R x C x M x M floats held twice at the peak otherwise)
         all_probs = probs[0] if len(probs) == 1 else torch.cat(probs)
         if len(heatmaps) == 0:
