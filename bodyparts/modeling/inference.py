@@ -128,6 +128,9 @@ def paste_in_box(
         ``x0 .. x0 + w - 1`` (the box clipped to the image, whole pixels), 0 where background
         wins or the pixel centre lies outside the box; None when the box holds no pixel. The
         image is 0 elsewhere (:func:`paste_part_masks`).
+
+    The labels are those of ``grid_sample`` + arg-max at every pixel; on the CPU, only the pixels
+    near a label change are resampled (:func:`_labels_where_they_may_change`), with the same labels.
     """
     x0, y0, x1, y1 = box.to(probs.dtype).tolist()
     ix0, iy0 = max(int(x0), 0), max(int(y0), 0)
@@ -138,8 +141,14 @@ def paste_in_box(
     xs = (torch.arange(ix0, ix1, device=device, dtype=dtype) + 0.5 - x0) / max(x1 - x0, 1e-6)
     ys = (torch.arange(iy0, iy1, device=device, dtype=dtype) + 0.5 - y0) / max(y1 - y0, 1e-6)
     xs, ys = xs * 2 - 1, ys * 2 - 1
-    # on the CPU, for boxes of more pixels than the ROI (else resampling all costs less)
-    if device.type == "cpu" and probs.shape[0] > 1 and xs.numel() * ys.numel() > probs[0].numel():
+    # on the CPU, in float32 / float64 (the margin below is for their rounding), for boxes of more
+    # pixels than the ROI (else resampling all costs less)
+    if (
+        device.type == "cpu"
+        and dtype in (torch.float32, torch.float64)
+        and probs.shape[0] > 1
+        and xs.numel() * ys.numel() > probs[0].numel()
+    ):
         labels = _labels_where_they_may_change(probs, ys, xs)
         # pixel centres outside the box: the first / last rows and columns (coordinates increase)
         y, x = ys.numpy(), xs.numpy()
