@@ -428,8 +428,7 @@ def test_chunked_inference_equals_unchunked(chunk):
         with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
             return branch(_features(2), [d[:] for d in detections]), branch
 
-    whole, whole_branch = run(0)
-    assert whole_branch.inference_chunk(5, P) >= 5  # automatic: one pass
+    whole, whole_branch = run(5)  # one pass
     parts, branch = run(chunk)
     assert branch.inference_chunk(5, P) == chunk
     for a, b in zip(whole, parts):
@@ -441,14 +440,19 @@ def test_chunked_inference_equals_unchunked(chunk):
 
 
 def test_automatic_chunk_bounds_the_head_activation():
-    """Automatic chunk: as many ROIs as keep the deconv output (D' x 2P x 2P float32) within
-    INFERENCE_CHUNK_BYTES: the R-50 CIHP head (512 channels, P = 32) runs 4 ROIs at a time."""
+    """Automatic chunk: INFERENCE_CHUNK_ROIS (4) ROIs, fewer when their deconv output
+    (D' x 2P x 2P float32) would pass INFERENCE_CHUNK_BYTES (32 MB): the R-50 CIHP head (512
+    channels, P = 32: 8 MB a ROI) and the R-18 main job's (128 channels, P = 14) run 4 at a time,
+    a 1024-channel head at P = 32 runs 2, a wider one 1."""
     from bodyparts.modeling.roi_heads import part_branch as module
 
+    assert module.INFERENCE_CHUNK_ROIS == 4 and module.INFERENCE_CHUNK_BYTES == 32 * 2**20
     branch = _branch()
-    branch.trunk_channels = 512
-    per_roi = 512 * 64 * 64 * 4
-    assert branch.inference_chunk(100, 32) == module.INFERENCE_CHUNK_BYTES // per_roi == 4
+    for channels, resolution, chunk in [(512, 32, 4), (128, 14, 4), (1024, 32, 2), (4096, 32, 1)]:
+        branch.trunk_channels = channels
+        assert branch.inference_chunk(100, resolution) == chunk
+    branch.trunk_channels = 1024
+    assert branch.inference_chunk(100, 32, element_size=2) == 4  # float16: half the bytes
     with pytest.raises(ValueError, match="inference_chunk_size must be >= 0"):
         _branch(inference_chunk_size=-1)
 

@@ -86,12 +86,16 @@ def select_part_foreground(
     return [p[torch.isin(p.gt_classes, ids.to(p.gt_classes.device))] for p in fg]
 
 
-# Automatic inference chunk of the part head: as many ROIs as keep its largest activation (the
-# deconv output) within this many bytes (R-50 CIHP head: 512 x 64 x 64 floats = 8 MB per ROI,
-# 4 ROIs per chunk; the R-18 main job's head: every ROI of an image in one chunk). The peak
-# grows faster than this activation (the transposed conv's buffers): R-50 at 100 detections,
-# 16 ROIs per chunk 672 MB, 8 ROIs 464 MB, 4 ROIs 401 MB (Detectron2's Mask + Keypoint R-CNN 392).
+# Automatic inference chunk of the part head: at most INFERENCE_CHUNK_ROIS ROIs, and fewer when
+# their largest activation (the deconv output) would pass INFERENCE_CHUNK_BYTES (R-50 CIHP head:
+# 512 x 64 x 64 floats = 8 MB per ROI, 4 ROIs; the R-18 main job's head: 0.4 MB, 4 ROIs). The
+# peak grows faster than this activation (the convolutions' working buffers grow with the batch):
+# R-50 at 100 detections, 16 ROIs per chunk 672 MB, 8 ROIs 464 MB, 4 ROIs 401 MB (RSS; Detectron2's
+# Mask + Keypoint R-CNN 392), 1 ROI no less memory but 2.3x the time; the R-18 main job, 20
+# detections an image: one chunk 82 MB of heap in use, chunks of 4 74 MB (Detectron2 75) and
+# faster (0.14 against 0.17 s an image).
 INFERENCE_CHUNK_BYTES = 32 * 1024 * 1024
+INFERENCE_CHUNK_ROIS = 4
 
 
 def _head_width(head: nn.Module) -> int:
@@ -369,14 +373,15 @@ class BodyPartBranch(nn.Module):
 
     def inference_chunk(self, num_rois: int, resolution: int, element_size: int = 4) -> int:
         """How many ROIs the head runs at once at inference: ``inference_chunk_size`` when > 0,
-        else (automatic) as many as keep the head's largest activation (the deconv output:
-        D' x 2P x 2P values of ``element_size`` bytes per ROI, P the pooler's ``resolution``)
-        within ``INFERENCE_CHUNK_BYTES``."""
+        else (automatic) ``INFERENCE_CHUNK_ROIS``, or fewer when their largest activation (the
+        deconv output: D' x 2P x 2P values of ``element_size`` bytes per ROI, P the pooler's
+        ``resolution``) would pass ``INFERENCE_CHUNK_BYTES`` (at least 1)."""
         if self.inference_chunk_size > 0:
             return self.inference_chunk_size
         side = 2 * resolution
         per_roi = self.trunk_channels * side * side * element_size
-        return max(1, self.inference_chunk_bytes // max(per_roi, 1))
+        fits = self.inference_chunk_bytes // max(per_roi, 1)
+        return max(1, min(INFERENCE_CHUNK_ROIS, fits))
 
     def _chunked_inference(
         self, feats: List[torch.Tensor], boxes: List[Boxes]
@@ -390,27 +395,39 @@ class BodyPartBranch(nn.Module):
         for b in boxes:
             num_rois += len(b)
         chunk = self.inference_chunk(num_rois, self.pooler_resolution, feats[0].element_size())
-        probs: List[torch.Tensor] = []
-        heatmaps: List[torch.Tensor] = []
         if torch.jit.is_tracing() or chunk >= num_rois:
             # one pass, no slicing: a traced graph must not keep the sample's number of ROIs
-            pieces = [boxes]
-        else:
-            pieces = [_box_slice(boxes, start, chunk) for start in range(0, num_rois, chunk)]
-        for piece in pieces:
-            logits, trunk = self._logits(self.pooler(feats, piece))
-            side = logits.shape[-1]
-            # the logits are let go as soon as their softmax exists, before the keypoint layers
-            # run (otherwise logits, probabilities and heatmaps are all held at the peak)
-            logits = logits.softmax(dim=1)
-            probs.append(logits)
-            if trunk is not None:
-                heatmaps.append(self._keypoint_heatmaps(trunk, side))
-        # one piece: no copy by torch.cat (R x C x M x M floats held twice at the peak otherwise)
-        all_probs = probs[0] if len(probs) == 1 else torch.cat(probs)
-        if len(heatmaps) == 0:
-            return all_probs, None
-        return all_probs, heatmaps[0] if len(heatmaps) == 1 else torch.cat(heatmaps)
+            return self._probs_and_heatmaps(feats, boxes)
+        # each chunk written into the outputs: no list of chunks and no torch.cat copy of them
+        probs = torch.empty(0)
+        heatmaps: Optional[torch.Tensor] = None
+        for start in range(0, num_rois, chunk):
+            piece_probs, piece_heatmaps = self._probs_and_heatmaps(
+                feats, _box_slice(boxes, start, chunk)
+            )
+            stop = start + piece_probs.shape[0]
+            if start == 0:
+                probs = piece_probs.new_empty([num_rois] + list(piece_probs.shape[1:]))
+            probs[start:stop] = piece_probs
+            if piece_heatmaps is not None:
+                if heatmaps is None:
+                    heatmaps = piece_heatmaps.new_empty([num_rois] + list(piece_heatmaps.shape[1:]))
+                heatmaps[start:stop] = piece_heatmaps
+        return probs, heatmaps
+
+    def _probs_and_heatmaps(
+        self, feats: List[torch.Tensor], boxes: List[Boxes]
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Features and per-image boxes (R in all) -> (R, C, M, M) part probabilities and
+        (R, K, M, M) keypoint logits (None without keypoints from the trunk). Nothing is held
+        longer than needed: the pooled features go once the trunk exists (``_logits``), the
+        logits once their softmax exists, before the keypoint layers run."""
+        logits, trunk = self._logits(self.pooler(feats, boxes))
+        side = logits.shape[-1]
+        logits = logits.softmax(dim=1)
+        if trunk is None:
+            return logits, None
+        return logits, self._keypoint_heatmaps(trunk, side)
 
     @torch.jit.unused
     def _loss_weights(self) -> Optional[torch.Tensor]:
@@ -423,8 +440,8 @@ class BodyPartBranch(nn.Module):
         keypoint_predictor = self.keypoint_predictor
         if keypoint_predictor is None:
             return self.head(x), None
-        trunk = self.head.trunk(x)
-        return self.head.predict(trunk), trunk
+        x = self.head.trunk(x)  # the pooled features go: only the trunk is kept
+        return self.head.predict(x), x
 
     def _keypoint_heatmaps(self, trunk: torch.Tensor, size: int) -> torch.Tensor:
         """(R, D, P, P) trunk features -> (R, K, size, size) keypoint logits."""
