@@ -5,7 +5,9 @@ import json
 import math
 import os
 import subprocess
+import sys
 import time
+import types
 
 import pytest
 from conftest import QUICK_CONFIG, REPO, run_tool_cmd
@@ -242,6 +244,54 @@ def test_default_phases_are_unchanged():
     assert args.phases == ["train", "inference", "data_loader"] and args.export_formats == []
     args = tool.parse_args(["--config-file", QUICK_CONFIG, "--export-formats", "eager,onnx"])
     assert args.phases == ["train", "inference", "data_loader", "runtimes"]
+
+
+def _densepose_config(tmp_path):
+    """A DensePose-style config whose DensePose keys are in its _BASE_ file."""
+    (tmp_path / "Base-DensePose.yaml").write_text(
+        f'_BASE_: "{QUICK_CONFIG}"\nMODEL:\n  DENSEPOSE_ON: True\n'
+        '  ROI_DENSEPOSE_HEAD:\n    NAME: "DensePoseV1ConvXHead"\n'
+    )
+    config = tmp_path / "densepose_rcnn.yaml"
+    config.write_text(
+        '_BASE_: "Base-DensePose.yaml"\nMODEL:\n  ROI_DENSEPOSE_HEAD:\n    UV_CONFIDENCE: "iid"\n'
+    )
+    return str(config)
+
+
+def test_densepose_config_needs_the_installed_project(tmp_path, monkeypatch):
+    """A config with DensePose keys (here in its _BASE_) gets DensePose's config function; without
+    the project the tool says which file needs it and how to install it, before measuring."""
+    tool = _load_tool()
+    assert tool.project_configs(QUICK_CONFIG) == []
+    config = _densepose_config(tmp_path)
+    monkeypatch.setitem(sys.modules, "densepose", None)  # not importable
+    with pytest.raises(
+        ImportError, match=r"densepose_rcnn.yaml is a DensePose config.*pip install"
+    ):
+        tool.project_configs(config)
+    with pytest.raises(SystemExit, match="is a DensePose config"):
+        tool.load_cfgs(tool.parse_args(["--config-file", QUICK_CONFIG, "--vs", config]))
+
+
+def test_densepose_keys_are_added_when_the_project_is_installed(tmp_path, monkeypatch):
+    """With a ``densepose`` package importable (a stand-in with the two keys of its
+    ``add_densepose_config`` that the file uses), config B is built with them."""
+    from detectron2.config import CfgNode as CN
+
+    def add_densepose_config(cfg):
+        cfg.MODEL.DENSEPOSE_ON = False
+        cfg.MODEL.ROI_DENSEPOSE_HEAD = CN({"NAME": "", "UV_CONFIDENCE": "none"})
+
+    tool = _load_tool()
+    module = types.ModuleType("densepose")
+    module.add_densepose_config = add_densepose_config
+    monkeypatch.setitem(sys.modules, "densepose", module)
+    config = _densepose_config(tmp_path)
+    cfgs = tool.load_cfgs(tool.parse_args(["--config-file", QUICK_CONFIG, "--vs", config]))
+    head = cfgs["B"].MODEL.ROI_DENSEPOSE_HEAD
+    assert cfgs["B"].MODEL.DENSEPOSE_ON and head.NAME == "DensePoseV1ConvXHead"
+    assert head.UV_CONFIDENCE == "iid" and "ROI_DENSEPOSE_HEAD" not in cfgs["A"].MODEL
 
 
 def test_peak_memory_counts_the_heap_in_use():

@@ -14,6 +14,9 @@ pre-loaded batches of SOLVER.IMS_PER_BATCH; data loading excluded), inference pe
 no_grad), the peak memory of both, and the throughput of the config's own training data loader.
 Both configs see the same records: config A's DATASETS.TRAIN and the first --images of its first
 DATASETS.TEST, mapped by each config's own mapper with a fixed seed. Trailing opts apply to both.
+A config of Detectron2's DensePose project (``MODEL.DENSEPOSE_ON`` / ``MODEL.ROI_DENSEPOSE_HEAD`` in
+it or a ``_BASE_``) can be either one when the project is installed (``import densepose``): its
+keys are added with its own ``add_densepose_config``; otherwise the tool says how to install it.
 
 Peak memory is the growth above the level at the start of the phase, which builds the model: on
 CUDA from torch.cuda.max_memory_allocated; on CPU the bytes in use of the C heap (glibc's mallinfo2:
@@ -57,6 +60,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import detectron2
 import torch
+import yaml
 from detectron2.config import CfgNode
 from detectron2.data import (
     DatasetMapper,
@@ -568,16 +572,66 @@ def report(results: Dict, ratios: Optional[Dict], env: Dict) -> str:
     return text
 
 
+DENSEPOSE_INSTALL = (
+    "pip install 'git+https://github.com/facebookresearch/detectron2@main"
+    "#subdirectory=projects/DensePose'"
+)
+
+
+def _yaml_chain(config_file: str) -> List[Dict]:
+    """The YAML mappings of a config file and of its ``_BASE_`` files (relative to it)."""
+    chain, path = [], config_file
+    while path and len(chain) < 16:
+        with open(path) as f:
+            node = yaml.safe_load(f) or {}
+        chain.append(node)
+        base = node.get("_BASE_") if isinstance(node, dict) else None
+        path = os.path.join(os.path.dirname(path), base) if isinstance(base, str) else None
+    return chain
+
+
+def project_configs(config_file: str) -> List[Callable[[CfgNode], None]]:
+    """The config functions of the Detectron2 projects a config file needs: DensePose's
+    ``add_densepose_config`` for a file (or a ``_BASE_`` of it) with ``MODEL.DENSEPOSE_ON`` or
+    ``MODEL.ROI_DENSEPOSE_HEAD``. The project is imported only then, if it is installed.
+
+    Raises:
+        ImportError: naming the file, when DensePose is needed and not importable.
+    """
+    needs_densepose = any(
+        isinstance(node.get("MODEL"), dict)
+        and ({"DENSEPOSE_ON", "ROI_DENSEPOSE_HEAD"} & set(node["MODEL"]))
+        for node in _yaml_chain(config_file)
+        if isinstance(node, dict)
+    )
+    if not needs_densepose:
+        return []
+    try:
+        from densepose import add_densepose_config
+    except ImportError as e:
+        raise ImportError(
+            f"{config_file} is a DensePose config, and Detectron2's DensePose project is not "
+            f"importable ({e}); install it: {DENSEPOSE_INSTALL}"
+        ) from None
+    return [add_densepose_config]
+
+
 def load_cfgs(args: argparse.Namespace) -> Dict[str, CfgNode]:
     """Configs A (and B) with the trailing opts: ``setup_cfg`` without ``default_setup`` (no logs,
-    no files in OUTPUT_DIR). Exits with the message of a bad key before anything is measured."""
+    no files in OUTPUT_DIR), with the keys of the Detectron2 projects they need
+    (:func:`project_configs`). Exits with the message of a bad key or a missing project before
+    anything is measured."""
     files = {"A": args.config_file, "B": args.vs} if args.vs else {"A": args.config_file}
     try:
         cfgs = {
-            k: setup_cfg(SimpleNamespace(config_file=f, opts=args.opts), for_launch_only=True)
+            k: setup_cfg(
+                SimpleNamespace(config_file=f, opts=args.opts),
+                for_launch_only=True,
+                add_configs=project_configs(f),
+            )
             for k, f in files.items()
         }
-    except (KeyError, ValueError, AssertionError) as e:
+    except (KeyError, ValueError, AssertionError, ImportError, OSError) as e:
         sys.exit(f"benchmark.py: error: {e.args[0] if e.args else e}")
     for k, cfg in cfgs.items():
         if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():

@@ -400,17 +400,27 @@ def check_keypoint_config(cfg: CfgNode, source: str = "config") -> None:
         )
 
 
-def setup_cfg(args, *, for_launch_only: bool = False) -> CfgNode:
+def setup_cfg(
+    args,
+    *,
+    for_launch_only: bool = False,
+    add_configs: Iterable[Callable[[CfgNode], None]] = (),
+) -> CfgNode:
     """Build the config from ``--config-file`` and trailing opts (checked), and, unless
     ``for_launch_only``, Detectron2's ``default_setup`` (logging, seeding with ``SEED``, the config
     saved in OUTPUT_DIR). No dataset is registered here: the Trainer registers the synthetic
     splits the config sizes when it builds data (:func:`register_synthetic_from_cfg`).
 
+    Args:
+        add_configs: functions adding another project's keys before the file is merged (e.g.
+            DensePose's ``add_densepose_config``), after ``add_bodyparts_config``.
     Raises:
         KeyError / ValueError naming the config file and the bad key.
     """
     cfg = get_cfg()
     add_bodyparts_config(cfg)
+    for add_config in add_configs:
+        add_config(cfg)
     try:
         cfg.merge_from_file(args.config_file)
     except KeyError as e:
