@@ -229,6 +229,7 @@ class BodyPartBranch(nn.Module):
             raise ValueError(f"inference_chunk_size must be >= 0, got {inference_chunk_size}")
         self.inference_chunk_size = int(inference_chunk_size)
         self.inference_chunk_bytes = INFERENCE_CHUNK_BYTES
+        self.inference_chunk_rois = INFERENCE_CHUNK_ROIS
         self.trunk_channels = int(getattr(head, "out_channels", 0) or 0) or _head_width(head)
         self.keypoint_loss_weight = keypoint_loss_weight
         self.keypoint_loss_normalizer = keypoint_loss_normalizer
@@ -373,15 +374,15 @@ class BodyPartBranch(nn.Module):
 
     def inference_chunk(self, num_rois: int, resolution: int, element_size: int = 4) -> int:
         """How many ROIs the head runs at once at inference: ``inference_chunk_size`` when > 0,
-        else (automatic) ``INFERENCE_CHUNK_ROIS``, or fewer when their largest activation (the
-        deconv output: D' x 2P x 2P values of ``element_size`` bytes per ROI, P the pooler's
-        ``resolution``) would pass ``INFERENCE_CHUNK_BYTES`` (at least 1)."""
+        else (automatic) ``INFERENCE_CHUNK_ROIS`` (``inference_chunk_rois``), or fewer when their
+        largest activation (the deconv output: D' x 2P x 2P values of ``element_size`` bytes per
+        ROI, P the pooler's ``resolution``) would pass ``INFERENCE_CHUNK_BYTES`` (at least 1)."""
         if self.inference_chunk_size > 0:
             return self.inference_chunk_size
         side = 2 * resolution
         per_roi = self.trunk_channels * side * side * element_size
         fits = self.inference_chunk_bytes // max(per_roi, 1)
-        return max(1, min(INFERENCE_CHUNK_ROIS, fits))
+        return max(1, min(self.inference_chunk_rois, fits))
 
     def _chunked_inference(
         self, feats: List[torch.Tensor], boxes: List[Boxes]
