@@ -60,7 +60,6 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import detectron2
 import torch
-import yaml
 from detectron2.config import CfgNode
 from detectron2.data import (
     DatasetMapper,
@@ -578,18 +577,6 @@ DENSEPOSE_INSTALL = (
 )
 
 
-def _yaml_chain(config_file: str) -> List[Dict]:
-    """The YAML mappings of a config file and of its ``_BASE_`` files (relative to it)."""
-    chain, path = [], config_file
-    while path and len(chain) < 16:
-        with open(path) as f:
-            node = yaml.safe_load(f) or {}
-        chain.append(node)
-        base = node.get("_BASE_") if isinstance(node, dict) else None
-        path = os.path.join(os.path.dirname(path), base) if isinstance(base, str) else None
-    return chain
-
-
 def project_configs(config_file: str) -> List[Callable[[CfgNode], None]]:
     """The config functions of the Detectron2 projects a config file needs: DensePose's
     ``add_densepose_config`` for a file (or a ``_BASE_`` of it) with ``MODEL.DENSEPOSE_ON`` or
@@ -598,11 +585,9 @@ def project_configs(config_file: str) -> List[Callable[[CfgNode], None]]:
     Raises:
         ImportError: naming the file, when DensePose is needed and not importable.
     """
-    needs_densepose = any(
-        isinstance(node.get("MODEL"), dict)
-        and ({"DENSEPOSE_ON", "ROI_DENSEPOSE_HEAD"} & set(node["MODEL"]))
-        for node in _yaml_chain(config_file)
-        if isinstance(node, dict)
+    model = CfgNode.load_yaml_with_base(config_file).get("MODEL")  # _BASE_ files merged in
+    needs_densepose = isinstance(model, dict) and bool(
+        {"DENSEPOSE_ON", "ROI_DENSEPOSE_HEAD"} & set(model)
     )
     if not needs_densepose:
         return []
